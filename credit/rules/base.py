@@ -1,0 +1,88 @@
+"""The learning-rule interface.
+
+A rule builds an approximate gradient of the **data loss** from the states of
+one forward pass. It never re-runs the network. Its inputs:
+
+* ``params``: the network parameters (``W[post, pre]``);
+* ``state``: the rule's own fixed quantities drawn once per seed (e.g. a
+  random feedback matrix ``B``); an empty dict when it has none;
+* ``traj``: the :class:`~credit.models.rnn.Trajectory` (``x``, ``h``, ``u``,
+  ``phi'(u)``, ``y``);
+* ``errors``: per-step output errors ``e_t = dL/dy_t [B, T, N_out]`` of the
+  batch loss (so the batch mean and the loss mask are already in them);
+* ``key``: for stochastic rules.
+
+It returns a pytree with the structure of ``params``. Readout gradients are
+exact for every rule (:func:`readout_grads`); the exact gradient of the L2 term
+is added by the caller (:func:`credit.training.step.loss_and_grads`), never by
+the rule, so that every rule shares one regularizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from credit.models.rnn import Params, RNNSpec, Trajectory
+
+GradsFn = Callable[[Params, Any, Trajectory, jax.Array, jax.Array], Params]
+
+
+class GradientRule(NamedTuple):
+  """A learning rule, bound to a network spec and its options.
+
+  Attributes:
+    name: registry name.
+    init: ``(key, params) -> state``, the rule's per-seed constants.
+    grads: ``(params, state, traj, errors, key) -> grads`` of the data loss.
+    exact: True when ``grads`` is the true gradient (BPTT, RTRL, TBPTT(K>=T)),
+      in which case training may use the fused ``value_and_grad`` path.
+  """
+
+  name: str
+  init: Callable[[jax.Array, Params], Any]
+  grads: GradsFn
+  exact: bool = False
+
+
+def no_state(key: jax.Array, params: Params) -> dict:
+  del key, params
+  return {}
+
+
+def readout_grads(traj: Trajectory, errors: jax.Array) -> Params:
+  r"""Exact readout gradients :math:`\sum_{b,t} e_t h_t^\top` and :math:`\sum_{b,t} e_t`."""
+  return {
+      "w_out": jnp.einsum("bto,btn->on", errors, traj.h),
+      "b_out": jnp.sum(errors, axis=(0, 1)),
+  }
+
+
+def learning_signal(feedback: jax.Array, errors: jax.Array) -> jax.Array:
+  r"""Immediate learning signal :math:`q_t = F e_t` for feedback ``F [N, N_out]``."""
+  return jnp.einsum("no,bto->btn", feedback, errors)
+
+
+def input_grads(delta: jax.Array, traj: Trajectory, spec: RNNSpec) -> Params:
+  r"""Gradients of ``W_rec``, ``W_in``, ``b`` from per-step credits at the pre-activation.
+
+  Given :math:`\delta_t = \partial L / \partial u_t` (``[B, T, N]``, for any rule's
+  notion of credit), the weight gradients are
+  :math:`\sum_{b,t} \delta_t h_{t-1}^\top` (masked), :math:`\sum \delta_t x_t^\top`
+  and :math:`\sum \delta_t`.
+  """
+  from credit.models.rnn import recurrent_mask  # local: avoids a cycle at import
+
+  w_rec = jnp.einsum("btn,btm->nm", delta, traj.h_prev)
+  return {
+      "w_rec": w_rec * recurrent_mask(spec, w_rec.dtype),
+      "w_in": jnp.einsum("btn,bti->ni", delta, traj.x),
+      "b": jnp.sum(delta, axis=(0, 1)),
+  }
+
+
+RuleFactory = Callable[[RNNSpec, ml_collections.ConfigDict], GradientRule]

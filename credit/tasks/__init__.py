@@ -1,0 +1,45 @@
+"""Tasks: a registry of task modules sharing the :class:`~credit.tasks.base.Task` interface.
+
+Each task module exposes ``default_options() -> ConfigDict``,
+``validate(options)`` and ``make(options, dtype) -> Task``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import jax.numpy as jnp
+import ml_collections
+
+from credit.tasks.base import EVAL_SPLITS, Batch, Task
+
+_MODULES = {
+    "seq_mnist": "credit.tasks.seq_mnist",
+}
+
+
+def names() -> tuple[str, ...]:
+  return tuple(sorted(_MODULES))
+
+
+def module(name: str):
+  if name not in _MODULES:
+    raise ValueError(f"task must be one of {names()}, got {name!r}")
+  return importlib.import_module(_MODULES[name])
+
+
+def default_options(name: str) -> ml_collections.ConfigDict:
+  return module(name).default_options()
+
+
+def validate(name: str, options: ml_collections.ConfigDict) -> None:
+  module(name).validate(options)
+
+
+def make(name: str, options: ml_collections.ConfigDict | None = None, dtype=jnp.float32) -> Task:
+  """Builds a task by name; ``options`` default to the task's ``default_options()``."""
+  mod = module(name)
+  return mod.make(options if options is not None else mod.default_options(), dtype)
+
+
+__all__ = ["EVAL_SPLITS", "Batch", "Task", "default_options", "make", "names", "validate"]

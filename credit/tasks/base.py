@@ -1,0 +1,84 @@
+"""The task interface shared by every task.
+
+A task is a small record of static sizes plus pure functions. Batches follow
+PsychRNN's (inputs, targets, mask) triple so that one masked loss serves
+losses on the last step (sequential MNIST) and on decision windows alike.
+
+Evaluation uses fixed sets (built once, from a fixed key or a fixed data split)
+so that metrics along training are measured on the same examples each time:
+
+* ``train``: a fixed sample of the training distribution;
+* ``val``: held-out examples of the training distribution (curvature is
+  measured here, as in the reference code);
+* ``test``: the **shifted** test distribution (the generalization gap is
+  ``train - test``);
+* ``test_clean``: held-out examples of the training distribution at test size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from credit import losses
+
+EVAL_SPLITS = ("train", "val", "test", "test_clean")
+
+
+class Batch(NamedTuple):
+  """Inputs ``[B, T, N_in]``, targets ``[B, T, N_out]``, loss mask ``[B, T]``."""
+
+  inputs: jax.Array
+  targets: jax.Array
+  mask: jax.Array
+
+
+class Task(NamedTuple):
+  """A supervised sequence task.
+
+  Attributes:
+    name: registry name.
+    n_in, n_out, n_steps: input channels, output channels, sequence length.
+    objective: ``"xent"`` (classification, score = accuracy) or ``"mse"``
+      (regression, score = R^2).
+    sample_train: ``(key, batch_size) -> Batch``, pure and jit-able.
+    eval_sets: fixed evaluation batches keyed by :data:`EVAL_SPLITS`.
+    shift: a sentence describing how ``test`` differs from training.
+    sample_test: ``(key, batch_size) -> Batch`` from the shifted test
+      distribution (for tasks that can generate; ``None`` for fixed datasets).
+    train_size: number of training examples of a fixed dataset (``None`` for
+      generators, whose training distribution is unbounded).
+  """
+
+  name: str
+  n_in: int
+  n_out: int
+  n_steps: int
+  objective: str
+  sample_train: Callable[[jax.Array, int], Batch]
+  eval_sets: dict[str, Batch]
+  shift: str
+  sample_test: Callable[[jax.Array, int], Batch] | None = None
+  train_size: int | None = None
+
+  def loss(self, y: jax.Array, batch: Batch) -> jax.Array:
+    """Data loss of outputs ``y [B, T, N_out]`` (no regularizer)."""
+    return losses.loss_fn(self.objective)(y, batch.targets, batch.mask)
+
+  def score(self, y: jax.Array, batch: Batch) -> jax.Array:
+    """Accuracy (classification) or R^2 (regression)."""
+    return losses.score_fn(self.objective)(y, batch.targets, batch.mask)
+
+
+def one_hot_at_steps(labels: jax.Array, n_classes: int, mask: jax.Array, dtype=jnp.float32):
+  """One-hot targets ``[B, T, K]`` equal to ``labels [B]`` at every step (mask selects)."""
+  onehot = jax.nn.one_hot(labels, n_classes, dtype=dtype)
+  return jnp.broadcast_to(onehot[:, None, :], mask.shape + (n_classes,))
+
+
+def take(batch: Batch, idx: jax.Array) -> Batch:
+  """Sub-batch by example indices."""
+  return Batch(*(x[idx] for x in batch))

@@ -1,0 +1,59 @@
+"""The exact training objective and one rule's gradient of it.
+
+``total_loss`` is what curvature is measured on (never a rule's approximate
+gradient); ``loss_and_grads`` is what the training step descends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+
+from credit import losses
+from credit.models import rnn
+from credit.rules.base import GradientRule
+from credit.tasks.base import Batch, Task
+
+
+def make_total_loss(
+    spec: rnn.RNNSpec, task: Task, reg_l2: float
+) -> Callable[[rnn.Params, Batch], jax.Array]:
+  """``(params, batch) -> data loss + L2``: the exact objective."""
+
+  def total_loss(params: rnn.Params, batch: Batch) -> jax.Array:
+    y = rnn.outputs(params, spec, batch.inputs)
+    return task.loss(y, batch) + losses.l2_penalty(params, reg_l2)
+
+  return total_loss
+
+
+def loss_and_grads(
+    rule: GradientRule,
+    spec: rnn.RNNSpec,
+    task: Task,
+    reg_l2: float,
+    params: rnn.Params,
+    rule_state,
+    batch: Batch,
+    key: jax.Array,
+) -> tuple[jax.Array, rnn.Params]:
+  """Data loss and the rule's gradient of (data loss + L2) on one batch.
+
+  Exact rules go through ``jax.value_and_grad`` of the fused forward pass.
+  Other rules run the forward pass once, take the per-step output errors
+  ``dL/dy_t`` and build their gradient from the trajectory. The exact L2
+  gradient is added for every rule.
+  """
+  if rule.exact:
+
+    def data_loss(p):
+      return task.loss(rnn.forward(p, spec, batch.inputs).y, batch)
+
+    loss, grads = jax.value_and_grad(data_loss)(params)
+  else:
+    traj = rnn.forward(params, spec, batch.inputs)
+    loss, errors = jax.value_and_grad(lambda y: task.loss(y, batch))(traj.y)
+    grads = rule.grads(params, rule_state, traj, errors, key)
+  l2 = losses.l2_gradient(params, reg_l2)
+  return loss, jax.tree.map(lambda g, r: g + r, grads, l2)

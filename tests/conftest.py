@@ -1,0 +1,33 @@
+"""Shared fixtures. credit is imported first so that its JAX settings apply."""
+
+import credit  # noqa: F401  (before jax: see credit.runtime)
+import jax
+import numpy as np
+import pytest
+from jax.experimental import enable_x64
+
+
+@pytest.fixture
+def x64():
+  """Runs a numerics test in float64."""
+  with enable_x64():
+    yield
+
+
+def assert_trees_close(a, b, rtol=1e-10, atol=0.0):
+  """Every leaf of ``a`` equals ``b`` within a relative error on the leaf's norm."""
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(la, lb, strict=True):
+    x, y = np.asarray(x), np.asarray(y)
+    err = np.linalg.norm(x - y)
+    scale = max(np.linalg.norm(y), 1e-300)
+    assert err <= rtol * scale + atol, f"relative error {err / scale:.3e} > {rtol:.1e}"
+
+
+def relative_error(a, b) -> float:
+  """``||a - b|| / ||b||`` over all leaves of two pytrees."""
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  num = sum(float(np.sum((np.asarray(x) - np.asarray(y)) ** 2)) for x, y in zip(la, lb, strict=True))
+  den = sum(float(np.sum(np.asarray(y) ** 2)) for y in lb)
+  return (num / max(den, 1e-300)) ** 0.5
