@@ -38,6 +38,25 @@ def base_config(task: str = "seq_mnist") -> ml_collections.ConfigDict:
   c.num_seeds = 5
   c.seed = 0
   c.dtype = "float32"
+  # Probes measured inside the compiled run (see credit.training.probes).
+  c.curvature = ml_collections.ConfigDict(
+      dict(
+          every=0,  # steps between measurements (0: off); a multiple of eval_every
+          params="w_rec",  # Hessian w.r.t. "w_rec" (as the reference) or "all"
+          lanczos_steps=20,
+          top_k=3,
+          batch_size=256,  # validation examples the Hessian is measured on
+          chunk_size=0,  # examples per HVP chunk (0: the whole batch at once)
+          trace_probes=0,  # Hutchinson probes for Tr H (0: off)
+          flatness_probes=0,  # Hutchinson probes for relative flatness of W_rec (0: off)
+      )
+  )
+  c.alignment = ml_collections.ConfigDict(
+      dict(
+          every=0,  # steps between cosine(rule, BPTT) measurements (0: off)
+          batch_size=256,  # validation examples
+      )
+  )
   return c
 
 
@@ -71,6 +90,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"reg_l2 must be >= 0, got {config.reg_l2}")
   if config.dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
+  for block in ("curvature", "alignment"):
+    every = config[block].every
+    if not isinstance(every, int) or every < 0 or (every and every % config.eval_every):
+      raise ValueError(
+          f"{block}.every must be 0 (off) or a positive multiple of eval_every="
+          f"{config.eval_every}, got {every!r}"
+      )
+  if config.curvature.params not in ("w_rec", "all"):
+    raise ValueError(f"curvature.params must be one of ('w_rec', 'all'), got "
+                     f"{config.curvature.params!r}")
   m = config.model
   if not isinstance(m.n_hidden, int) or m.n_hidden < 1:
     raise ValueError(f"model.n_hidden must be a positive integer, got {m.n_hidden!r}")

@@ -1,7 +1,18 @@
-"""Measurements taken at every evaluation, as the config asks for them.
+"""Measurements taken at evaluations, as the config asks for them.
 
-A probe is ``probe(params, rule_state, key) -> {metric name: scalar}``; it is
-compiled into the training program and vmapped over seeds with it.
+A probe is ``probe(params, rule_state, key, step) -> {metric name: scalar}``;
+it is compiled into the training program and vmapped over seeds with it.
+``step`` is not vmapped, so a probe that runs only every ``k`` steps uses
+``lax.cond`` and pays nothing at the other evaluations (it reports NaN there).
+
+Enabled by config blocks:
+
+* ``curvature.every > 0``: :func:`credit.curvature.tracking.make_curvature_probe`
+  (metrics ``lambda_max``, ``lambda_2`` .. ``lambda_k``, ``hessian_trace``,
+  ``relative_flatness``).
+* ``alignment.every > 0``: :func:`credit.rules.alignment.make_alignment_probe`
+  (metrics ``align_cos`` and ``align_cos_<param>``: cosine between the rule's
+  gradient and BPTT's).
 """
 
 from __future__ import annotations
@@ -23,5 +34,13 @@ def make_probes(
     total_loss: Callable,
 ) -> tuple:
   """The probes enabled in ``config`` (none by default)."""
-  del config, spec, task, rule, total_loss
-  return ()
+  probes = []
+  if config.curvature.every > 0:
+    from credit.curvature.tracking import make_curvature_probe
+
+    probes.append(make_curvature_probe(config, spec, task, total_loss))
+  if config.alignment.every > 0:
+    from credit.rules.alignment import make_alignment_probe
+
+    probes.append(make_alignment_probe(config, spec, task, rule))
+  return tuple(probes)
