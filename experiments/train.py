@@ -7,10 +7,10 @@ Writes ``config.json``, ``metrics.csv`` (one row per seed and evaluation) and
 ``summary.json`` (one record per seed) to ``--workdir``.
 """
 
-import credit  # noqa: F401  (first: sets JAX flags before jax is imported)
 from absl import app, flags
 from ml_collections import config_flags
 
+import credit  # noqa: F401  (first: sets JAX flags before jax is imported)
 from credit.training.run import train_and_evaluate
 
 FLAGS = flags.FLAGS

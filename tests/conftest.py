@@ -4,13 +4,12 @@ import credit  # noqa: F401  (before jax: see credit.runtime)
 import jax
 import numpy as np
 import pytest
-from jax.experimental import enable_x64
 
 
 @pytest.fixture
 def x64():
-  """Runs a numerics test in float64."""
-  with enable_x64():
+  """Runs a numerics test in float64 (``jax.enable_x64`` context)."""
+  with jax.enable_x64(True):
     yield
 
 

