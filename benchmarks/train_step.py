@@ -21,13 +21,14 @@ import json
 import statistics
 import time
 
+import credit  # noqa: F401  (before jax: see credit.runtime)
+from credit.training.run import compile_seeds, seed_keys, train_and_evaluate
+from credit.training.train import make_trainer
+
 import jax
 import jax.numpy as jnp
 
-import credit  # noqa: F401  (before jax: see credit.runtime)
 from configs.seq_mnist import get_config
-from credit.training.run import compile_seeds, seed_keys, train_and_evaluate
-from credit.training.train import make_trainer
 
 
 def median_time(fn, *args, repeats: int = 5) -> float:

@@ -7,11 +7,11 @@ Writes ``config.json``, ``metrics.csv`` (one row per seed and evaluation) and
 ``summary.json`` (one record per seed) to ``--workdir``.
 """
 
-from absl import app, flags
-from ml_collections import config_flags
-
 import credit  # noqa: F401  (first: sets JAX flags before jax is imported)
 from credit.training.run import train_and_evaluate
+
+from absl import app, flags
+from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for config.json, metrics.csv and summary.json.")

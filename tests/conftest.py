@@ -1,6 +1,7 @@
 """Shared fixtures. credit is imported first so that its JAX settings apply."""
 
 import credit  # noqa: F401  (before jax: see credit.runtime)
+
 import jax
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ def assert_trees_close(a, b, rtol=1e-10, atol=0.0):
 def relative_error(a, b) -> float:
   """``||a - b|| / ||b||`` over all leaves of two pytrees."""
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-  num = sum(float(np.sum((np.asarray(x) - np.asarray(y)) ** 2)) for x, y in zip(la, lb, strict=True))
+  pairs = zip(la, lb, strict=True)
+  num = sum(float(np.sum((np.asarray(x) - np.asarray(y)) ** 2)) for x, y in pairs)
   den = sum(float(np.sum(np.asarray(y) ** 2)) for y in lb)
   return (num / max(den, 1e-300)) ** 0.5

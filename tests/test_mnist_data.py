@@ -3,10 +3,10 @@
 import os
 import zipfile
 
+from credit.data import mnist
+
 import numpy as np
 import pytest
-
-from credit.data import mnist
 
 
 def small_arrays(seed=0):

@@ -1,16 +1,17 @@
 """The RNN and the objective against independent computations (float64)."""
 
+from credit import losses
+from credit.models import rnn
+from credit.rules import bptt
+from credit.tasks.base import Batch
+from credit.training.objective import make_total_loss
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from credit import losses
-from credit.models import rnn
-from credit.rules import bptt
-from credit.tasks.base import Batch
-from credit.training.objective import make_total_loss
 from tests.conftest import assert_trees_close
 
 

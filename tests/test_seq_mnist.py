@@ -1,11 +1,11 @@
 """Sequential MNIST: splits, the test perturbation and batches (synthetic source)."""
 
+from credit import tasks
+from credit.tasks import seq_mnist
+
 import jax
 import numpy as np
 import pytest
-
-from credit import tasks
-from credit.tasks import seq_mnist
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,17 @@ import os
 import subprocess
 import sys
 
+from credit import tasks
+from credit.training import outputs
+from credit.training.run import compile_seeds, run_seeds, seed_keys, train_and_evaluate
+from credit.training.train import make_train, make_trainer
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs.seq_mnist import get_config
-from credit import tasks
-from credit.training import outputs
-from credit.training.run import compile_seeds, run_seeds, seed_keys, train_and_evaluate
-from credit.training.train import make_train, make_trainer
 from tests.conftest import assert_trees_close
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

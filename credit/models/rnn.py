@@ -163,12 +163,28 @@ def step(params: Params, spec: RNNSpec, h: jax.Array, x: jax.Array):
 
 
 def forward(
-    params: Params, spec: RNNSpec, inputs: jax.Array, h0: jax.Array | None = None
+    params: Params,
+    spec: RNNSpec,
+    inputs: jax.Array,
+    h0: jax.Array | None = None,
+    noise: jax.Array | None = None,
 ) -> Trajectory:
   """Runs the network over ``inputs [B, T, N_in]`` and returns the whole trajectory.
 
   The input projection is computed for all steps at once (one large matmul);
   only the recurrent matmul stays inside the scan.
+
+  Args:
+    params: network parameters.
+    spec: the network spec.
+    inputs: ``[B, T, N_in]``.
+    h0: initial state ``[B, N]`` (zeros when omitted).
+    noise: optional activity noise ``xi [B, T, N]`` added to the pre-activation,
+      :math:`u_t = W_{rec} h_{t-1} + W_{in} x_t + b + \\xi_t`; the returned
+      ``u`` and ``phi'(u)`` include it (training-time noise injection).
+
+  Returns:
+    The :class:`Trajectory`.
   """
   phi, dphi = activation_fns(spec.activation)
   batch = inputs.shape[0]
@@ -177,6 +193,8 @@ def forward(
     h0 = jnp.zeros((batch, spec.n_hidden), dtype)
   w_rec_t = effective_w_rec(params, spec).T
   drive = jnp.einsum("bti,ni->tbn", inputs, params["w_in"]) + params["b"]
+  if noise is not None:
+    drive = drive + jnp.swapaxes(noise, 0, 1)
 
   def body(h, d):
     u = h @ w_rec_t + d

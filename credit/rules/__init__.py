@@ -4,19 +4,44 @@
 ``credit.rules.make(name, spec, options)`` builds the rule. Options shared by
 all rules live in one ConfigDict (``config.rule_options``), see
 :func:`default_options`.
+
+Registered rules (rate RNN):
+
+* ``bptt``: exact backpropagation through time (the reference).
+* ``tbptt``: BPTT truncated to a sliding window of ``truncation`` steps.
+* ``rtrl``: exact real-time recurrent learning (full influence tensor).
+* ``eprop``: e-prop, symmetric feedback, trace with leak and self-coupling.
+* ``eprop_random``: e-prop with a fixed random feedback matrix.
+* ``rflo``: random feedback, leak-only trace (Murray 2019).
+* ``mdgl``: e-prop plus the cell-type-averaged one-hop modulatory term.
+* ``mdgl_exact``: the same with the cell-specific ``W_rec`` (two-step truncation).
+* ``three_factor_autodiff``: the reference code's stop-gradient rule (an oracle).
 """
 
 from __future__ import annotations
 
-import ml_collections
-
 from credit.models.rnn import RNNSpec
-from credit.rules import bptt
+from credit.rules import bptt, eprop, mdgl, rtrl, tbptt, three_factor
 from credit.rules.base import GradientRule, RuleFactory
+
+import ml_collections
 
 _FACTORIES: dict[str, RuleFactory] = {
     "bptt": bptt.make,
+    "tbptt": tbptt.make,
+    "rtrl": rtrl.make,
+    "eprop": eprop.make_eprop,
+    "eprop_random": eprop.make_eprop_random,
+    "rflo": eprop.make_rflo,
+    "mdgl": mdgl.make_mdgl,
+    "mdgl_exact": mdgl.make_mdgl_exact,
+    "three_factor_autodiff": three_factor.make,
 }
+
+# Rules that have both an online and an offline implementation (``online``).
+ONLINE_RULES = ("eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact")
+# Rules whose state holds a random feedback matrix ``{"feedback": B [N, N_out]}``.
+RANDOM_FEEDBACK_RULES = ("eprop_random", "rflo")
 
 
 def names() -> tuple[str, ...]:
@@ -31,17 +56,78 @@ def get(name: str) -> RuleFactory:
 
 
 def default_options() -> ml_collections.ConfigDict:
-  """Options read by the rules (each rule reads the ones it needs)."""
-  return ml_collections.ConfigDict(dict())
+  """Options read by the rules (each rule reads the ones it needs).
+
+  Fields:
+    truncation: ``tbptt`` window ``K`` (steps each loss is backpropagated).
+    feedback_scale: ``eprop_random``, ``rflo``: ``B_ij ~ N(0, feedback_scale^2 / N)``.
+    online: e-prop family (``eprop``, ``eprop_random``, ``rflo``, ``mdgl``,
+      ``mdgl_exact``): True carries the traces forward in time; False (default)
+      uses the equivalent, faster backward filter and contracts only the steps
+      that carry credit (the same gradient while weights change once per batch).
+    self_coupling: ``eprop``, ``eprop_random``, ``mdgl``, ``mdgl_exact``: keep the
+      self-coupling ``D_i W_rec,ii`` in the trace decay (with ``no_autapse`` the
+      diagonal is zero and this changes nothing); ``rflo`` is always leak-only.
+    rtrl_max_params: ``rtrl`` refuses networks with more recurrent-side
+      parameters ``P = N (N + N_in + 1)`` (the influence tensor has ``N P`` entries
+      per example).
+  """
+  return ml_collections.ConfigDict(
+      dict(
+          truncation=10,
+          feedback_scale=1.0,
+          online=False,
+          self_coupling=True,
+          rtrl_max_params=65_536,
+      )
+  )
+
+
+def _check(cond: bool, field: str, allowed: str, value) -> None:
+  if not cond:
+    raise ValueError(f"rule_options.{field} must be {allowed}, got {value!r}")
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
 
 
 def validate(name: str, options: ml_collections.ConfigDict) -> None:
+  """Checks the rule name and every rule option (all of them, whichever rule is chosen)."""
   get(name)
-  del options
+  known = set(default_options().keys())
+  unknown = sorted(set(options.keys()) - known)
+  if unknown:
+    raise ValueError(f"rule_options has unknown field(s) {unknown}; known: {sorted(known)}")
+  o = _complete(options)
+  _check(_is_int(o.truncation) and o.truncation >= 1, "truncation", "a positive integer",
+         o.truncation)
+  _check(isinstance(o.feedback_scale, (int, float)) and not isinstance(o.feedback_scale, bool)
+         and o.feedback_scale > 0, "feedback_scale", "a number > 0", o.feedback_scale)
+  _check(isinstance(o.online, bool), "online", "True or False", o.online)
+  _check(isinstance(o.self_coupling, bool), "self_coupling", "True or False", o.self_coupling)
+  _check(_is_int(o.rtrl_max_params) and o.rtrl_max_params >= 1, "rtrl_max_params",
+         "a positive integer", o.rtrl_max_params)
 
 
-def make(name: str, spec: RNNSpec, options: ml_collections.ConfigDict | None = None) -> GradientRule:
-  return get(name)(spec, options if options is not None else default_options())
+def _complete(options: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:
+  """The defaults, overridden by the given options (which may name only some fields)."""
+  merged = dict(default_options().items())
+  if options is not None:
+    merged.update(options.items())
+  return ml_collections.ConfigDict(merged)
 
 
-__all__ = ["GradientRule", "default_options", "get", "make", "names", "validate"]
+def make(
+    name: str, spec: RNNSpec, options: ml_collections.ConfigDict | None = None
+) -> GradientRule:
+  """Builds rule ``name`` for ``spec``; missing options take their defaults."""
+  full = _complete(options)
+  validate(name, full)
+  return get(name)(spec, full)
+
+
+__all__ = [
+    "ONLINE_RULES", "RANDOM_FEEDBACK_RULES", "GradientRule", "default_options", "get", "make",
+    "names", "validate",
+]

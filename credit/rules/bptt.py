@@ -17,12 +17,12 @@ through the forward scan; training uses ``jax.value_and_grad`` directly
 
 from __future__ import annotations
 
+from credit.models.rnn import Params, RNNSpec, Trajectory, effective_w_rec
+from credit.rules.base import GradientRule, input_grads, learning_signal, no_state, readout_grads
+
 import jax
 import jax.numpy as jnp
 import ml_collections
-
-from credit.models.rnn import Params, RNNSpec, Trajectory, effective_w_rec
-from credit.rules.base import GradientRule, input_grads, learning_signal, no_state, readout_grads
 
 
 def backward_credit(params: Params, spec: RNNSpec, traj: Trajectory, q: jax.Array) -> jax.Array:

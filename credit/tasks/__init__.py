@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import importlib
 
+from credit.tasks.base import EVAL_SPLITS, Batch, Task
+
 import jax.numpy as jnp
 import ml_collections
 
-from credit.tasks.base import EVAL_SPLITS, Batch, Task
-
 _MODULES = {
+    "delayed_match_to_sample": "credit.tasks.delayed_match_to_sample",
+    "evidence_accumulation": "credit.tasks.evidence_accumulation",
+    "pattern_generation": "credit.tasks.pattern_generation",
     "seq_mnist": "credit.tasks.seq_mnist",
 }
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from credit import losses
+
 import jax
 import jax.numpy as jnp
-
-from credit import losses
 
 EVAL_SPLITS = ("train", "val", "test", "test_clean")
 

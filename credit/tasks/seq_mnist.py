@@ -10,13 +10,13 @@ evaluation sees the same perturbed images.
 
 from __future__ import annotations
 
+from credit.data import mnist
+from credit.tasks.base import Batch, Task, one_hot_at_steps
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-
-from credit.data import mnist
-from credit.tasks.base import Batch, Task, one_hot_at_steps
 
 SOURCES = ("mnist", "synthetic")
 N_VAL = 5000

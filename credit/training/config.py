@@ -7,12 +7,12 @@ compiled, and each error names the field and the allowed values.
 
 from __future__ import annotations
 
-import ml_collections
-
 from credit import rules, tasks
 from credit.models.rnn import ACTIVATIONS
 from credit.tasks.base import Task
 from credit.training import optimizers
+
+import ml_collections
 
 DTYPES = ("float32", "float64")
 
@@ -43,7 +43,7 @@ def base_config(task: str = "seq_mnist") -> ml_collections.ConfigDict:
       dict(
           every=0,  # steps between measurements (0: off); a multiple of eval_every
           params="w_rec",  # Hessian w.r.t. "w_rec" (as the reference) or "all"
-          lanczos_steps=20,
+          lanczos_steps=10,  # benchmarks/curvature.py: 1e-7 of power iteration at 27% of its HVPs
           top_k=3,
           batch_size=256,  # validation examples the Hessian is measured on
           chunk_size=0,  # examples per HVP chunk (0: the whole batch at once)
@@ -55,6 +55,29 @@ def base_config(task: str = "seq_mnist") -> ml_collections.ConfigDict:
       dict(
           every=0,  # steps between cosine(rule, BPTT) measurements (0: off)
           batch_size=256,  # validation examples
+      )
+  )
+  # Stability of the rule's update map (see credit.theory.tracking).
+  c.theory = ml_collections.ConfigDict(
+      dict(
+          every=0,  # steps between measurements (0: off); a multiple of eval_every
+          params="w_rec",  # parameters the Hessian and the rule's Jacobian act on, or "all"
+          batch_size=256,  # validation examples (a fixed batch, as for curvature)
+          lanczos_steps=20,  # Hessian Lanczos steps (top eigenvectors)
+          top_k=1,  # alignment factor c along the top_k Hessian eigenvectors
+          arnoldi_steps=20,  # Arnoldi steps on the rule's Jacobian J
+          jvp="auto",  # "jvp" (forward mode), "fd" (central differences) or "auto"
+      )
+  )
+  # Remedies (see credit.training.optimizers.schedule and credit.theory.remedies);
+  # the defaults leave training exactly as without them.
+  c.remedies = ml_collections.ConfigDict(
+      dict(
+          lr_scale=1.0,  # multiplies optimizer.learning_rate (per-rule, e.g. 1/c)
+          late_lr_factor=1.0,  # late-phase learning-rate multiplier (1: off)
+          late_lr_start=0.5,  # late phase start: fraction of num_steps (< 1) or a step (>= 1)
+          weight_noise_std=0.0,  # gradient taken at weights + N(0, std^2) (perturbed GD)
+          activity_noise_std=0.0,  # N(0, std^2) added to pre-activations in training passes
       )
   )
   return c
@@ -90,7 +113,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"reg_l2 must be >= 0, got {config.reg_l2}")
   if config.dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
-  for block in ("curvature", "alignment"):
+  for block in ("curvature", "alignment", "theory"):
+    if block not in config:  # configs written before the block existed: off
+      continue
     every = config[block].every
     if not isinstance(every, int) or every < 0 or (every and every % config.eval_every):
       raise ValueError(
@@ -100,6 +125,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.curvature.params not in ("w_rec", "all"):
     raise ValueError(f"curvature.params must be one of ('w_rec', 'all'), got "
                      f"{config.curvature.params!r}")
+  if "theory" in config:
+    _validate_theory(config.theory)
+  if "remedies" in config:
+    _validate_remedies(config.remedies, config.num_steps)
   m = config.model
   if not isinstance(m.n_hidden, int) or m.n_hidden < 1:
     raise ValueError(f"model.n_hidden must be a positive integer, got {m.n_hidden!r}")
@@ -109,6 +138,36 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"model.alpha must be in (0, 1], got {m.alpha}")
   if m.dale and not 0 < m.frac_exc < 1:
     raise ValueError(f"model.frac_exc must be in (0, 1) under Dale's law, got {m.frac_exc}")
+
+
+def _validate_theory(t: ml_collections.ConfigDict) -> None:
+  if t.params not in ("w_rec", "all"):
+    raise ValueError(f"theory.params must be one of ('w_rec', 'all'), got {t.params!r}")
+  for field in ("batch_size", "lanczos_steps", "top_k", "arnoldi_steps"):
+    value = t[field]
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f"theory.{field} must be a positive integer, got {value!r}")
+  if t.top_k > t.lanczos_steps:
+    raise ValueError(
+        f"theory.top_k ({t.top_k}) must be at most theory.lanczos_steps ({t.lanczos_steps})"
+    )
+  if t.jvp not in ("auto", "jvp", "fd"):
+    raise ValueError(f"theory.jvp must be one of ('auto', 'jvp', 'fd'), got {t.jvp!r}")
+
+
+def _validate_remedies(r: ml_collections.ConfigDict, num_steps: int) -> None:
+  for field in ("lr_scale", "late_lr_factor"):
+    if not r[field] > 0:
+      raise ValueError(f"remedies.{field} must be > 0, got {r[field]}")
+  for field in ("weight_noise_std", "activity_noise_std"):
+    if not r[field] >= 0:
+      raise ValueError(f"remedies.{field} must be >= 0 (0: off), got {r[field]}")
+  start = optimizers.late_start_step(r.late_lr_start, num_steps)
+  if r.late_lr_factor != 1.0 and not 0 < start <= num_steps:
+    raise ValueError(
+        f"remedies.late_lr_start={r.late_lr_start} gives step {start}, outside (0, "
+        f"num_steps={num_steps}]"
+    )
 
 
 def validate_against_task(config: ml_collections.ConfigDict, task: Task) -> None:

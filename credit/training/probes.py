@@ -13,17 +13,22 @@ Enabled by config blocks:
 * ``alignment.every > 0``: :func:`credit.rules.alignment.make_alignment_probe`
   (metrics ``align_cos`` and ``align_cos_<param>``: cosine between the rule's
   gradient and BPTT's).
+* ``theory.every > 0``: :func:`credit.theory.tracking.make_theory_probe`
+  (metrics ``theory_lambda_max``, ``theory_c``, ``theory_eta``,
+  ``predicted_lambda_bound``, ``theory_stability_ratio``, ``update_map_radius``,
+  ``update_map_min_real``, ``rule_jac_max_real``, ``theory_align_cos``: the
+  rule's update-map stability, see :mod:`credit.theory`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import ml_collections
-
 from credit.models.rnn import RNNSpec
 from credit.rules.base import GradientRule
 from credit.tasks.base import Task
+
+import ml_collections
 
 
 def make_probes(
@@ -43,4 +48,8 @@ def make_probes(
     from credit.rules.alignment import make_alignment_probe
 
     probes.append(make_alignment_probe(config, spec, task, rule))
+  if "theory" in config and config.theory.every > 0:
+    from credit.theory.tracking import make_theory_probe
+
+    probes.append(make_theory_probe(config, spec, task, rule, total_loss))
   return tuple(probes)

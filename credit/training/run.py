@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from credit.training import outputs
+from credit.training.train import Metrics, Trainer, TrainState, make_trainer
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-
-from credit.training import outputs
-from credit.training.train import Metrics, Trainer, TrainState, make_trainer
 
 
 class RunResult(NamedTuple):

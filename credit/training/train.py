@@ -11,6 +11,11 @@ over ``eval_every`` steps followed by an evaluation on the task's fixed sets.
 ``evaluate``) for drivers that need the host between chunks (progress lines,
 checkpoints); both paths give identical results.
 
+The remedies of ``config.remedies`` enter here: the learning-rate schedule
+(:func:`credit.training.optimizers.schedule`) and the weight and activity
+noise of the gradient (:mod:`credit.theory.remedies`); off by default, and
+then the program is the same as without them.
+
 A seed whose loss or gradient turns non-finite is marked ``diverged`` and
 frozen at its last finite parameters; the other seeds go on.
 """
@@ -20,16 +25,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from credit import rules, tasks
+from credit.models import rnn
+from credit.tasks.base import Batch, Task
+from credit.theory import remedies
+from credit.training import optimizers
+from credit.training.objective import loss_and_grads, make_total_loss
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-
-from credit import rules, tasks
-from credit.models import rnn
-from credit.tasks.base import Batch, Task
-from credit.training import optimizers
-from credit.training.objective import loss_and_grads, make_total_loss
 
 Metrics = dict[str, jax.Array]
 # A probe measures something extra at each evaluation (curvature, alignment):
@@ -100,6 +106,10 @@ def evaluation_steps(num_steps: int, eval_every: int) -> tuple[int, ...]:
   return tuple(steps)
 
 
+# Folded into a step's key for the noise remedies (credit.theory.remedies).
+_NOISE_SALT = 0x6E01
+
+
 def _where_tree(pred: jax.Array, new, old):
   return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
@@ -136,6 +146,19 @@ def make_trainer(
   if probes is None:
     probes = probes_lib.make_probes(config, spec, task, rule, total_loss)
   batch_size = config.batch_size
+  noise = remedies.Noise.from_config(config)
+
+  def gradient(state: TrainState, batch: Batch, k_rule: jax.Array):
+    if not noise.active:
+      return loss_and_grads(
+          rule, spec, task, config.reg_l2, state.params, state.rule_state, batch, k_rule
+      )
+    # A key of its own, so that the batch and rule keys do not change with the noise.
+    k_noise = jax.random.fold_in(state.key, _NOISE_SALT)
+    return remedies.noisy_loss_and_grads(
+        rule, spec, task, config.reg_l2, state.params, state.rule_state, batch, k_rule, k_noise,
+        noise,
+    )
 
   def init(key: jax.Array) -> TrainState:
     k_params, k_rule, k_run = jax.random.split(key, 3)
@@ -152,9 +175,7 @@ def make_trainer(
   def train_step(state: TrainState, _) -> tuple[TrainState, None]:
     key, k_batch, k_rule = jax.random.split(state.key, 3)
     batch = task.sample_train(k_batch, batch_size)
-    loss, grads = loss_and_grads(
-        rule, spec, task, config.reg_l2, state.params, state.rule_state, batch, k_rule
-    )
+    loss, grads = gradient(state, batch, k_rule)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = rnn.project(optax.apply_updates(state.params, updates), spec)
     finite = jnp.isfinite(loss) & jnp.all(

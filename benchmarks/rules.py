@@ -1,0 +1,181 @@
+"""Per-rule training-step time and memory relative to BPTT (run by hand; prints JSON).
+
+One training step = the forward pass, the rule's gradient of data loss + L2
+(:func:`credit.training.objective.loss_and_grads`, exactly what training
+calls), an SGD update and the projection onto the model's constraints. BPTT
+goes through the fused ``jax.value_and_grad`` path, as in training.
+
+Setup: the seq-MNIST network (ReLU, alpha = 1, no autapses, N_in = 28, N_out = 10,
+T = 28, batch 256, loss on the last step only) at N = 128 and N = 512, random
+inputs. For each rule:
+
+* ``time_ms`` / ``time_ms_min``: median / minimum wall time of ``--reps``
+  steps after a warm-up (``block_until_ready``). Cases are timed round-robin,
+  so that a varying machine load affects them alike.
+* ``cpu_ms``: median CPU time of the process over the step (all XLA threads).
+  With ``--single-thread`` it measures the work done even on a busy machine;
+  with several threads it also counts the thread pool's spinning.
+* ``temp_mb``: XLA's temp-buffer size of the compiled step
+  (``compiled.memory_analysis().temp_size_in_bytes``).
+* ``*_vs_bptt``: the same as ratios to BPTT.
+
+e-prop-family rules run in both modes (``fast``: offline backward filter, the
+training default; ``online``: traces carried forward in time). RTRL is skipped
+unless ``--rtrl`` (N = 128 needs ~2.6 GB and ~2 TFLOP per step; N = 512
+exceeds the size guard).
+
+  python benchmarks/rules.py [--sizes 128,512] [--reps 15] [--rtrl] [--only eprop/fast,...]
+                             [--single-thread]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+if "--single-thread" in sys.argv:  # must reach XLA before its CPU backend starts
+  single = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {single}".strip()
+
+import credit  # noqa: F401  (first: sets XLA flags and JAX options before jax is imported)
+from credit import rules
+from credit.models import rnn
+from credit.rules import rtrl
+from credit.tasks.base import Batch, Task
+from credit.training.objective import loss_and_grads
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+T, N_IN, N_OUT, BATCH, REG_L2, LR = 28, 28, 10, 256, 1e-2, 1e-2
+
+
+def make_task(batch: int) -> tuple[Task, Batch]:
+  rng = np.random.default_rng(0)
+  inputs = jnp.asarray(rng.uniform(size=(batch, T, N_IN)), jnp.float32)
+  labels = rng.integers(0, N_OUT, batch)
+  mask = jnp.zeros((batch, T), jnp.float32).at[:, -1].set(1.0)
+  targets = jnp.broadcast_to(jnp.asarray(np.eye(N_OUT)[labels], jnp.float32)[:, None],
+                             (batch, T, N_OUT))
+  task = Task(name="seq_mnist_like", n_in=N_IN, n_out=N_OUT, n_steps=T, objective="xent",
+              sample_train=None, eval_sets={}, shift="")
+  return task, Batch(inputs, targets, mask)
+
+
+def step_fn(rule: rules.GradientRule, spec: rnn.RNNSpec, task: Task):
+  optimizer = optax.sgd(LR)
+
+  def step(params, opt_state, rule_state, batch, key):
+    loss, grads = loss_and_grads(rule, spec, task, REG_L2, params, rule_state, batch, key)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return loss, rnn.project(optax.apply_updates(params, updates), spec), opt_state
+
+  return optimizer, jax.jit(step)
+
+
+def compile_case(rule: rules.GradientRule, spec: rnn.RNNSpec, task: Task, batch: Batch):
+  """The compiled step, its arguments, its compile time and its memory analysis."""
+  params = rnn.project(rnn.init_params(jax.random.key(0), spec), spec)
+  rule_state = rule.init(jax.random.key(1), params)
+  optimizer, step = step_fn(rule, spec, task)
+  args = (params, optimizer.init(params), rule_state, batch, jax.random.key(2))
+  t0 = time.perf_counter()
+  compiled = step.lower(*args).compile()
+  compile_s = time.perf_counter() - t0
+  jax.block_until_ready(compiled(*args))  # warm-up
+  return compiled, args, compile_s, compiled.memory_analysis()
+
+
+def measure(cases_: list, spec: rnn.RNNSpec, task: Task, batch: Batch, reps: int) -> dict:
+  """Times every case round-robin (fair under a varying machine load)."""
+  built = {label: compile_case(rule, spec, task, batch) for label, rule in cases_}
+  times = {label: [] for label in built}
+  cpu = {label: [] for label in built}
+  for _ in range(reps):
+    for label, (compiled, args, _, _) in built.items():
+      c0, t0 = time.process_time(), time.perf_counter()
+      jax.block_until_ready(compiled(*args))
+      times[label].append(time.perf_counter() - t0)
+      cpu[label].append(time.process_time() - c0)
+  rows = {}
+  for label, (_, _, compile_s, mem) in built.items():
+    rows[label] = {
+        "time_ms": 1e3 * statistics.median(times[label]),
+        "time_ms_min": 1e3 * min(times[label]),
+        "cpu_ms": 1e3 * statistics.median(cpu[label]),
+        "temp_mb": mem.temp_size_in_bytes / 2**20 if mem is not None else None,
+        "compile_s": compile_s,
+    }
+  return rows
+
+
+def cases(spec: rnn.RNNSpec, with_rtrl: bool):
+  """``(label, rule)`` for every benchmarked configuration."""
+
+  def make(name, **options):
+    return rules.make(name, spec, ml_collections.ConfigDict(options))
+
+  out = [("bptt", make("bptt")), ("tbptt(K=10)", make("tbptt", truncation=10))]
+  out += [(f"{name}/fast", make(name, online=False)) for name in rules.ONLINE_RULES]
+  out += [(f"{name}/online", make(name, online=True)) for name in rules.ONLINE_RULES]
+  out.append(("three_factor_autodiff", make("three_factor_autodiff")))
+  if with_rtrl and rtrl.num_params(spec) <= rules.default_options().rtrl_max_params:
+    # RTRL is exact, so training takes value_and_grad; time the influence tensor instead.
+    out.append(("rtrl(influence)", make("rtrl")._replace(exact=False)))
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--sizes", default="128,512")
+  parser.add_argument("--batch", type=int, default=BATCH)
+  parser.add_argument("--reps", type=int, default=15)
+  parser.add_argument("--rtrl", action="store_true")
+  parser.add_argument("--only", default="", help="comma-separated case labels (bptt always)")
+  parser.add_argument("--single-thread", action="store_true",
+                      help="one XLA CPU thread: CPU times then measure the work done even on a "
+                           "busy machine")
+  args = parser.parse_args()
+  task, batch = make_task(args.batch)
+  report = {
+      "setup": dict(T=T, n_in=N_IN, n_out=N_OUT, batch=args.batch, activation="relu", alpha=1.0,
+                    no_autapse=True, loss="xent on the last step", reps=args.reps,
+                    step="forward + loss_and_grads + SGD update + projection"),
+      "device": str(jax.devices()[0]),
+      "single_thread": args.single_thread,
+      "cpu_count": os.cpu_count(),
+      "backend": jax.default_backend(),
+      "machine": platform.processor() or platform.machine(),
+      "results": {},
+  }
+  for n in (int(s) for s in args.sizes.split(",")):
+    spec = rnn.RNNSpec(N_IN, n, N_OUT)
+    selected = [c for c in cases(spec, args.rtrl)
+                if not args.only or c[0] == "bptt" or c[0] in args.only.split(",")]
+    rows = measure(selected, spec, task, batch, args.reps)
+    base = rows["bptt"]
+    for row in rows.values():
+      row["time_vs_bptt"] = row["time_ms"] / base["time_ms"]
+      row["time_min_vs_bptt"] = row["time_ms_min"] / base["time_ms_min"]
+      row["cpu_vs_bptt"] = row["cpu_ms"] / base["cpu_ms"]
+      if row["temp_mb"] is not None and base["temp_mb"]:
+        row["temp_vs_bptt"] = row["temp_mb"] / base["temp_mb"]
+    if "rtrl(influence)" not in rows:
+      rows["rtrl"] = {"skipped": "exact rule: trains through value_and_grad, i.e. the bptt row; "
+                                 "its influence tensor is measured only with --rtrl, within "
+                                 "rule_options.rtrl_max_params"}
+    report["results"][f"N={n}"] = rows
+    print(json.dumps({f"N={n}": rows}), flush=True)
+  print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+  main()

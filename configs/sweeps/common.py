@@ -1,0 +1,47 @@
+"""The sweep shared by the tasks other than seq-MNIST (one config file per task).
+
+Rules: BPTT and the bio-plausible family (e-prop with symmetric and random
+feedback, RFLO, MDGL). Dale's law is on for **every** rule, not only MDGL:
+MDGL's cell-type-averaged weights need E/I cell types, and all rules must
+train the same network class for their gaps to be comparable. Steps,
+evaluation interval, optimizer and learning rate come from the task's own
+config (``configs/<task>.py``); lambda_max (W_rec Hessian) and the alignment
+with BPTT are measured at every evaluation; 5 seeds.
+"""
+
+import importlib
+
+from credit.training.config import parse_variants
+
+import ml_collections
+
+RULES = ("bptt", "eprop", "eprop_random", "rflo", "mdgl")
+
+
+def task_sweep(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """The sweep config of ``task``; ``arg`` may hold the ``smoke`` variant."""
+  smoke = "smoke" in parse_variants(arg)
+  base = importlib.import_module(f"configs.{task}").get_config("smoke" if smoke else None)
+  base.model.dale = True
+  if not smoke:
+    base.num_seeds = 5
+  base.curvature.params = "w_rec"
+  base.curvature.every = base.curvature.every or base.eval_every
+  base.alignment.every = 0  # off for BPTT (cosine 1), on for the others below
+  if smoke:
+    base.curvature.batch_size = min(base.curvature.batch_size, 64)
+    base.curvature.lanczos_steps = min(base.curvature.lanczos_steps, 8)
+    base.alignment.batch_size = min(base.alignment.batch_size, 64)
+
+  sweep = ml_collections.ConfigDict()
+  sweep.name = task + ("_smoke" if smoke else "")
+  sweep.tasks = ml_collections.ConfigDict({task: base})
+  sweep.rules = RULES
+  sweep.learning_rates = (base.optimizer.learning_rate,)
+  sweep.rule_overrides = ml_collections.ConfigDict(
+      {r: dict(alignment=dict(every=base.eval_every)) for r in RULES if r != "bptt"}
+  )
+  sweep.task_rule_overrides = ml_collections.ConfigDict()
+  every = max(base.eval_every, base.num_steps // 5 // base.eval_every * base.eval_every)
+  sweep.checkpoint_every = every
+  return sweep

@@ -1,0 +1,152 @@
+"""Expanding a sweep config into cells: one run config per task x rule x learning rate.
+
+A sweep config (``configs/sweeps/*.py``) holds:
+
+* ``name``: a label for logs;
+* ``tasks``: ``{task name: run config}``, each from ``configs/<task>.py``
+  (the key must equal the run config's ``task``);
+* ``rules``: a tuple of rule names; ``learning_rates``: a tuple of floats;
+* ``rule_overrides``: ``{rule: partial run config}`` applied to that rule's
+  cells of every task (e.g. ``num_steps`` and ``eval_every``);
+* ``task_rule_overrides``: ``{task: {rule: partial run config}}`` applied
+  after ``rule_overrides``, for what differs per task and rule;
+* ``checkpoint_every``: steps between checkpoints (0: only at the end).
+
+A cell's run config is built in this order: the task's base config, then
+``rule``, then the overrides, then ``optimizer.learning_rate``: the swept
+value always wins. Cell ids (``<task>-<rule>-lr<lr>``) depend on these three
+coordinates only, so they stay the same from run to run and name the cell's
+folder in the sweep's workdir.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import ml_collections
+
+SWEEP_FIELDS = (
+    "name",
+    "tasks",
+    "rules",
+    "learning_rates",
+    "rule_overrides",
+    "task_rule_overrides",
+    "checkpoint_every",
+)
+
+
+class Cell(NamedTuple):
+  """One point of the sweep grid and its resolved run config."""
+
+  id: str
+  task: str
+  rule: str
+  learning_rate: float
+  config: ml_collections.ConfigDict
+
+
+def cell_id(task: str, rule: str, learning_rate: float) -> str:
+  """``<task>-<rule>-lr<lr>`` (``%g`` format); task and rule names never contain ``-``."""
+  return f"{task}-{rule}-lr{float(learning_rate):g}"
+
+
+def merge(config: ml_collections.ConfigDict, overrides, path: str = "") -> None:
+  """Writes ``overrides`` (nested mappings) into ``config`` in place, field by field.
+
+  Nested blocks are merged, not replaced, so ``dict(curvature=dict(every=400))``
+  changes one field of the ``curvature`` block.
+
+  Raises:
+    KeyError: an override names a field the config does not have (a typo
+      would otherwise be silently ignored).
+  """
+  for key, value in overrides.items():
+    where = f"{path}{key}"
+    if key not in config:
+      raise KeyError(f"override {where!r} is not a field of the run config")
+    if isinstance(value, dict | ml_collections.ConfigDict):
+      if not isinstance(config[key], ml_collections.ConfigDict):
+        raise KeyError(f"override {where!r} is a block, but the run config's field is not")
+      merge(config[key], value, f"{where}.")
+    else:
+      config[key] = value
+
+
+def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
+  """Checks the sweep's own fields (cell configs are validated by :func:`expand`)."""
+  missing = [f for f in SWEEP_FIELDS if f not in sweep]
+  if missing:
+    raise ValueError(f"sweep config lacks field(s) {missing}; a sweep config has {SWEEP_FIELDS}")
+  if not sweep.tasks:
+    raise ValueError("sweep.tasks is empty")
+  for name, config in sweep.tasks.items():
+    if config.task != name:
+      raise ValueError(f"sweep.tasks.{name} is a config of task {config.task!r}; the key must "
+                       "equal the run config's task")
+  for field in ("rules", "learning_rates"):
+    values = tuple(sweep[field])
+    if not values:
+      raise ValueError(f"sweep.{field} is empty")
+    if len(set(values)) != len(values):
+      raise ValueError(f"sweep.{field} has duplicates: {values}")
+  for lr in sweep.learning_rates:
+    if not isinstance(lr, int | float) or lr <= 0:
+      raise ValueError(f"sweep.learning_rates must be positive numbers, got {lr!r}")
+  unknown = set(sweep.rule_overrides) - set(sweep.rules)
+  if unknown:
+    raise ValueError(f"sweep.rule_overrides names rules not in sweep.rules: {sorted(unknown)}")
+  for task, per_rule in sweep.task_rule_overrides.items():
+    if task not in sweep.tasks:
+      raise ValueError(f"sweep.task_rule_overrides names task {task!r}, not in sweep.tasks")
+    unknown = set(per_rule) - set(sweep.rules)
+    if unknown:
+      raise ValueError(f"sweep.task_rule_overrides.{task} names rules not in sweep.rules: "
+                       f"{sorted(unknown)}")
+  every = sweep.checkpoint_every
+  if not isinstance(every, int) or every < 0:
+    raise ValueError(f"sweep.checkpoint_every must be an integer >= 0, got {every!r}")
+
+
+def cell_config(
+    sweep: ml_collections.ConfigDict, task: str, rule: str, learning_rate: float
+) -> ml_collections.ConfigDict:
+  """The resolved (unlocked) run config of one cell."""
+  config = ml_collections.ConfigDict(sweep.tasks[task].to_dict())
+  config.rule = rule
+  if rule in sweep.rule_overrides:
+    merge(config, sweep.rule_overrides[rule])
+  if task in sweep.task_rule_overrides and rule in sweep.task_rule_overrides[task]:
+    merge(config, sweep.task_rule_overrides[task][rule])
+  config.optimizer.learning_rate = float(learning_rate)
+  return config
+
+
+def expand(sweep: ml_collections.ConfigDict, validate: bool = True) -> tuple[Cell, ...]:
+  """All cells of a sweep: tasks (sorted) x rules x learning rates (in config order).
+
+  Args:
+    sweep: a sweep config.
+    validate: also validate each cell's run config
+      (:func:`credit.training.config.validate`, which needs every rule and
+      task to be registered); off for inspecting configs of rules that have
+      not landed yet.
+
+  Returns:
+    The cells, with unique ids.
+  """
+  validate_sweep(sweep)
+  cells = []
+  for task in sorted(sweep.tasks):
+    for rule in sweep.rules:
+      for lr in sweep.learning_rates:
+        config = cell_config(sweep, task, rule, lr)
+        if validate:
+          from credit.training import config as config_lib
+
+          config_lib.validate(config)
+        cells.append(Cell(cell_id(task, rule, lr), task, rule, float(lr), config))
+  ids = [c.id for c in cells]
+  if len(set(ids)) != len(ids):
+    raise ValueError(f"learning rates that print alike (%g) give duplicate cell ids: {ids}")
+  return tuple(cells)

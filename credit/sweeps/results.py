@@ -1,0 +1,130 @@
+"""A sweep's files: per-cell outputs, the whole-sweep table and the per-cell summary.
+
+Layout of a sweep workdir::
+
+  sweep.json                    the resolved sweep config
+  sweep.lock                    while a sweep runs (see credit.sweeps.lock)
+  results.csv                   every cell's metrics.csv, one tidy table
+  summary.csv                   per task x rule x learning rate (credit.analysis.stats.summarize)
+  figures/                      written by ``python -m experiments.figures``
+  cells/<cell_id>/
+    config.json                 the cell's resolved run config
+    checkpoints/<step>/         orbax checkpoints (see credit.sweeps.checkpointing)
+    metrics.csv, summary.json   as experiments/train.py writes them (credit.training.outputs)
+    run_info.json               devices, wall time, resumed-from step
+  cells/<cell_id>/summary.json  is written last: its presence marks a finished cell.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+from credit.analysis import stats
+from credit.sweeps.cells import Cell
+from credit.training import outputs
+
+import ml_collections
+import numpy as np
+
+RESULTS = "results.csv"
+SUMMARY = "summary.csv"
+
+
+def cell_dir(workdir: str, cell: Cell | str) -> str:
+  return os.path.join(workdir, "cells", cell if isinstance(cell, str) else cell.id)
+
+
+def is_finished(workdir: str, cell: Cell) -> bool:
+  """A cell is finished once its ``summary.json`` exists (it is written last)."""
+  return os.path.exists(os.path.join(cell_dir(workdir, cell), "summary.json"))
+
+
+def _config_dict(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _flat(d: Mapping, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, Mapping):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def check_cell_config(workdir: str, cell: Cell) -> None:
+  """Writes the cell's ``config.json``, or checks it against the one already there.
+
+  Raises:
+    ValueError: the cell was started with another config; resuming would mix
+      two experiments in one folder.
+  """
+  path = os.path.join(cell_dir(workdir, cell), "config.json")
+  current = _config_dict(cell.config)
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    if stored != current:
+      a, b = _flat(stored), _flat(current)
+      diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+      shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6])
+      raise ValueError(
+          f"cell {cell.id} in {workdir} was started with another config ({shown}"
+          f"{', ...' if len(diff) > 6 else ''}). Use a new --workdir, or delete "
+          f"{cell_dir(workdir, cell)} to restart that cell."
+      )
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  outputs.write_json(path, current)
+
+
+def write_cell(
+    workdir: str,
+    cell: Cell,
+    history: Mapping[str, np.ndarray],
+    run_info: Mapping,
+) -> None:
+  """Writes a finished cell's ``metrics.csv``, ``run_info.json`` and, last, ``summary.json``."""
+  folder = cell_dir(workdir, cell)
+  seeds = tuple(range(cell.config.num_seeds))
+  outputs.write_csv(os.path.join(folder, "metrics.csv"), outputs.metric_rows(cell.config, history,
+                                                                              seeds))
+  outputs.write_json(os.path.join(folder, "run_info.json"), dict(run_info))
+  outputs.write_json(
+      os.path.join(folder, "summary.json"), outputs.summary_records(cell.config, history, seeds)
+  )
+
+
+def collect(workdir: str, cells: Sequence[Cell]) -> list[dict]:
+  """The finished cells' metric rows, with NaN where a cell lacks another cell's metric."""
+  rows = []
+  for cell in cells:
+    path = os.path.join(cell_dir(workdir, cell), "metrics.csv")
+    if is_finished(workdir, cell):
+      rows.extend(outputs.read_csv(path))
+  names = stats.metric_names(rows)
+  columns = list(outputs.ID_COLUMNS) + ["diverged"] + names
+  return [{c: row.get(c, math.nan) for c in columns} for row in rows]
+
+
+def write_results(workdir: str, cells: Sequence[Cell]) -> dict[str, str]:
+  """Writes ``results.csv`` and ``summary.csv`` over the finished cells; returns their paths."""
+  rows = collect(workdir, cells)
+  paths = {"results": os.path.join(workdir, RESULTS), "summary": os.path.join(workdir, SUMMARY)}
+  if not rows:
+    return {}
+  outputs.write_csv(paths["results"], rows)
+  outputs.write_csv(paths["summary"], stats.summarize(stats.final_records(rows)))
+  return paths
+
+
+def load(workdir: str) -> tuple[list[dict], list[dict]]:
+  """``(results rows, summary rows)`` of a sweep workdir, numbers converted."""
+  return (
+      outputs.read_csv(os.path.join(workdir, RESULTS)),
+      outputs.read_csv(os.path.join(workdir, SUMMARY)),
+  )

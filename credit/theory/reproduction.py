@@ -1,0 +1,157 @@
+"""The sweeps of a reproduction: the base sweep of each task and its remedy variants.
+
+A reproduction config (``configs/reproduce/*.py``) holds:
+
+* ``name``: a label;
+* ``tasks``: ``{task: sweep config}`` (:mod:`credit.sweeps.cells`), one sweep per
+  task (its rules, seeds, steps and probes);
+* ``remedies``: ``{variant: partial run config}``, e.g.
+  ``dict(remedies=dict(lr_scale=2.0))``; each variant is run as a sweep of its
+  own (the sweep grid has no remedy axis), into ``<workdir>/<task>/<variant>``;
+* ``remedy_rules``: ``{task: rules}`` that get the remedy variants (a task not
+  listed: every rule of its sweep but BPTT).
+
+:func:`with_theory` turns the theory probe on wherever the curvature probe
+runs, per-rule overrides included, so that the predicted bound is measured at
+the same steps as :math:`\\lambda_{max}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import ml_collections
+
+BASE = "base"
+REFERENCE_RULE = "bptt"
+
+
+def _every(block: Mapping | None) -> int:
+  if not block:
+    return 0
+  return int(block.get("every", 0) or 0)
+
+
+def with_theory(
+    sweep: ml_collections.ConfigDict, every_evals: int = 1
+) -> ml_collections.ConfigDict:
+  """A copy of ``sweep`` whose run configs measure the theory probe with the curvature probe.
+
+  Each task config gets ``theory.every = every_evals * curvature.every`` (or
+  ``eval_every`` when curvature is off) and the curvature probe's batch size
+  and Lanczos steps (Arnoldi steps = Lanczos steps); every rule override that
+  changes ``curvature.every`` or ``eval_every`` gets the matching
+  ``theory.every``. ``every_evals > 1`` thins the theory probe out (it costs
+  about as much as the curvature probe again); choose it so that it divides
+  the number of evaluations, or the last one is not measured.
+  """
+  if every_evals < 1:
+    raise ValueError(f"every_evals must be a positive integer, got {every_evals}")
+  out = ml_collections.ConfigDict(sweep.to_dict())
+  for config in out.tasks.values():
+    t, c = config.theory, config.curvature
+    t.every = every_evals * (c.every or config.eval_every)
+    t.params = c.params
+    t.batch_size = c.batch_size
+    t.lanczos_steps = c.lanczos_steps
+    t.arnoldi_steps = c.lanczos_steps
+
+  def fix(override: ml_collections.ConfigDict) -> None:
+    every = _every(override.get("curvature")) or int(override.get("eval_every", 0) or 0)
+    if every:
+      if "theory" not in override:
+        override.theory = ml_collections.ConfigDict()
+      override.theory.every = every_evals * every
+
+  for override in out.rule_overrides.values():
+    fix(override)
+  for per_rule in out.task_rule_overrides.values():
+    for override in per_rule.values():
+      fix(override)
+  return out
+
+
+def _deep_merge(a: Mapping, b: Mapping) -> dict:
+  out = dict(a)
+  for k, v in b.items():
+    out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(
+        out.get(k), Mapping) else v
+  return out
+
+
+def remedy_rules(repro: ml_collections.ConfigDict, task: str) -> tuple[str, ...]:
+  """The rules of ``task`` that get the remedy variants."""
+  rules = tuple(repro.tasks[task].rules)
+  listed = repro.get("remedy_rules", {}) or {}
+  if task in listed:
+    chosen = tuple(listed[task])
+    unknown = sorted(set(chosen) - set(rules))
+    if unknown:
+      raise ValueError(f"remedy_rules.{task} names rules not in its sweep: {unknown}")
+    return chosen
+  return tuple(r for r in rules if r != REFERENCE_RULE)
+
+
+def remedy_sweep(
+    sweep: ml_collections.ConfigDict,
+    variant: str,
+    overrides: Mapping,
+    rules: Sequence[str],
+) -> ml_collections.ConfigDict:
+  """The sweep of one remedy variant: ``rules`` only, with ``overrides`` on each of their cells.
+
+  The overrides are merged after the base sweep's own per-rule overrides, so a
+  rule keeps its steps and probe schedule and only the remedy changes.
+  """
+  base = sweep.to_dict()
+  overrides = overrides.to_dict() if hasattr(overrides, "to_dict") else dict(overrides)
+  out = dict(base)
+  out["name"] = f"{base['name']}_{variant}"
+  out["rules"] = tuple(r for r in base["rules"] if r in rules)
+  if not out["rules"]:
+    raise ValueError(f"variant {variant!r}: none of {tuple(rules)} is a rule of the sweep")
+  out["rule_overrides"] = {
+      r: _deep_merge(base["rule_overrides"].get(r, {}), overrides) for r in out["rules"]
+  }
+  out["task_rule_overrides"] = {
+      task: {r: o for r, o in per_rule.items() if r in out["rules"]}
+      for task, per_rule in base["task_rule_overrides"].items()
+  }
+  return ml_collections.ConfigDict(out)
+
+
+def plan(
+    repro: ml_collections.ConfigDict,
+    tasks: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+) -> list[tuple[str, str, ml_collections.ConfigDict]]:
+  """``(task, variant, sweep)`` for every sweep of the reproduction, base sweeps first per task.
+
+  Args:
+    repro: a reproduction config (module docstring).
+    tasks: a subset of ``repro.tasks`` (default: all, in name order).
+    variants: a subset of ``repro.remedies`` (default: all); ``()`` for none.
+
+  Raises:
+    ValueError: an unknown task or variant.
+  """
+  all_tasks = sorted(repro.tasks)
+  tasks = all_tasks if tasks is None else list(tasks)
+  unknown = sorted(set(tasks) - set(all_tasks))
+  if unknown:
+    raise ValueError(f"unknown task(s) {unknown}; the reproduction has {all_tasks}")
+  all_variants = sorted(repro.remedies)
+  variants = all_variants if variants is None else list(variants)
+  unknown = sorted(set(variants) - set(all_variants))
+  if unknown:
+    raise ValueError(f"unknown remedy variant(s) {unknown}; the reproduction has {all_variants}")
+  if BASE in variants:
+    raise ValueError(f"{BASE!r} is the name of the sweep without remedies")
+  out = []
+  for task in tasks:
+    sweep = repro.tasks[task]
+    out.append((task, BASE, sweep))
+    rules = remedy_rules(repro, task)
+    for variant in variants:
+      out.append((task, variant, remedy_sweep(sweep, variant, repro.remedies[variant], rules)))
+  return out

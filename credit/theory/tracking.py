@@ -1,0 +1,176 @@
+r"""The stability theory measured inside the compiled, seed-vmapped training program.
+
+At every evaluation whose step is a multiple of ``config.theory.every``, on the
+first ``config.theory.batch_size`` validation examples (a fixed batch, as for
+curvature), over the parameters ``config.theory.params`` (``"w_rec"``, with
+the others held fixed, or ``"all"``; masked synapses excluded as in
+:mod:`credit.curvature.tracking`), the probe measures:
+
+* ``theory_lambda_max`` (and ``theory_lambda_<i>`` for ``i <= top_k``): the top
+  Hessian eigenvalues of the exact loss by ``lanczos_steps`` Lanczos steps
+  (the same quantity as the curvature probe's ``lambda_max``, from its own
+  start vector; its Ritz vectors are needed here);
+* ``theory_c`` (``theory_c_<i>``): the rule's alignment factor
+  :math:`c = v^\top J v / v^\top H v` along each top eigenvector :math:`v`
+  (:func:`~credit.theory.stability.alignment_factor`; 1 for exact rules);
+* ``theory_eta``: the learning rate of the next update (remedies included);
+* ``predicted_lambda_bound``: :math:`2/(\eta c)` (:math:`+\infty` when
+  :math:`c \le 0`), the sharpness above which the top direction is unstable;
+* ``theory_stability_ratio``: :math:`\eta c \lambda_{max} / 2` (> 1: beyond the
+  predicted edge);
+* ``update_map_radius``, ``update_map_min_real``: spectral radius and smallest
+  real part of the Ritz values of :math:`I - \eta J_{rule}` (``arnoldi_steps``
+  Arnoldi steps), and ``rule_jac_max_real``: the largest real part of
+  :math:`J_{rule}`'s Ritz values (compare with :math:`c\lambda_{max}` and
+  :math:`2/\eta`);
+* ``theory_align_cos``: cosine between the rule's descent direction and BPTT's
+  over the measured parameters (the ``alignment`` probe's ``align_cos`` is over
+  all parameters).
+
+The map :math:`I - \eta J` is that of plain SGD; with momentum or Adam the
+update map differs, and these metrics describe the SGD step at the same
+:math:`\eta`. Under Dale's law the sign projection after each step is not
+linear and is ignored. Other evaluations return NaN; ``step`` is not vmapped,
+so the ``lax.cond`` skips the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from credit.curvature.hvp import make_grad, select
+from credit.curvature.lanczos import lanczos_top_k
+from credit.curvature.tracking import parameter_mask
+from credit.models import rnn
+from credit.rules.alignment import cosine_alignment
+from credit.rules.base import GradientRule
+from credit.tasks.base import Batch, Task
+from credit.theory.stability import alignment_factor, predicted_bound, update_map_spectrum
+from credit.theory.update_map import linearize_rule
+from credit.training import optimizers
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax.flatten_util import ravel_pytree
+
+Metrics = dict[str, jax.Array]
+
+
+def metric_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """Names of the metrics the theory probe reports for this config."""
+  k = config.theory.top_k
+  names = ["theory_lambda_max", "theory_c"]
+  for i in range(2, k + 1):
+    names += [f"theory_lambda_{i}", f"theory_c_{i}"]
+  names += [
+      "theory_eta", "predicted_lambda_bound", "theory_stability_ratio", "update_map_radius",
+      "update_map_min_real", "rule_jac_max_real", "theory_align_cos",
+  ]
+  return tuple(names)
+
+
+def theory_batch(task: Task, batch_size: int) -> Batch:
+  """The first ``batch_size`` validation examples (fixed across the run)."""
+  val = task.eval_sets["val"]
+  n = val.inputs.shape[0]
+  if not 1 <= batch_size <= n:
+    raise ValueError(
+        f"theory.batch_size={batch_size} must be between 1 and the {n} validation examples"
+    )
+  return Batch(*(x[:batch_size] for x in val))
+
+
+def _gaussian_like(key: jax.Array, like: Any, mask: Any | None) -> Any:
+  flat, unravel = ravel_pytree(like)
+  v = unravel(jax.random.normal(key, flat.shape, flat.dtype))
+  return v if mask is None else jax.tree.map(jnp.multiply, mask, v)
+
+
+def _dimension(spec: rnn.RNNSpec, subset) -> int:
+  n = spec.n_hidden
+  if subset == ("w_rec",):
+    return n * n
+  return n * n + n * spec.n_in + n + spec.n_out * n + spec.n_out
+
+
+def make_theory_probe(
+    config: ml_collections.ConfigDict,
+    spec: rnn.RNNSpec,
+    task: Task,
+    rule: GradientRule,
+    total_loss: Callable[[rnn.Params, Batch], jax.Array],
+) -> Callable[[rnn.Params, Any, jax.Array, jax.Array], Metrics]:
+  """Builds ``probe(params, rule_state, key, step) -> metrics`` (see the module docstring).
+
+  Args:
+    config: run config with a ``theory`` block (``every > 0``).
+    spec: the network spec.
+    task: the task (its ``eval_sets["val"]`` gives the fixed batch).
+    rule: the rule being trained.
+    total_loss: the exact objective ``(params, batch) -> scalar``.
+
+  Returns:
+    The probe. Sizes are checked here, before anything compiles.
+  """
+  t = config.theory
+  if t.every <= 0:
+    raise ValueError(f"theory.every must be > 0 for a theory probe, got {t.every}")
+  batch = theory_batch(task, t.batch_size)
+  subset = ("w_rec",) if t.params == "w_rec" else None
+  dim = _dimension(spec, subset)
+  if not 1 <= t.top_k <= t.lanczos_steps <= dim or not 1 <= t.arnoldi_steps <= dim:
+    raise ValueError(
+        f"need 1 <= theory.top_k ({t.top_k}) <= theory.lanczos_steps ({t.lanczos_steps}) "
+        f"<= dimension ({dim}) and 1 <= theory.arnoldi_steps ({t.arnoldi_steps}) <= {dim}"
+    )
+  names = metric_names(config)
+  every = int(t.every)
+  eta_at = optimizers.learning_rate_at(config)
+  reg_l2 = config.reg_l2
+
+  def compute(params: rnn.Params, rule_state: Any, key: jax.Array, step: jax.Array) -> Metrics:
+    k_lanczos, k_arnoldi, k_rule = jax.random.split(key, 3)
+    fixed = jax.lax.optimization_barrier(batch)  # no constant folding of the batch
+    mask = parameter_mask(params, spec, subset)
+    point = select(params, subset)
+    apply = (lambda x: x) if mask is None else (lambda x: jax.tree.map(jnp.multiply, mask, x))
+    # Linearized once: every product below costs a tangent pass only. The exact
+    # gradient (BPTT's descent direction, for the cosine) comes with the HVP.
+    g_ref, hvp_linear = jax.linearize(make_grad(total_loss, params, fixed, subset), point)
+    hvp = lambda v: apply(hvp_linear(apply(v)))
+    g_rule, jvp = linearize_rule(rule, spec, task, reg_l2, params, rule_state, fixed, k_rule,
+                                 subset, mask, method=t.jvp)
+    top = lanczos_top_k(hvp, _gaussian_like(k_lanczos, point, mask), t.lanczos_steps, t.top_k,
+                        return_vectors=True)
+    dtype = params["w_rec"].dtype
+    eta = jnp.asarray(eta_at(step), dtype)
+    out = {}
+    for i in range(t.top_k):
+      v = jax.tree.map(lambda x, i=i: x[i], top.eigenvectors)
+      suffix = "max" if i == 0 else str(i + 1)
+      out[f"theory_lambda_{suffix}"] = top.eigenvalues[i]
+      out["theory_c" if i == 0 else f"theory_c_{i + 1}"] = alignment_factor(jvp, hvp, v)
+    c = out["theory_c"]
+    out["theory_eta"] = eta
+    out["predicted_lambda_bound"] = predicted_bound(eta, c)
+    out["theory_stability_ratio"] = eta * c * out["theory_lambda_max"] / 2.0
+    spectrum = update_map_spectrum(jvp, _gaussian_like(k_arnoldi, point, mask), eta,
+                                   t.arnoldi_steps)
+    out["update_map_radius"] = spectrum.radius
+    out["update_map_min_real"] = spectrum.min_real
+    out["rule_jac_max_real"] = spectrum.max_real_rule
+    flat = {"g": ravel_pytree(g_rule)[0]}
+    ref = {"g": ravel_pytree(apply(g_ref))[0]}
+    out["theory_align_cos"] = cosine_alignment(flat, ref)["g"]
+    return {k: jnp.asarray(out[k], dtype) for k in names}
+
+  def skip(params: rnn.Params, rule_state: Any, key: jax.Array, step: jax.Array) -> Metrics:
+    del rule_state, key, step
+    return {name: jnp.full((), jnp.nan, params["w_rec"].dtype) for name in names}
+
+  def probe(params: rnn.Params, rule_state: Any, key: jax.Array, step: jax.Array) -> Metrics:
+    return jax.lax.cond(step % every == 0, compute, skip, params, rule_state, key, step)
+
+  return probe

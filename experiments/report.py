@@ -1,0 +1,31 @@
+r"""Writes ``REPORT.md`` (and ``report.json``, theory figures) of a reproduction from its files.
+
+  python -m experiments.report --workdir=/tmp/repro
+
+Reads ``<workdir>/<task>/<variant>/results.csv`` as written by
+``experiments/reproduce.py``; every number is computed from them
+(:mod:`credit.theory.report`).
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; before anything imports pyplot
+
+from credit.theory.report import write_report  # noqa: E402
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Reproduction folder (see experiments/reproduce.py).")
+flags.DEFINE_list("formats", ["png"], "Figure file formats.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+  print(write_report(FLAGS.workdir, FLAGS.formats))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,63 @@
+r"""Runs a reproduction (every task's sweep and its remedy variants), its figures and REPORT.md.
+
+  python -m experiments.reproduce --config=configs/reproduce/all.py --workdir=/tmp/repro
+  python -m experiments.reproduce --config=configs/reproduce/all.py:smoke --workdir=/tmp/rs \
+      --tasks=seq_mnist --variants=lr_x2,weight_noise
+
+Layout: ``<workdir>/<task>/base`` (the task's sweep) and
+``<workdir>/<task>/<variant>`` (one sweep per remedy variant), each a sweep
+workdir of :mod:`credit.sweeps.results` with its ``figures/``
+(``experiments/figures.py``); then ``<workdir>/REPORT.md``, ``report.json`` and
+``<workdir>/figures/`` (:mod:`credit.theory.report`). Every sweep resumes:
+re-running the command skips finished cells and continues interrupted ones.
+``--variants=`` (empty) runs no remedy.
+"""
+
+import os
+
+import credit  # noqa: F401  (before jax: sets JAX flags; matplotlib does not import jax)
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; before anything imports pyplot
+
+from credit.analysis.figures import write_figures  # noqa: E402
+from credit.sweeps import cells as cells_lib  # noqa: E402
+from credit.sweeps.runner import describe, quiet_orbax_logs, run_sweep  # noqa: E402
+from credit.theory.report import write_report  # noqa: E402
+from credit.theory.reproduction import plan  # noqa: E402
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Reproduction folder: <task>/<variant>/ sweeps, REPORT.md.")
+flags.DEFINE_list("tasks", None, "Tasks to run (default: every task of the config).")
+flags.DEFINE_list("variants", None, "Remedy variants to run (default: all; empty: none).")
+flags.DEFINE_integer("num_devices", 0, "Devices to shard seeds over (0: all visible devices).")
+flags.DEFINE_list("formats", ["png"], "Figure file formats.")
+flags.DEFINE_bool("dry_run", False, "List the sweeps and their cells, then exit.")
+config_flags.DEFINE_config_file("config", None, "Reproduction config file.", lock_config=False)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+  quiet_orbax_logs()
+  sweeps = plan(FLAGS.config, FLAGS.tasks, FLAGS.variants)
+  if FLAGS.dry_run:
+    for task, variant, sweep in sweeps:
+      print(f"== {task}/{variant}")
+      print(describe(cells_lib.expand(sweep, validate=False)))
+    return
+  for task, variant, sweep in sweeps:
+    folder = os.path.join(FLAGS.workdir, task, variant)
+    print(f"== {task}/{variant} -> {folder}", flush=True)
+    run_sweep(sweep, folder, num_devices=FLAGS.num_devices or None)
+    write_figures(folder, formats=FLAGS.formats)
+  print(write_report(FLAGS.workdir, FLAGS.formats))
+
+
+if __name__ == "__main__":
+  app.run(main)
