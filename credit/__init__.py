@@ -2,8 +2,9 @@
 
 Subpackages: ``models`` (the RNN), ``rules`` (learning rules), ``tasks``,
 ``curvature`` (Hessian spectra), ``training`` (compiled, seed-vmapped loops),
-``theory`` (stability of a rule's update map), ``experiments`` (sweeps,
-results tables, figures and reports).
+``theory`` (stability of a rule's update map, remedies, the reproduction
+report), ``sweeps`` (sharded, resumable multi-cell runs), ``analysis``
+(statistics and figures).
 
 Importing credit sets two process-wide JAX/XLA options (see
 :mod:`credit.runtime`); import it before running any JAX computation.

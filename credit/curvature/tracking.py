@@ -38,7 +38,7 @@ from credit.curvature.hvp import make_hvp, select
 from credit.curvature.lanczos import lanczos_top_k
 from credit.curvature.trace import hutchinson_trace
 from credit.models import rnn
-from credit.tasks.base import Batch, Task
+from credit.tasks.base import Batch, Task, validation_batch
 
 import jax
 import jax.numpy as jnp
@@ -61,13 +61,7 @@ def metric_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 def curvature_batch(task: Task, batch_size: int) -> Batch:
   """The first ``batch_size`` validation examples (fixed across the run)."""
-  val = task.eval_sets["val"]
-  n = val.inputs.shape[0]
-  if not 1 <= batch_size <= n:
-    raise ValueError(
-        f"curvature.batch_size={batch_size} must be between 1 and the {n} validation examples"
-    )
-  return Batch(*(x[:batch_size] for x in val))
+  return validation_batch(task, batch_size, "curvature.batch_size")
 
 
 def parameter_mask(params: rnn.Params, spec: rnn.RNNSpec, subset) -> dict | None:

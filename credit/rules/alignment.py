@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from credit.models.rnn import Params, RNNSpec
 from credit.rules import bptt
 from credit.rules.base import GradientRule
-from credit.tasks.base import Batch, Task
+from credit.tasks.base import Task, validation_batch
 
 import jax
 import jax.numpy as jnp
@@ -97,9 +97,8 @@ def make_alignment_probe(
   every = int(config.alignment.every)
   if every < 1:
     raise ValueError(f"alignment.every must be a positive integer, got {every!r}")
-  val = task.eval_sets["val"]
-  size = min(int(config.alignment.batch_size), val.inputs.shape[0])
-  batch = Batch(*(x[:size] for x in val))
+  size = min(int(config.alignment.batch_size), task.eval_sets["val"].inputs.shape[0])
+  batch = validation_batch(task, size, "alignment.batch_size")
   reference = bptt.make(spec)
   reg_l2 = config.reg_l2
 

@@ -39,7 +39,8 @@ class GradientRule(NamedTuple):
     name: registry name.
     init: ``(key, params) -> state``, the rule's per-seed constants.
     grads: ``(params, state, traj, errors, key) -> grads`` of the data loss.
-    exact: True when ``grads`` is the true gradient (BPTT, RTRL, TBPTT(K>=T)),
+    exact: True when ``grads`` is the true gradient (BPTT, RTRL; TBPTT is False since
+      T is unknown when it is built, although TBPTT(K>=T) is exact),
       in which case training may use the fused ``value_and_grad`` path.
   """
 

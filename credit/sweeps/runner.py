@@ -41,6 +41,7 @@ from credit.sweeps import cells as cells_lib
 from credit.sweeps import results, sharding
 from credit.sweeps.checkpointing import CellCheckpointer, Restored
 from credit.sweeps.lock import WorkdirInUseError, WorkdirLock
+from credit.training.run import format_seconds
 from credit.training.train import dtype_of, make_trainer
 
 import jax
@@ -98,17 +99,6 @@ def quiet_orbax_logs() -> None:
 
 
 # ------------------------------------------------------------------ progress
-
-
-def format_seconds(s: float) -> str:
-  if not math.isfinite(s):
-    return "--"
-  s = max(0.0, s)
-  if s < 90:
-    return f"{s:.0f}s"
-  if s < 5400:
-    return f"{s / 60:.1f}min"
-  return f"{s / 3600:.1f}h"
 
 
 class SweepProgress:

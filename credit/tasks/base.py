@@ -79,6 +79,24 @@ def one_hot_at_steps(labels: jax.Array, n_classes: int, mask: jax.Array, dtype=j
   return jnp.broadcast_to(onehot[:, None, :], mask.shape + (n_classes,))
 
 
+def validation_batch(task: Task, batch_size: int, field: str) -> Batch:
+  """The first ``batch_size`` validation examples: the fixed batch probes measure on.
+
+  Args:
+    task: the task.
+    batch_size: number of examples.
+    field: the config field that asked for it, named in the error.
+
+  Raises:
+    ValueError: when ``batch_size`` is not between 1 and the validation set's size.
+  """
+  val = task.eval_sets["val"]
+  n = val.inputs.shape[0]
+  if not 1 <= batch_size <= n:
+    raise ValueError(f"{field}={batch_size} must be between 1 and the {n} validation examples")
+  return Batch(*(x[:batch_size] for x in val))
+
+
 def take(batch: Batch, idx: jax.Array) -> Batch:
   """Sub-batch by example indices."""
   return Batch(*(x[idx] for x in batch))

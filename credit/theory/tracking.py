@@ -45,7 +45,7 @@ from credit.curvature.tracking import parameter_mask
 from credit.models import rnn
 from credit.rules.alignment import cosine_alignment
 from credit.rules.base import GradientRule
-from credit.tasks.base import Batch, Task
+from credit.tasks.base import Batch, Task, validation_batch
 from credit.theory.stability import alignment_factor, predicted_bound, update_map_spectrum
 from credit.theory.update_map import linearize_rule
 from credit.training import optimizers
@@ -73,13 +73,7 @@ def metric_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 def theory_batch(task: Task, batch_size: int) -> Batch:
   """The first ``batch_size`` validation examples (fixed across the run)."""
-  val = task.eval_sets["val"]
-  n = val.inputs.shape[0]
-  if not 1 <= batch_size <= n:
-    raise ValueError(
-        f"theory.batch_size={batch_size} must be between 1 and the {n} validation examples"
-    )
-  return Batch(*(x[:batch_size] for x in val))
+  return validation_batch(task, batch_size, "theory.batch_size")
 
 
 def _gaussian_like(key: jax.Array, like: Any, mask: Any | None) -> Any:

@@ -11,7 +11,9 @@ Enabled by config blocks:
   (metrics ``lambda_max``, ``lambda_2`` .. ``lambda_k``, ``hessian_trace``,
   ``relative_flatness``).
 * ``alignment.every > 0``: :func:`credit.rules.alignment.make_alignment_probe`
-  (metrics ``align_cos`` and ``align_cos_<param>``: cosine between the rule's
+  (metrics ``align_cos`` over all parameters, ``align_cos_recurrent`` over
+  ``w_rec, w_in, b``, ``align_cos_<param>``, and the norm ratios
+  ``align_norm_ratio``, ``align_norm_ratio_recurrent``: cosine between the rule's
   gradient and BPTT's).
 * ``theory.every > 0``: :func:`credit.theory.tracking.make_theory_probe`
   (metrics ``theory_lambda_max``, ``theory_c``, ``theory_eta``,

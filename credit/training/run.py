@@ -52,7 +52,10 @@ def compile_seeds(trainer: Trainer) -> CompiledSeeds:
   )
 
 
-def _format_seconds(s: float) -> str:
+def format_seconds(s: float) -> str:
+  """``42s``, ``3.5min`` or ``2.1h``; ``--`` when unknown (NaN)."""
+  if not np.isfinite(s):
+    return "--"
   s = max(0.0, s)
   if s < 90:
     return f"{s:.0f}s"
@@ -88,10 +91,9 @@ class Progress:
     acc = np.asarray(metrics["val_acc"])
     gap = np.asarray(metrics["gap_acc"])
     div = int(np.sum(np.asarray(metrics["diverged"])))
-    eta_s = "--" if not np.isfinite(eta) else _format_seconds(eta)
     line = (
         f"{self.label}step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%) | "
-        f"{_format_seconds(now - self.start)} elapsed, ETA {eta_s} | "
+        f"{format_seconds(now - self.start)} elapsed, ETA {format_seconds(eta)} | "
         f"val_acc {np.nanmean(acc):.3f} gap_acc {np.nanmean(gap):+.3f} | "
         f"diverged {div}/{acc.size}"
     )

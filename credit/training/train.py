@@ -17,7 +17,9 @@ noise of the gradient (:mod:`credit.theory.remedies`); off by default, and
 then the program is the same as without them.
 
 A seed whose loss or gradient turns non-finite is marked ``diverged`` and
-frozen at its last finite parameters; the other seeds go on.
+frozen: it gets no further updates (its parameters stay those at which the loss
+first turned non-finite, so its later metrics are usually non-finite too); the
+other seeds go on.
 """
 
 from __future__ import annotations
