@@ -41,7 +41,7 @@ from credit.sweeps import cells as cells_lib
 from credit.sweeps import results, sharding
 from credit.sweeps.checkpointing import CellCheckpointer, Restored
 from credit.sweeps.lock import WorkdirInUseError, WorkdirLock
-from credit.training.run import format_seconds
+from credit.training.run import format_seconds, headline
 from credit.training.train import dtype_of, make_trainer
 
 import jax
@@ -154,14 +154,11 @@ class SweepProgress:
         + rate * sum(self.remaining[k] for k in pending)
         + startup * len(pending)
     )
-    acc = np.asarray(metrics["val_acc"], float)
-    gap = np.asarray(metrics["gap_acc"], float)
-    div = int(np.sum(np.asarray(metrics["diverged"])))
     print(
         f"{self.label} step {step}/{total} ({100 * step / max(total, 1):.0f}%) | cell "
         f"{format_seconds(now - self.cell_start)}, ETA {format_seconds(cell_eta)} | sweep "
-        f"{format_seconds(now - self.start)}, ETA {format_seconds(sweep_eta)} | val_acc "
-        f"{np.nanmean(acc):.3f} gap_acc {np.nanmean(gap):+.3f} | diverged {div}/{acc.size}",
+        f"{format_seconds(now - self.start)}, ETA {format_seconds(sweep_eta)} | "
+        f"{headline(metrics)}",
         file=self.stream,
         flush=True,
     )

@@ -64,6 +64,20 @@ def format_seconds(s: float) -> str:
   return f"{s / 3600:.1f}h"
 
 
+def headline(metrics: Metrics) -> str:
+  """``val_acc`` and ``gap_acc`` averaged over the seeds still training, and the diverged count.
+
+  A diverged seed is left out of the means: its frozen parameters give meaningless metrics.
+  """
+  alive = ~np.asarray(metrics["diverged"], bool).reshape(-1)
+  acc = np.asarray(metrics["val_acc"], float).reshape(-1)
+  gap = np.asarray(metrics["gap_acc"], float).reshape(-1)
+  if alive.any():
+    acc, gap = acc[alive], gap[alive]
+  return (f"val_acc {np.nanmean(acc):.3f} gap_acc {np.nanmean(gap):+.3f} | "
+          f"diverged {int(np.sum(~alive))}/{alive.size}")
+
+
 class Progress:
   """One line per evaluation: step, elapsed time, ETA and the headline metrics.
 
@@ -88,14 +102,10 @@ class Progress:
       eta = (now - t0) / (step - s0) * (self.total - step)
     else:
       eta = float("nan")
-    acc = np.asarray(metrics["val_acc"])
-    gap = np.asarray(metrics["gap_acc"])
-    div = int(np.sum(np.asarray(metrics["diverged"])))
     line = (
         f"{self.label}step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%) | "
         f"{format_seconds(now - self.start)} elapsed, ETA {format_seconds(eta)} | "
-        f"val_acc {np.nanmean(acc):.3f} gap_acc {np.nanmean(gap):+.3f} | "
-        f"diverged {div}/{acc.size}"
+        f"{headline(metrics)}"
     )
     print(line, file=self.stream, flush=True)
     return line
