@@ -38,6 +38,8 @@ import numpy as np
 
 BASE = "base"
 GAPS = ("gap_acc", "gap_loss")
+# Shown next to the gaps: a gap only means something at a given level of fit.
+SCORES = ("train_acc", "test_acc")
 LAMBDA_METRICS = ("lambda_max", "theory_lambda_max")
 REFERENCE_RULE = "bptt"
 
@@ -167,7 +169,7 @@ def _task_numbers(task: str, variants: Mapping[str, str]) -> dict:
         "learning_rate": _describe(_column(runs, "learning_rate"))["mean"],
         "steps": max((int(r["step"]) for r in _by_rule(kept + diverged, rule)), default=0),
     }
-    for metric in (*GAPS, "lambda"):
+    for metric in (*GAPS, *SCORES, "lambda"):
       name = lam if metric == "lambda" else metric
       entry[metric] = _describe(_column(runs, name))
       if rule != REFERENCE_RULE and reference:
@@ -186,7 +188,7 @@ def _task_numbers(task: str, variants: Mapping[str, str]) -> dict:
       runs, base_runs = _by_rule(v_kept, rule), _by_rule(kept, rule)
       entry = {"runs": len(runs) + len(_by_rule(v_div, rule)),
                "diverged": len(_by_rule(v_div, rule))}
-      for metric in (*GAPS, "lambda"):
+      for metric in (*GAPS, *SCORES, "lambda"):
         name = lam if metric == "lambda" else metric
         entry[metric] = _describe(_column(runs, name))
         entry[metric]["vs_base"] = _compare(_column(runs, name), _column(base_runs, name))
@@ -365,9 +367,13 @@ def markdown(workdir: str, numbers: Mapping, figures: Mapping[str, Sequence[str]
     for rule, e in t["rules"].items():
       for gap in GAPS:
         rows.append([rule, gap, str(e[gap]["n"]), str(e["diverged"]), str(e["steps"]),
-                     _pm(e[gap]), *_vs(e[gap], "vs_bptt")])
+                     _pm(e[gap]), *_vs(e[gap], "vs_bptt"), _pm(e["train_acc"]),
+                     _pm(e["test_acc"])])
     lines += _table(["rule", "gap", "n", "diverged", "steps", "mean ± sd", "Cohen's d vs BPTT",
-                     "Cliff's δ vs BPTT", "MW p vs BPTT"], rows)
+                     "Cliff's δ vs BPTT", "MW p vs BPTT", "train_acc", "test_acc"], rows)
+    lines += ["`*_acc` is the task's score (accuracy, or R² for regression tasks); `gap_acc` =",
+              "train - test score, `gap_loss` = test - train loss (test: the shifted test set).",
+              ""]
     lines += ["### (b) λ_max per rule", ""]
     rows = [[rule, str(e["lambda"]["n"]), _pm(e["lambda"]), _fmt(e["lambda"]["median"]),
              _fmt(2.0 / e["learning_rate"] if e["learning_rate"] else math.nan),
@@ -401,7 +407,7 @@ def markdown(workdir: str, numbers: Mapping, figures: Mapping[str, Sequence[str]
     rows = []
     for variant, per_rule in t["remedies"].items():
       for rule, e in per_rule.items():
-        for metric in ("lambda", *GAPS):
+        for metric in ("lambda", *GAPS, *SCORES):
           name = lam if metric == "lambda" else metric
           vs = e[metric]["vs_base"]
           rows.append([variant, rule, name, str(e[metric]["n"]), str(e["diverged"]),
