@@ -32,3 +32,17 @@ def relative_error(a, b) -> float:
   num = sum(float(np.sum((np.asarray(x) - np.asarray(y)) ** 2)) for x, y in pairs)
   den = sum(float(np.sum(np.asarray(y) ** 2)) for y in lb)
   return (num / max(den, 1e-300)) ** 0.5
+
+
+def smoke_config(**overrides):
+  """``configs/seq_mnist.py:smoke`` with dotted overrides, e.g. ``**{"model.n_hidden": 16}``."""
+  from configs.seq_mnist import get_config
+
+  config = get_config("smoke")
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return config

@@ -26,6 +26,7 @@ import pytest
 
 from configs.seq_mnist import get_config
 from tests.conftest import assert_trees_close, relative_error
+from tests.conftest import smoke_config as smoke
 
 # ------------------------------------------------------------------ helpers
 
@@ -46,17 +47,6 @@ def tiny_problem(key, *, n=5, n_in=3, n_out=2, t=6, b=4, activation="tanh", alph
   targets = jnp.broadcast_to(jax.nn.one_hot(labels, n_out, dtype=jnp.float64)[:, None],
                              (b, t, n_out))
   return spec, params, Batch(x, targets, mask), _xent_task(spec)
-
-
-def smoke(**overrides):
-  config = get_config("smoke")
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
-  return config
 
 
 def _iterate(a, w0, eta, steps):

@@ -17,19 +17,9 @@ import pytest
 
 from configs.seq_mnist import get_config
 from tests.conftest import assert_trees_close
+from tests.conftest import smoke_config as smoke
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def smoke(**overrides):
-  config = get_config("smoke")
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
-  return config
 
 
 @pytest.fixture(scope="module")
