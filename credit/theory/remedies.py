@@ -125,19 +125,7 @@ def noisy_loss_and_grads(
   if noise.weight_std > 0:
     eps = weight_noise(k_weight, params, spec, noise.weight_std)
     at = jax.tree.map(jnp.add, params, eps)
-  if noise.activity_std <= 0:
-    return loss_and_grads(rule, spec, task, reg_l2, at, rule_state, batch, key)
-  xi = activity_noise(k_activity, batch, spec, noise.activity_std, params["w_rec"].dtype)
-  # The same two paths as loss_and_grads, with the noise in the forward pass.
-  if rule.exact:
-
-    def data_loss(p):
-      return task.loss(rnn.forward(p, spec, batch.inputs, noise=xi).y, batch)
-
-    loss, grads = jax.value_and_grad(data_loss)(at)
-  else:
-    traj = rnn.forward(at, spec, batch.inputs, noise=xi)
-    loss, errors = jax.value_and_grad(lambda y: task.loss(y, batch))(traj.y)
-    grads = rule.grads(at, rule_state, traj, errors, key)
-  l2 = losses.l2_gradient(at, reg_l2)
-  return loss, jax.tree.map(jnp.add, grads, l2)
+  xi = None
+  if noise.activity_std > 0:
+    xi = activity_noise(k_activity, batch, spec, noise.activity_std, params["w_rec"].dtype)
+  return loss_and_grads(rule, spec, task, reg_l2, at, rule_state, batch, key, noise=xi)

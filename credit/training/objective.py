@@ -37,10 +37,13 @@ def loss_and_grads(
     rule_state,
     batch: Batch,
     key: jax.Array,
+    noise: jax.Array | None = None,
 ) -> tuple[jax.Array, rnn.Params]:
   """Data loss and the rule's gradient of (data loss + L2) on one batch.
 
   Exact rules go through ``jax.value_and_grad`` of the fused forward pass.
+  ``noise`` (``[B, T, N]``, optional) is activity noise added to the
+  pre-activations of the forward pass (the training-time remedy).
   Other rules run the forward pass once, take the per-step output errors
   ``dL/dy_t`` and build their gradient from the trajectory. The exact L2
   gradient is added for every rule.
@@ -49,11 +52,13 @@ def loss_and_grads(
 
     # ``outputs`` keeps no [B, T, N] history to transpose: ~10% faster than ``forward``.
     def data_loss(p):
-      return task.loss(rnn.outputs(p, spec, batch.inputs), batch)
+      if noise is None:
+        return task.loss(rnn.outputs(p, spec, batch.inputs), batch)
+      return task.loss(rnn.forward(p, spec, batch.inputs, noise=noise).y, batch)
 
     loss, grads = jax.value_and_grad(data_loss)(params)
   else:
-    traj = rnn.forward(params, spec, batch.inputs)
+    traj = rnn.forward(params, spec, batch.inputs, noise=noise)
     loss, errors = jax.value_and_grad(lambda y: task.loss(y, batch))(traj.y)
     grads = rule.grads(params, rule_state, traj, errors, key)
   l2 = losses.l2_gradient(params, reg_l2)
