@@ -113,8 +113,8 @@ def compare_estimators(trainer, saved, batch, lanczos_steps, reference_steps, nu
   # Compiled ahead of time, so that the timings below exclude compilation.
   power_fn = jax.jit(power).lower(first, key0).compile()
   lanczos_fns = {
-      m: jax.jit(lambda p, k, m=m: lanczos(p, k, m)).lower(first, key0).compile()
-      for m in lanczos_steps
+    m: jax.jit(lambda p, k, m=m: lanczos(p, k, m)).lower(first, key0).compile()
+    for m in lanczos_steps
   }
   reference_fn = jax.jit(reference)
   rows = []
@@ -125,18 +125,23 @@ def compare_estimators(trainer, saved, batch, lanczos_steps, reference_steps, nu
       pw, t_power = timed(power_fn, params, key)
       (ref_max, ref_min) = reference_fn(params, key)
       row = {
-          "step": step, "seed": seed,
-          "power_magnitude": float(pw.magnitude), "power_rayleigh": float(pw.rayleigh),
-          "power_hvps": int(pw.num_matvecs), "power_time_s": t_power,
-          "reference_lambda_max": float(ref_max), "reference_lambda_min": float(ref_min),
-          "lanczos": {},
+        "step": step,
+        "seed": seed,
+        "power_magnitude": float(pw.magnitude),
+        "power_rayleigh": float(pw.rayleigh),
+        "power_hvps": int(pw.num_matvecs),
+        "power_time_s": t_power,
+        "reference_lambda_max": float(ref_max),
+        "reference_lambda_min": float(ref_min),
+        "lanczos": {},
       }
       for m, fn in lanczos_fns.items():
         lam, t = timed(fn, params, key)
         row["lanczos"][m] = {
-            "lambda_max": float(lam), "time_s": t,
-            "rel_diff_power": abs(float(lam) - row["power_magnitude"]) / row["power_magnitude"],
-            "rel_diff_reference": abs(float(lam) - float(ref_max)) / abs(float(ref_max)),
+          "lambda_max": float(lam),
+          "time_s": t,
+          "rel_diff_power": abs(float(lam) - row["power_magnitude"]) / row["power_magnitude"],
+          "rel_diff_reference": abs(float(lam) - float(ref_max)) / abs(float(ref_max)),
         }
       rows.append(row)
       print(json.dumps({k: v for k, v in row.items() if k != "lanczos"}), flush=True)
@@ -158,11 +163,11 @@ def hvp_cost(trainer, params, batch, repeats: int = 15):
   linearize = jax.jit(lambda p: jax.linearize(grad_sub, p)[1])
   lin = linearize(point)
   fns = {
-      "grad_all_params": (jax.jit(jax.grad(loss)), (params, batch)),
-      "grad_w_rec": (jax.jit(grad_sub), (point,)),
-      "hvp_jvp": (jax.jit(lambda p, v: operator(p)[0](v)), (params, v)),
-      "hvp_linearize": (jax.jit(lambda f, v: f(v)), (lin, v)),
-      "linearize_setup": (linearize, (point,)),
+    "grad_all_params": (jax.jit(jax.grad(loss)), (params, batch)),
+    "grad_w_rec": (jax.jit(grad_sub), (point,)),
+    "hvp_jvp": (jax.jit(lambda p, v: operator(p)[0](v)), (params, v)),
+    "hvp_linearize": (jax.jit(lambda f, v: f(v)), (lin, v)),
+    "linearize_setup": (linearize, (point,)),
   }
   for fn, args in fns.values():
     jax.block_until_ready(fn(*args))
@@ -183,8 +188,9 @@ def hvp_cost(trainer, params, batch, repeats: int = 15):
   return out
 
 
-def check_top_pair(trainer, params, batch, key, num_steps: int,
-                            eps: tuple[float, ...] = (1e-6, 1e-4, 1e-2)):
+def check_top_pair(
+  trainer, params, batch, key, num_steps: int, eps: tuple[float, ...] = (1e-6, 1e-4, 1e-2)
+):
   """The top Ritz pair ``(lambda, v)`` against float64 computations at the same point.
 
   ``rayleigh_float64`` is ``v^T H v`` with the HVP in float64 (checks the
@@ -213,8 +219,9 @@ def check_top_pair(trainer, params, batch, key, num_steps: int,
     for e in eps:
       second = (float(loss(w + e * v)) - 2 * float(loss(w)) + float(loss(w - e * v))) / e**2
       out["second_difference"].append(second)
-      out["gradient_difference"].append(float(jnp.sum((grad(w + e * v) - grad(w - e * v)) * v))
-                                        / (2 * e))
+      out["gradient_difference"].append(
+        float(jnp.sum((grad(w + e * v) - grad(w - e * v)) * v)) / (2 * e)
+      )
     # Pre-activations closer to the kink than the largest change along the segment.
     u = np.abs(np.asarray(rnn.forward(p64, trainer.spec, b64.inputs).u))
     out["fraction_preactivations_below"] = {str(e): float(np.mean(u < e)) for e in eps}
@@ -248,15 +255,16 @@ def run_timed(config):
     eval_cpu.append(dc)
   lam = metrics.get("lambda_max")
   return {
-      "wall_s": time.perf_counter() - t_start,
-      "cpu_s": time.process_time() - c_start,
-      "first_eval_cpu_s": eval_cpu[0],
-      "final_lambda_max": None if lam is None else np.asarray(lam).tolist(),
+    "wall_s": time.perf_counter() - t_start,
+    "cpu_s": time.process_time() - c_start,
+    "first_eval_cpu_s": eval_cpu[0],
+    "final_lambda_max": None if lam is None else np.asarray(lam).tolist(),
   }, (fns, state)
 
 
-def overhead(base, steps: int, every: int, lanczos_steps: int, projected_steps: int,
-             repeats: int = 3):
+def overhead(
+  base, steps: int, every: int, lanczos_steps: int, projected_steps: int, repeats: int = 3
+):
   """Cost of the curvature track: whole runs, and their pieces timed interleaved.
 
   ``run_overhead_wall`` / ``run_overhead_cpu`` compare two whole runs
@@ -304,39 +312,43 @@ def overhead(base, steps: int, every: int, lanczos_steps: int, projected_steps: 
   n = projected_steps // every
   out["projected_steps"] = projected_steps
   out["projected_overhead_cpu"] = ((n + 1) * probe + out["probe_compile_cpu_s"]) / (
-      n * chunk + (n + 1) * ev + fixed)
+    n * chunk + (n + 1) * ev + fixed
+  )
   return out
 
 
 def summarize(rows, lanczos_steps):
   power_hvps = [r["power_hvps"] for r in rows]
-  power_ref = [abs(r["power_magnitude"] - r["reference_lambda_max"]) / r["reference_lambda_max"]
-               for r in rows]
+  power_ref = [
+    abs(r["power_magnitude"] - r["reference_lambda_max"]) / r["reference_lambda_max"] for r in rows
+  ]
   out = {
-      "power_hvps_median": statistics.median(power_hvps),
-      "power_hvps_range": [min(power_hvps), max(power_hvps)],
-      "power_time_s_median": statistics.median(r["power_time_s"] for r in rows),
-      "power_rel_diff_reference_median": statistics.median(power_ref),
-      "lambda_max_exceeds_abs_lambda_min": all(
-          r["reference_lambda_max"] > abs(r["reference_lambda_min"]) for r in rows),
-      "lanczos": {},
+    "power_hvps_median": statistics.median(power_hvps),
+    "power_hvps_range": [min(power_hvps), max(power_hvps)],
+    "power_time_s_median": statistics.median(r["power_time_s"] for r in rows),
+    "power_rel_diff_reference_median": statistics.median(power_ref),
+    "lambda_max_exceeds_abs_lambda_min": all(
+      r["reference_lambda_max"] > abs(r["reference_lambda_min"]) for r in rows
+    ),
+    "lanczos": {},
   }
   for m in lanczos_steps:
     d_pow = [r["lanczos"][m]["rel_diff_power"] for r in rows]
     d_ref = [r["lanczos"][m]["rel_diff_reference"] for r in rows]
     ratio = [m / r["power_hvps"] for r in rows]
     out["lanczos"][m] = {
-        "rel_diff_power_median": statistics.median(d_pow),
-        "rel_diff_power_max": max(d_pow),
-        "rel_diff_reference_median": statistics.median(d_ref),
-        "rel_diff_reference_max": max(d_ref),
-        "hvps_over_power_median": statistics.median(ratio),
-        "time_s_median": statistics.median(r["lanczos"][m]["time_s"] for r in rows),
+      "rel_diff_power_median": statistics.median(d_pow),
+      "rel_diff_power_max": max(d_pow),
+      "rel_diff_reference_median": statistics.median(d_ref),
+      "rel_diff_reference_max": max(d_ref),
+      "hvps_over_power_median": statistics.median(ratio),
+      "time_s_median": statistics.median(r["lanczos"][m]["time_s"] for r in rows),
     }
   # Target: within 1e-3 of power iteration, <= 12 HVPs and <= half its HVPs (medians);
   # the stricter reading asks the accuracy of every seed and checkpoint.
-  cheap = [m for m in lanczos_steps
-           if m <= 12 and out["lanczos"][m]["hvps_over_power_median"] <= 0.5]
+  cheap = [
+    m for m in lanczos_steps if m <= 12 and out["lanczos"][m]["hvps_over_power_median"] <= 0.5
+  ]
   median_ok = [m for m in cheap if out["lanczos"][m]["rel_diff_power_median"] <= 1e-3]
   all_ok = [m for m in cheap if out["lanczos"][m]["rel_diff_power_max"] <= 1e-3]
   out["smallest_lanczos_steps_meeting_target_median"] = min(median_ok, default=None)
@@ -353,12 +365,17 @@ def main():
   parser.add_argument("--lanczos_steps", type=_ints, default=[4, 6, 8, 10, 12, 16, 20])
   parser.add_argument("--reference_steps", type=int, default=80)
   parser.add_argument("--overhead_steps", type=int, default=500)
-  parser.add_argument("--overhead_lanczos_steps", type=int, default=10,
-                      help="Lanczos steps of the timed track (0: the config default)")
+  parser.add_argument(
+    "--overhead_lanczos_steps",
+    type=int,
+    default=10,
+    help="Lanczos steps of the timed track (0: the config default)",
+  )
   parser.add_argument("--projected_steps", type=int, default=10_000)
   parser.add_argument("--skip_overhead", action="store_true")
-  parser.add_argument("--skip_compare", action="store_true",
-                      help="only the overhead measurement (5.)")
+  parser.add_argument(
+    "--skip_compare", action="store_true", help="only the overhead measurement (5.)"
+  )
   args = parser.parse_args()
 
   config = get_config()
@@ -370,8 +387,8 @@ def main():
   if not args.skip_overhead:
     m = args.overhead_lanczos_steps or config.curvature.lanczos_steps
     result["overhead"] = {
-        "lanczos_steps": m,
-        **overhead(config, args.overhead_steps, 250, m, args.projected_steps),
+      "lanczos_steps": m,
+      **overhead(config, args.overhead_steps, 250, m, args.projected_steps),
     }
   print(json.dumps(result, indent=1))
 
@@ -383,24 +400,26 @@ def compare(config, args) -> dict:
   train_s = time.perf_counter() - t0
   batch = curvature_batch(trainer.task, config.curvature.batch_size)
   rows = compare_estimators(
-      trainer, saved, batch, args.lanczos_steps, args.reference_steps, args.num_seeds
+    trainer, saved, batch, args.lanczos_steps, args.reference_steps, args.num_seeds
   )
   final = jax.tree.map(lambda x: jnp.asarray(x[0]), saved[max(saved)])
   return {
-      "config": {
-          "num_seeds": args.num_seeds, "num_steps": args.num_steps,
-          "checkpoints": sorted(saved), "curvature_batch": int(batch.inputs.shape[0]),
-          "hessian_dim_free": int(trainer.spec.n_hidden * (trainer.spec.n_hidden - 1)),
-          "reference_steps": args.reference_steps,
-      },
-      "train_s": train_s,
-      "train_step_s_all_seeds": train_step_s,
-      "summary": summarize(rows, args.lanczos_steps),
-      "cost": hvp_cost(trainer, final, batch),
-      "top_pair_check": check_top_pair(
-          trainer, final, batch, jax.random.key(7), max(args.lanczos_steps)
-      ),
-      "per_checkpoint": rows,
+    "config": {
+      "num_seeds": args.num_seeds,
+      "num_steps": args.num_steps,
+      "checkpoints": sorted(saved),
+      "curvature_batch": int(batch.inputs.shape[0]),
+      "hessian_dim_free": int(trainer.spec.n_hidden * (trainer.spec.n_hidden - 1)),
+      "reference_steps": args.reference_steps,
+    },
+    "train_s": train_s,
+    "train_step_s_all_seeds": train_step_s,
+    "summary": summarize(rows, args.lanczos_steps),
+    "cost": hvp_cost(trainer, final, batch),
+    "top_pair_check": check_top_pair(
+      trainer, final, batch, jax.random.key(7), max(args.lanczos_steps)
+    ),
+    "per_checkpoint": rows,
   }
 
 

@@ -63,10 +63,19 @@ def make_task(batch: int) -> tuple[Task, Batch]:
   inputs = jnp.asarray(rng.uniform(size=(batch, T, N_IN)), jnp.float32)
   labels = rng.integers(0, N_OUT, batch)
   mask = jnp.zeros((batch, T), jnp.float32).at[:, -1].set(1.0)
-  targets = jnp.broadcast_to(jnp.asarray(np.eye(N_OUT)[labels], jnp.float32)[:, None],
-                             (batch, T, N_OUT))
-  task = Task(name="seq_mnist_like", n_in=N_IN, n_out=N_OUT, n_steps=T, objective="xent",
-              sample_train=None, eval_sets={}, shift="")
+  targets = jnp.broadcast_to(
+    jnp.asarray(np.eye(N_OUT)[labels], jnp.float32)[:, None], (batch, T, N_OUT)
+  )
+  task = Task(
+    name="seq_mnist_like",
+    n_in=N_IN,
+    n_out=N_OUT,
+    n_steps=T,
+    objective="xent",
+    sample_train=None,
+    eval_sets={},
+    shift="",
+  )
   return task, Batch(inputs, targets, mask)
 
 
@@ -108,11 +117,11 @@ def measure(cases_: list, spec: rnn.RNNSpec, task: Task, batch: Batch, reps: int
   rows = {}
   for label, (_, _, compile_s, mem) in built.items():
     rows[label] = {
-        "time_ms": 1e3 * statistics.median(times[label]),
-        "time_ms_min": 1e3 * min(times[label]),
-        "cpu_ms": 1e3 * statistics.median(cpu[label]),
-        "temp_mb": mem.temp_size_in_bytes / 2**20 if mem is not None else None,
-        "compile_s": compile_s,
+      "time_ms": 1e3 * statistics.median(times[label]),
+      "time_ms_min": 1e3 * min(times[label]),
+      "cpu_ms": 1e3 * statistics.median(cpu[label]),
+      "temp_mb": mem.temp_size_in_bytes / 2**20 if mem is not None else None,
+      "compile_s": compile_s,
     }
   return rows
 
@@ -140,26 +149,40 @@ def main():
   parser.add_argument("--reps", type=int, default=15)
   parser.add_argument("--rtrl", action="store_true")
   parser.add_argument("--only", default="", help="comma-separated case labels (bptt always)")
-  parser.add_argument("--single-thread", action="store_true",
-                      help="one XLA CPU thread: CPU times then measure the work done even on a "
-                           "busy machine")
+  parser.add_argument(
+    "--single-thread",
+    action="store_true",
+    help="one XLA CPU thread: CPU times then measure the work done even on a busy machine",
+  )
   args = parser.parse_args()
   task, batch = make_task(args.batch)
   report = {
-      "setup": dict(T=T, n_in=N_IN, n_out=N_OUT, batch=args.batch, activation="relu", alpha=1.0,
-                    no_autapse=True, loss="xent on the last step", reps=args.reps,
-                    step="forward + loss_and_grads + SGD update + projection"),
-      "device": str(jax.devices()[0]),
-      "single_thread": args.single_thread,
-      "cpu_count": os.cpu_count(),
-      "backend": jax.default_backend(),
-      "machine": platform.processor() or platform.machine(),
-      "results": {},
+    "setup": dict(
+      T=T,
+      n_in=N_IN,
+      n_out=N_OUT,
+      batch=args.batch,
+      activation="relu",
+      alpha=1.0,
+      no_autapse=True,
+      loss="xent on the last step",
+      reps=args.reps,
+      step="forward + loss_and_grads + SGD update + projection",
+    ),
+    "device": str(jax.devices()[0]),
+    "single_thread": args.single_thread,
+    "cpu_count": os.cpu_count(),
+    "backend": jax.default_backend(),
+    "machine": platform.processor() or platform.machine(),
+    "results": {},
   }
   for n in (int(s) for s in args.sizes.split(",")):
     spec = rnn.RNNSpec(N_IN, n, N_OUT)
-    selected = [c for c in cases(spec, args.rtrl)
-                if not args.only or c[0] == "bptt" or c[0] in args.only.split(",")]
+    selected = [
+      c
+      for c in cases(spec, args.rtrl)
+      if not args.only or c[0] == "bptt" or c[0] in args.only.split(",")
+    ]
     rows = measure(selected, spec, task, batch, args.reps)
     base = rows["bptt"]
     for row in rows.values():
@@ -169,9 +192,11 @@ def main():
       if row["temp_mb"] is not None and base["temp_mb"]:
         row["temp_vs_bptt"] = row["temp_mb"] / base["temp_mb"]
     if "rtrl(influence)" not in rows:
-      rows["rtrl"] = {"skipped": "exact rule: trains through value_and_grad, i.e. the bptt row; "
-                                 "its influence tensor is measured only with --rtrl, within "
-                                 "rule_options.rtrl_max_params"}
+      rows["rtrl"] = {
+        "skipped": "exact rule: trains through value_and_grad, i.e. the bptt row; "
+        "its influence tensor is measured only with --rtrl, within "
+        "rule_options.rtrl_max_params"
+      }
     report["results"][f"N={n}"] = rows
     print(json.dumps({f"N={n}": rows}), flush=True)
   print(json.dumps(report, indent=2))

@@ -66,13 +66,13 @@ def _worker(args) -> dict:
     times.append(time.perf_counter() - t0)
   best, total = min(times), sum(times)
   return {
-      "devices": mesh.size,
-      "seeds": args.seeds,
-      "padded_seeds": fns.padded,
-      "compile_and_first_chunk_s": round(compile_s, 3),
-      "seed_steps_per_s": round(args.seeds * args.chunk * args.reps / total, 1),
-      "seed_steps_per_s_best_chunk": round(args.seeds * args.chunk / best, 1),
-      "steps_per_s": round(args.chunk * args.reps / total, 2),
+    "devices": mesh.size,
+    "seeds": args.seeds,
+    "padded_seeds": fns.padded,
+    "compile_and_first_chunk_s": round(compile_s, 3),
+    "seed_steps_per_s": round(args.seeds * args.chunk * args.reps / total, 1),
+    "seed_steps_per_s_best_chunk": round(args.seeds * args.chunk / best, 1),
+    "steps_per_s": round(args.chunk * args.reps / total, 2),
   }
 
 
@@ -82,8 +82,14 @@ def _throughput(args) -> list[dict]:
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={k}"
     env["JAX_PLATFORMS"] = "cpu"
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", f"--seeds={args.seeds}",
-           f"--chunk={args.chunk}", f"--reps={args.reps}"]
+    cmd = [
+      sys.executable,
+      os.path.abspath(__file__),
+      "--worker",
+      f"--seeds={args.seeds}",
+      f"--chunk={args.chunk}",
+      f"--reps={args.reps}",
+    ]
     out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
     if out.returncode:
       raise RuntimeError(f"worker with {k} devices failed:\n{out.stderr[-3000:]}")
@@ -112,31 +118,36 @@ def _full(args) -> dict:
     with open(os.path.join(workdir, "cells", cell.id, "run_info.json")) as f:
       info = json.load(f)
     cells[cell.id] = {
-        "wall_time_s": round(info["wall_time_s"], 1),
-        "num_steps": cell.config.num_steps,
-        "seeds": cell.config.num_seeds,
-        "resumed_from_step": info["resumed_from_step"],
+      "wall_time_s": round(info["wall_time_s"], 1),
+      "num_steps": cell.config.num_steps,
+      "seeds": cell.config.num_seeds,
+      "resumed_from_step": info["resumed_from_step"],
     }
   return {
-      "workdir": workdir,
-      "devices": jax.device_count(),
-      "rules": list(sweep.rules),
-      "wall_time_s": round(result.wall_time_s, 1),
-      "wall_time_min": round(result.wall_time_s / 60, 2),
-      "cells": cells,
+    "workdir": workdir,
+    "devices": jax.device_count(),
+    "rules": list(sweep.rules),
+    "wall_time_s": round(result.wall_time_s, 1),
+    "wall_time_min": round(result.wall_time_s / 60, 2),
+    "cells": cells,
   }
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--devices", type=lambda s: [int(x) for x in s.split(",")],
-                      default=[1, 2, 4], help="forced host device counts")
+  parser.add_argument(
+    "--devices",
+    type=lambda s: [int(x) for x in s.split(",")],
+    default=[1, 2, 4],
+    help="forced host device counts",
+  )
   parser.add_argument("--seeds", type=int, default=8, help="seeds of the fixed cell")
   parser.add_argument("--chunk", type=int, default=50, help="steps per timed chunk")
   parser.add_argument("--reps", type=int, default=4, help="timed chunks")
   parser.add_argument("--full", action="store_true", help="also run the paper_seq_mnist sweep")
-  parser.add_argument("--rules", type=lambda s: s.split(","), default=None,
-                      help="with --full: only these rules")
+  parser.add_argument(
+    "--rules", type=lambda s: s.split(","), default=None, help="with --full: only these rules"
+  )
   parser.add_argument("--workdir", default=None, help="with --full: the sweep's workdir")
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -146,12 +157,23 @@ def main() -> None:
   import jax
 
   report = {
-      "benchmark": "sweep",
-      "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                  "jax": jax.__version__, "backend": jax.default_backend()},
-      "cell": {"task": "seq_mnist (synthetic)", "rule": "bptt", "n_hidden": 64, "batch_size": 64,
-               "seeds": args.seeds, "chunk_steps": args.chunk, "timed_chunks": args.reps},
-      "throughput": _throughput(args),
+    "benchmark": "sweep",
+    "machine": {
+      "cpus": os.cpu_count(),
+      "platform": platform.platform(),
+      "jax": jax.__version__,
+      "backend": jax.default_backend(),
+    },
+    "cell": {
+      "task": "seq_mnist (synthetic)",
+      "rule": "bptt",
+      "n_hidden": 64,
+      "batch_size": 64,
+      "seeds": args.seeds,
+      "chunk_steps": args.chunk,
+      "timed_chunks": args.reps,
+    },
+    "throughput": _throughput(args),
   }
   if args.full:
     report["full_sweep"] = _full(args)

@@ -78,25 +78,27 @@ def main():
   t8 = step_time(config, task, 8, args.steps)
   matmul_after = matmul_gflops()
   result = {
-      "device": str(jax.devices()[0]),
-      "jax": jax.__version__,
-      "config": {"n_hidden": n, "n_steps": task.n_steps, "batch_size": b, "rule": config.rule},
-      "matmul_2048_gflops": round((matmul + matmul_after) / 2, 2),
-      "matmul_2048_gflops_before_after": [round(matmul, 2), round(matmul_after, 2)],
-      "step_flops": flops,
-      "bptt_step_ms_seeds1": round(1e3 * t1, 3),
-      "bptt_step_ms_seeds8": round(1e3 * t8, 3),
-      "bptt_gflops_seeds1": round(flops / t1 / 1e9, 2),
-      "bptt_gflops_seeds8": round(8 * flops / t8 / 1e9, 2),
+    "device": str(jax.devices()[0]),
+    "jax": jax.__version__,
+    "config": {"n_hidden": n, "n_steps": task.n_steps, "batch_size": b, "rule": config.rule},
+    "matmul_2048_gflops": round((matmul + matmul_after) / 2, 2),
+    "matmul_2048_gflops_before_after": [round(matmul, 2), round(matmul_after, 2)],
+    "step_flops": flops,
+    "bptt_step_ms_seeds1": round(1e3 * t1, 3),
+    "bptt_step_ms_seeds8": round(1e3 * t8, 3),
+    "bptt_gflops_seeds1": round(flops / t1 / 1e9, 2),
+    "bptt_gflops_seeds8": round(8 * flops / t8 / 1e9, 2),
   }
   result["bptt_fraction_of_matmul"] = round(
-      result["bptt_gflops_seeds8"] / result["matmul_2048_gflops"], 3)
+    result["bptt_gflops_seeds8"] / result["matmul_2048_gflops"], 3
+  )
   result["bptt_fraction_of_matmul_seeds1"] = round(
-      result["bptt_gflops_seeds1"] / result["matmul_2048_gflops"], 3)
+    result["bptt_gflops_seeds1"] / result["matmul_2048_gflops"], 3
+  )
   result["seeds8_over_seeds1"] = round(t8 / t1, 3)
   result["targets"] = {
-      "fraction_of_matmul>=0.5": result["bptt_fraction_of_matmul"] >= 0.5,
-      "seeds8_over_seeds1<=8": result["seeds8_over_seeds1"] <= 8,
+    "fraction_of_matmul>=0.5": result["bptt_fraction_of_matmul"] >= 0.5,
+    "seeds8_over_seeds1<=8": result["seeds8_over_seeds1"] <= 8,
   }
   if args.end_to_end:
     t0 = time.perf_counter()

@@ -40,10 +40,10 @@ def configure() -> None:
   if "xla_cpu_experimental_ynn_fusion_type" not in flags:
     if _backend_started():
       warnings.warn(
-          "credit was imported after JAX started its backend, so XLA's CPU YNNPACK "
-          f"fusions stay on; set XLA_FLAGS={YNN_FLAG} before starting Python (they "
-          "miscompile some vmapped programs in jaxlib 0.10.2).",
-          stacklevel=3,
+        "credit was imported after JAX started its backend, so XLA's CPU YNNPACK "
+        f"fusions stay on; set XLA_FLAGS={YNN_FLAG} before starting Python (they "
+        "miscompile some vmapped programs in jaxlib 0.10.2).",
+        stacklevel=3,
       )
     else:
       os.environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}".strip()

@@ -44,16 +44,17 @@ def main(argv):
     raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
   if FLAGS.distributed:
     jax.distributed.initialize(
-        coordinator_address=FLAGS.coordinator_address,
-        num_processes=FLAGS.num_processes,
-        process_id=FLAGS.process_id,
+      coordinator_address=FLAGS.coordinator_address,
+      num_processes=FLAGS.num_processes,
+      process_id=FLAGS.process_id,
     )
   quiet_orbax_logs()
   if FLAGS.dry_run:
     print(describe(cells_lib.expand(FLAGS.config, validate=False)))
     return
-  logging.info("process %d/%d, %d devices", jax.process_index(), jax.process_count(),
-               jax.device_count())
+  logging.info(
+    "process %d/%d, %d devices", jax.process_index(), jax.process_count(), jax.device_count()
+  )
   run_sweep(FLAGS.config, FLAGS.workdir, num_devices=FLAGS.num_devices or None)
 
 

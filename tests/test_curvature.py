@@ -39,8 +39,14 @@ def tiny_problem(activation="tanh", batch_size=8, n_steps=5, uneven_mask=False):
     mask = jnp.zeros((batch_size, n_steps), jnp.float64).at[:, -1].set(1.0)
   batch = Batch(inputs, one_hot_at_steps(labels, 2, mask, jnp.float64), mask)
   task = Task(
-      name="tiny", n_in=3, n_out=2, n_steps=n_steps, objective="xent", sample_train=None,
-      eval_sets={"val": batch}, shift="none",
+    name="tiny",
+    n_in=3,
+    n_out=2,
+    n_steps=n_steps,
+    objective="xent",
+    sample_train=None,
+    eval_sets={"val": batch},
+    shift="none",
   )
   return spec, params, batch, make_total_loss(spec, task, REG_L2)
 
@@ -103,8 +109,8 @@ def test_hvp_equals_dense_hessian_columns(x64, tiny):
   def matrices(params):
     # linearize=True runs the primal once and reuses it for all 74 columns.
     return [
-        operator_matrix(cv.make_hvp(tiny.loss, params, tiny.batch, linearize=lin), params)
-        for lin in (False, True)
+      operator_matrix(cv.make_hvp(tiny.loss, params, tiny.batch, linearize=lin), params)
+      for lin in (False, True)
     ]
 
   h = tiny.hessian
@@ -122,8 +128,8 @@ def test_subset_hvp_equals_hessian_block_and_mask_restricts_it(x64, tiny):
   @jax.jit
   def matrices(params):
     return [
-        operator_matrix(cv.make_hvp(tiny.loss, params, tiny.batch, ("w_rec",), mask=m), sub)
-        for m in (None, mask)
+      operator_matrix(cv.make_hvp(tiny.loss, params, tiny.batch, ("w_rec",), mask=m), sub)
+      for m in (None, mask)
     ]
 
   plain, masked = matrices(tiny.params)
@@ -148,8 +154,8 @@ def test_chunked_hvp_equals_unchunked_with_l2_counted_once(x64):
   @jax.jit
   def products(v):
     hv = [
-        cv.make_hvp(loss, params, batch, chunk_size=c, linearize=lin)(v)
-        for c, lin in ((0, False), (1, False), (2, False), (4, True))
+      cv.make_hvp(loss, params, batch, chunk_size=c, linearize=lin)(v)
+      for c, lin in ((0, False), (1, False), (2, False), (4, True))
     ]
     plain = [cv.make_hvp(plain_loss, params, xs, ("w_in",), chunk_size=c) for c in (0, 2)]
     return hv, [h({"w_in": v["w_in"]}) for h in plain]
@@ -174,9 +180,9 @@ def test_lanczos_recovers_known_eigenvalues_on_a_pytree(x64):
   @jax.jit
   def run(v):
     return (
-        cv.lanczos_top_k(matvec, v, 40, 3, return_vectors=True),
-        cv.lanczos_tridiag(matvec, v, 40),
-        cv.lanczos_top_k(matvec, v, 15, 3),
+      cv.lanczos_top_k(matvec, v, 40, 3, return_vectors=True),
+      cv.lanczos_tridiag(matvec, v, 40),
+      cv.lanczos_top_k(matvec, v, 15, 3),
     )
 
   top, res, few = run(v0)
@@ -234,9 +240,9 @@ def test_lanczos_breakdown_is_masked(x64):
   @jax.jit
   def run(v):
     return (
-        cv.lanczos_top_k(lambda x: a @ x, v, 10, 3, return_vectors=True),
-        cv.lanczos_tridiag(lambda x: a @ x, v, 10),
-        cv.lanczos_top_k(lambda x: b @ x, v, 9, 2),
+      cv.lanczos_top_k(lambda x: a @ x, v, 10, 3, return_vectors=True),
+      cv.lanczos_tridiag(lambda x: a @ x, v, 10),
+      cv.lanczos_top_k(lambda x: b @ x, v, 9, 2),
     )
 
   top, res, multi = run(jnp.arange(30.0) + 1.0)
@@ -265,9 +271,9 @@ def test_power_iteration_agrees_with_dense_and_lanczos(x64, tiny):
   @jax.jit
   def run(v):
     return (
-        cv.power_iteration(hvp, v, tol=1e-13, max_matvecs=5000),
-        cv.lanczos_top_k(hvp, v, 25, 1).eigenvalues[0],
-        cv.power_iteration(hvp, v),  # the reference protocol: 1e-6 absolute, <= 500 HVPs
+      cv.power_iteration(hvp, v, tol=1e-13, max_matvecs=5000),
+      cv.lanczos_top_k(hvp, v, 25, 1).eigenvalues[0],
+      cv.power_iteration(hvp, v),  # the reference protocol: 1e-6 absolute, <= 500 HVPs
     )
 
   ref, lanczos, protocol = run(v0)
@@ -281,10 +287,10 @@ def test_power_iteration_agrees_with_dense_and_lanczos(x64, tiny):
 def test_power_iteration_reports_magnitude_and_sign(x64):
   a = matrix_with_eigenvalues(np.concatenate([[-6.0, 3.0], np.linspace(-2.0, 2.0, 18)]))
   res, capped = jax.jit(
-      lambda v: (
-          cv.power_iteration(lambda x: a @ x, v, tol=1e-12, max_matvecs=2000),
-          cv.power_iteration(lambda x: a @ x, v, tol=0.0, max_matvecs=7),
-      )
+    lambda v: (
+      cv.power_iteration(lambda x: a @ x, v, tol=1e-12, max_matvecs=2000),
+      cv.power_iteration(lambda x: a @ x, v, tol=0.0, max_matvecs=7),
+    )
   )(jnp.ones(20))
   np.testing.assert_allclose([res.magnitude, res.rayleigh], [6.0, -6.0], rtol=1e-9)
   assert int(capped.num_matvecs) == 7
@@ -319,9 +325,9 @@ def test_slq_density_matches_true_spectrum(x64, tiny):
   def run(v, key):
     k1, k2 = jax.random.split(key)
     return (
-        [cv.lanczos_tridiag(hvp, v, m) for m in (74, 12)],
-        cv.slq_density(hvp, k1, params, 30, 20, sigma=sigma, grid=grid),
-        cv.slq_density(hvp, k2, params, 20, 4),  # default grid and width
+      [cv.lanczos_tridiag(hvp, v, m) for m in (74, 12)],
+      cv.slq_density(hvp, k1, params, 30, 20, sigma=sigma, grid=grid),
+      cv.slq_density(hvp, k2, params, 20, 4),  # default grid and width
     )
 
   tridiags, dens, auto = run(v, jax.random.key(1))
@@ -350,18 +356,16 @@ def test_relative_flatness_equals_dense_formula(x64, tiny):
   # The same sum written out over rows s, s' (weights into neurons s and s').
   hb = np.asarray(h).reshape(6, 6, 6, 6)
   wn = np.asarray(w)
-  explicit = sum(
-      wn[s] @ wn[t] * np.trace(hb[s, :, t, :]) for s in range(6) for t in range(6)
-  )
+  explicit = sum(wn[s] @ wn[t] * np.trace(hb[s, :, t, :]) for s in range(6) for t in range(6))
   np.testing.assert_allclose(kappa, explicit, rtol=1e-12)
   hvp = cv.make_hvp(tiny.loss, tiny.params, tiny.batch, ("w_rec",))
   hvp_w = lambda v: hvp({"w_rec": v})["w_rec"]
   num_probes = 200
   m, est = jax.jit(
-      lambda k: (
-          operator_matrix(cv.flatness_operator(hvp_w, w), jnp.zeros((6, 6))),
-          cv.relative_flatness(hvp_w, w, k, num_probes),
-      )
+    lambda k: (
+      operator_matrix(cv.flatness_operator(hvp_w, w), jnp.zeros((6, 6))),
+      cv.relative_flatness(hvp_w, w, k, num_probes),
+    )
   )(jax.random.key(9))
   m = np.asarray(m)
   np.testing.assert_allclose(m, m.T, atol=1e-12 * np.abs(m).max())
@@ -414,8 +418,14 @@ def test_curvature_probe_against_dense_and_off_schedule(x64, tiny):
   config_all.curvature.params = "all"
   config_all.curvature.lanczos_steps = 68  # 74 parameters, 6 of them masked autapses
   task = Task(
-      name="tiny", n_in=3, n_out=2, n_steps=5, objective="xent", sample_train=None,
-      eval_sets={"val": tiny.batch}, shift="none",
+    name="tiny",
+    n_in=3,
+    n_out=2,
+    n_steps=5,
+    objective="xent",
+    sample_train=None,
+    eval_sets={"val": tiny.batch},
+    shift="none",
   )
   probes = [cv.make_curvature_probe(c, tiny.spec, task, tiny.loss) for c in (config, config_all)]
   run = jax.jit(lambda step: [p(tiny.params, {}, jax.random.key(1), step) for p in probes])
@@ -434,6 +444,7 @@ def test_curvature_probe_against_dense_and_off_schedule(x64, tiny):
     eigs = np.linalg.eigvalsh(hess)[::-1][:3]
     top = [out["lambda_max"], out["lambda_2"], out["lambda_3"]]
     np.testing.assert_allclose(top, eigs, rtol=1e-8)
+
   # Hutchinson metrics (3 probes) within 4 standard deviations of the dense values.
   def within_clt(estimate, m):
     sd = np.sqrt(2 * (np.sum(m**2) - np.sum(np.diag(m) ** 2)) / 3)

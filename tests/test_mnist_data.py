@@ -77,7 +77,7 @@ def test_real_mnist_loader():
   assert arrays["x_test"].shape == (10000, 28, 28)
   np.testing.assert_array_equal(arrays["y_train"][:5], [5, 0, 4, 1, 9])
   np.testing.assert_array_equal(
-      np.bincount(arrays["y_test"]), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    np.bincount(arrays["y_test"]), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
   )
   cache = os.path.join(mnist.data_dir(), mnist.CACHE_NAME)
   assert mnist.load_cache(cache) is not None

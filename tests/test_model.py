@@ -15,10 +15,22 @@ from jax.flatten_util import ravel_pytree
 from tests.conftest import assert_trees_close
 
 
-def tiny_problem(key, *, n=5, n_in=3, n_out=2, t=6, b=4, alpha=0.7, activation="tanh",
-                 no_autapse=True, dtype=jnp.float64):
-  spec = rnn.RNNSpec(n_in=n_in, n_hidden=n, n_out=n_out, alpha=alpha, activation=activation,
-                     no_autapse=no_autapse)
+def tiny_problem(
+  key,
+  *,
+  n=5,
+  n_in=3,
+  n_out=2,
+  t=6,
+  b=4,
+  alpha=0.7,
+  activation="tanh",
+  no_autapse=True,
+  dtype=jnp.float64,
+):
+  spec = rnn.RNNSpec(
+    n_in=n_in, n_hidden=n, n_out=n_out, alpha=alpha, activation=activation, no_autapse=no_autapse
+  )
   k1, k2, k3, k4 = jax.random.split(key, 4)
   params = rnn.init_params(k1, spec, dtype)
   params["b"] = 0.1 * jax.random.normal(k4, (n,), dtype)
@@ -48,8 +60,9 @@ def numpy_forward(params, spec, x):
 def test_forward_matches_loop_implementation(x64, activation, alpha):
   spec, params, batch = tiny_problem(jax.random.key(0), activation=activation, alpha=alpha)
   traj = rnn.forward(params, spec, batch.inputs)
-  np.testing.assert_allclose(traj.y, numpy_forward(params, spec, np.asarray(batch.inputs)),
-                             rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(
+    traj.y, numpy_forward(params, spec, np.asarray(batch.inputs)), rtol=1e-12, atol=1e-12
+  )
   np.testing.assert_allclose(rnn.outputs(params, spec, batch.inputs), traj.y, rtol=1e-12)
   np.testing.assert_allclose(traj.h_prev[:, 1:], traj.h[:, :-1])
 
@@ -98,8 +111,11 @@ def test_losses_against_numpy(x64):
   r2 = 1 - ((y - targets) ** 2)[m].sum() / sst
   assert np.isclose(losses.r2_score(y, targets, mask), r2)
   params = {"w_in": y[0], "w_rec": y[1], "w_out": y[2], "b": y[3, 0], "b_out": y[3, 1]}
-  assert_trees_close(losses.l2_gradient(params, 0.3),
-                     jax.grad(lambda p: losses.l2_penalty(p, 0.3))(params), rtol=1e-14)
+  assert_trees_close(
+    losses.l2_gradient(params, 0.3),
+    jax.grad(lambda p: losses.l2_penalty(p, 0.3))(params),
+    rtol=1e-14,
+  )
 
 
 def test_dale_projection_keeps_signs_and_autapses_stay_zero(x64):
@@ -132,5 +148,13 @@ def test_reference_initialization_statistics():
 def _xent_task(spec):
   from credit.tasks.base import Task
 
-  return Task(name="tiny", n_in=spec.n_in, n_out=spec.n_out, n_steps=0, objective="xent",
-              sample_train=None, eval_sets={}, shift="")
+  return Task(
+    name="tiny",
+    n_in=spec.n_in,
+    n_out=spec.n_out,
+    n_steps=0,
+    objective="xent",
+    sample_train=None,
+    eval_sets={},
+    shift="",
+  )

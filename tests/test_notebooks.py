@@ -13,8 +13,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "notebooks")
+NOTEBOOK_DIR = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks"
+)
 NOTEBOOKS = ("quickstart.ipynb", "curvature.ipynb", "results.ipynb")
 
 
@@ -29,7 +30,8 @@ def test_notebook_is_stored_without_outputs(name):
   for cell in notebook.cells:
     if cell.cell_type == "code":
       assert cell.outputs == [] and cell.execution_count is None, (
-          f"{name} is saved with outputs: clear them before committing")
+        f"{name} is saved with outputs: clear them before committing"
+      )
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -39,9 +41,9 @@ def test_notebook_runs_in_smoke_mode(name, monkeypatch):
   monkeypatch.delenv("CREDIT_SWEEP_WORKDIR", raising=False)
   monkeypatch.setenv("MPLBACKEND", "Agg")
   client = NotebookClient(
-      _read(name),
-      timeout=300,
-      kernel_name="python3",
-      resources={"metadata": {"path": NOTEBOOK_DIR}},
+    _read(name),
+    timeout=300,
+    kernel_name="python3",
+    resources={"metadata": {"path": NOTEBOOK_DIR}},
   )
   client.execute()

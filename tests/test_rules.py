@@ -23,10 +23,10 @@ from tests.conftest import assert_trees_close, relative_error
 N, N_IN, N_OUT, T, B = 7, 3, 2, 6, 3
 # Network kinds: (activation, alpha, no_autapse).
 KINDS = {
-    "tanh_leaky": ("tanh", 0.6, True),
-    "relu": ("relu", 1.0, True),  # the reference setup: ReLU, no leak, no autapses
-    "relu_leaky": ("relu", 0.7, True),
-    "relu_autapse": ("relu", 0.7, False),
+  "tanh_leaky": ("tanh", 0.6, True),
+  "relu": ("relu", 1.0, True),  # the reference setup: ReLU, no leak, no autapses
+  "relu_leaky": ("relu", 0.7, True),
+  "relu_autapse": ("relu", 0.7, False),
 }
 
 
@@ -37,8 +37,9 @@ def make_net(kind="tanh_leaky", dale=False, steps=T, w_rec_zero=False):
   Random numbers come from numpy: compiling JAX's PRNG costs seconds on CPU.
   """
   activation, alpha, no_autapse = KINDS[kind]
-  spec = rnn.RNNSpec(N_IN, N, N_OUT, alpha=alpha, activation=activation,
-                     no_autapse=no_autapse, dale=dale)
+  spec = rnn.RNNSpec(
+    N_IN, N, N_OUT, alpha=alpha, activation=activation, no_autapse=no_autapse, dale=dale
+  )
   rng = np.random.default_rng(0)
   w_rec = rng.normal(0, np.sqrt(2 / N), (N, N))
   if dale:  # E columns positive, I columns negative
@@ -46,11 +47,11 @@ def make_net(kind="tanh_leaky", dale=False, steps=T, w_rec_zero=False):
   if not no_autapse:  # a nonzero diagonal, so that the self-coupling matters
     w_rec[np.diag_indices(N)] = 0.5 * np.arange(1, N + 1) / N
   params = {
-      "w_in": rng.normal(0, np.sqrt(2 / N_IN), (N, N_IN)),
-      "w_rec": 0 * w_rec if w_rec_zero else w_rec,
-      "b": rng.normal(0, 0.3, N),
-      "w_out": rng.normal(0, np.sqrt(1 / N), (N_OUT, N)),
-      "b_out": rng.normal(0, 0.3, N_OUT),
+    "w_in": rng.normal(0, np.sqrt(2 / N_IN), (N, N_IN)),
+    "w_rec": 0 * w_rec if w_rec_zero else w_rec,
+    "b": rng.normal(0, 0.3, N),
+    "w_out": rng.normal(0, np.sqrt(1 / N), (N_OUT, N)),
+    "b_out": rng.normal(0, 0.3, N_OUT),
   }
   params = rnn.project({k: jnp.asarray(v, jnp.float64) for k, v in params.items()}, spec)
   x = jnp.asarray(rng.normal(size=(B, steps, N_IN)), jnp.float64)
@@ -70,8 +71,11 @@ def _compiled(name, spec, options):
 def rule_grads(name, spec, params, traj, errors, symmetric=False, **options):
   """Rule ``name``'s gradient (``symmetric``: random feedback B := W_out^T)."""
   # Key the cache on the options this rule reads, so that tests share compilations.
-  reads = {"tbptt": ("truncation",), "rflo": ("online",),
-           "eprop_random": ("online", "self_coupling")}
+  reads = {
+    "tbptt": ("truncation",),
+    "rflo": ("online",),
+    "eprop_random": ("online", "self_coupling"),
+  }
   reads.update({k: ("online", "self_coupling") for k in ("eprop", "mdgl", "mdgl_exact")})
   full = {**rules.default_options().to_dict(), **options}
   rule, grads = _compiled(name, spec, tuple((k, full[k]) for k in reads.get(name, ())))
@@ -104,8 +108,12 @@ def test_bptt_trace_form_equals_jax_grad(x64):
 @pytest.mark.parametrize("kind", ["tanh_leaky", "relu", "relu_autapse"])
 def test_rtrl_equals_bptt(x64, kind):
   spec, params, traj, errors = make_net(kind)
-  assert relative_error(rule_grads("rtrl", spec, params, traj, errors),
-                        reference(spec, params, traj, errors)) < 1e-10
+  assert (
+    relative_error(
+      rule_grads("rtrl", spec, params, traj, errors), reference(spec, params, traj, errors)
+    )
+    < 1e-10
+  )
 
 
 @pytest.mark.parametrize("kind", ["tanh_leaky", "relu"])
@@ -173,26 +181,37 @@ def test_credited_steps():
   errors = jnp.zeros((2, 6, 1)).at[1, 3].set(1.0)
   want = [False, False, False, True, False, False]
   np.testing.assert_array_equal(eligibility_trace.credited_steps(errors, None), want)
-  np.testing.assert_array_equal(eligibility_trace.credited_steps(errors, None, modulated=True),
-                                [False, False, True, True, False, False])
-  np.testing.assert_array_equal(eligibility_trace.credited_steps(errors, jnp.ones(6)),
-                                [True, True, True, True, False, False])
+  np.testing.assert_array_equal(
+    eligibility_trace.credited_steps(errors, None, modulated=True),
+    [False, False, True, True, False, False],
+  )
+  np.testing.assert_array_equal(
+    eligibility_trace.credited_steps(errors, jnp.ones(6)), [True, True, True, True, False, False]
+  )
 
 
 @pytest.mark.parametrize("kind", ["tanh_leaky", "relu", "relu_leaky"])
 def test_eprop_equals_three_factor_autodiff(x64, kind):
   spec, params, traj, errors = make_net(kind)
-  assert relative_error(rule_grads("eprop", spec, params, traj, errors),
-                        rule_grads("three_factor_autodiff", spec, params, traj, errors)) < 1e-10
+  assert (
+    relative_error(
+      rule_grads("eprop", spec, params, traj, errors),
+      rule_grads("three_factor_autodiff", spec, params, traj, errors),
+    )
+    < 1e-10
+  )
 
 
 def test_three_factor_autodiff_is_leak_only_eprop_with_autapses(x64):
   spec, params, traj, errors = make_net("relu_autapse")
   oracle = rule_grads("three_factor_autodiff", spec, params, traj, errors)
-  assert relative_error(rule_grads("eprop", spec, params, traj, errors, self_coupling=False),
-                        oracle) < 1e-10
-  assert relative_error(rule_grads("rflo", spec, params, traj, errors, symmetric=True),
-                        oracle) < 1e-10
+  assert (
+    relative_error(rule_grads("eprop", spec, params, traj, errors, self_coupling=False), oracle)
+    < 1e-10
+  )
+  assert (
+    relative_error(rule_grads("rflo", spec, params, traj, errors, symmetric=True), oracle) < 1e-10
+  )
   # With autapses, e-prop's self-coupling makes a difference.
   assert relative_error(rule_grads("eprop", spec, params, traj, errors), oracle) > 1e-6
 
@@ -210,8 +229,7 @@ def test_every_rule_equals_bptt_for_one_step(x64, name):
   spec, params, traj, errors = make_net("tanh_leaky", steps=1)
   want = reference(spec, params, traj, errors)
   for online in (False, True) if name in rules.ONLINE_RULES else (False,):
-    got = rule_grads(name, spec, params, traj, errors, symmetric=True, online=online,
-                     truncation=1)
+    got = rule_grads(name, spec, params, traj, errors, symmetric=True, online=online, truncation=1)
     assert relative_error(got, want) < 1e-10
 
 
@@ -264,13 +282,27 @@ def test_random_feedback_state(x64):
 def test_mdgl_with_zero_modulatory_weights_equals_eprop(x64, online, dale):
   spec, params, traj, errors = make_net("relu_leaky", dale=dale)
   zero = jnp.zeros((N, N), jnp.float64)
-  got = jax.jit(lambda p, tr, e: eprop.trace_grads(
-      p, spec, tr, e, p["w_out"].T, self_coupling=True, online=online,
-      modulation=eprop.matrix_modulation(zero)))(params, traj, errors)
+  got = jax.jit(
+    lambda p, tr, e: eprop.trace_grads(
+      p,
+      spec,
+      tr,
+      e,
+      p["w_out"].T,
+      self_coupling=True,
+      online=online,
+      modulation=eprop.matrix_modulation(zero),
+    )
+  )(params, traj, errors)
   assert relative_error(got, rule_grads("eprop", spec, params, traj, errors)) < 1e-10
   # ... while the modulatory term does change the gradient otherwise.
-  assert relative_error(rule_grads("mdgl", spec, params, traj, errors),
-                        rule_grads("eprop", spec, params, traj, errors)) > 1e-6
+  assert (
+    relative_error(
+      rule_grads("mdgl", spec, params, traj, errors),
+      rule_grads("eprop", spec, params, traj, errors),
+    )
+    > 1e-6
+  )
 
 
 def _one_hop_reference(spec, params, traj, errors, w_mod):
@@ -294,12 +326,17 @@ def _one_hop_reference(spec, params, traj, errors, w_mod):
       g += np.einsum("k,kpj->pj", q[b, t], infl)
       e_prev = e
   mask = np.asarray(rnn.recurrent_mask(spec, jnp.float64))
-  return {"w_rec": g[:, :N] * mask, "w_in": g[:, N:N + N_IN], "b": g[:, -1]}
+  return {"w_rec": g[:, :N] * mask, "w_in": g[:, N : N + N_IN], "b": g[:, -1]}
 
 
-@pytest.mark.parametrize("name,kind,dale", [("mdgl", "tanh_leaky", True),
-                                            ("mdgl", "relu_autapse", False),
-                                            ("mdgl_exact", "relu_autapse", False)])
+@pytest.mark.parametrize(
+  "name,kind,dale",
+  [
+    ("mdgl", "tanh_leaky", True),
+    ("mdgl", "relu_autapse", False),
+    ("mdgl_exact", "relu_autapse", False),
+  ],
+)
 def test_mdgl_matches_one_hop_definition(x64, name, kind, dale):
   spec, params, traj, errors = make_net(kind, dale=dale)
   weights = mdgl.type_averaged_weights if name == "mdgl" else mdgl.exact_one_hop_weights
@@ -311,10 +348,9 @@ def test_mdgl_matches_one_hop_definition(x64, name, kind, dale):
 
 def test_mdgl_type_averaged_weights_by_hand():
   spec = rnn.RNNSpec(1, 4, 1, dale=True, frac_exc=0.5)  # units 0, 1 E; 2, 3 I
-  w = jnp.array([[0.0, 1.0, -2.0, 0.0],
-                 [3.0, 0.0, -4.0, -6.0],
-                 [0.0, 5.0, 0.0, -1.0],
-                 [2.0, 0.0, -3.0, 0.0]])
+  w = jnp.array(
+    [[0.0, 1.0, -2.0, 0.0], [3.0, 0.0, -4.0, -6.0], [0.0, 5.0, 0.0, -1.0], [2.0, 0.0, -3.0, 0.0]]
+  )
   ee, ei, ie, ii = 2.0, -4.0, 3.5, -2.0  # means of the non-zero entries of each block
   np.testing.assert_allclose(mdgl.block_means({"w_rec": w}, spec), [[ee, ei], [ie, ii]])
   want = np.array([[0, ee, ei, ei], [ee, 0, ei, ei], [ie, ie, 0, ii], [ie, ie, ii, 0]])
@@ -324,14 +360,17 @@ def test_mdgl_type_averaged_weights_by_hand():
   np.testing.assert_allclose(mdgl.type_modulation({"w_rec": w}, spec)(z), z @ want, rtol=1e-6)
   # Without Dale: one type, one mean over the 9 existing synapses.
   one = spec._replace(dale=False)
-  np.testing.assert_allclose(mdgl.type_averaged_weights({"w_rec": w}, one),
-                             (1 - np.eye(4)) * (np.sum(w) / 9), rtol=1e-6)
-  np.testing.assert_allclose(mdgl.type_modulation({"w_rec": w}, one)(z),
-                             z @ ((1 - np.eye(4)) * (np.sum(w) / 9)), rtol=1e-6)
+  np.testing.assert_allclose(
+    mdgl.type_averaged_weights({"w_rec": w}, one), (1 - np.eye(4)) * (np.sum(w) / 9), rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    mdgl.type_modulation({"w_rec": w}, one)(z), z @ ((1 - np.eye(4)) * (np.sum(w) / 9)), rtol=1e-6
+  )
 
 
-@pytest.mark.parametrize("name", ["tbptt", "eprop", "eprop_random", "rflo", "mdgl",
-                                  "mdgl_exact", "three_factor_autodiff"])
+@pytest.mark.parametrize(
+  "name", ["tbptt", "eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact", "three_factor_autodiff"]
+)
 @pytest.mark.parametrize("kind", ["tanh_leaky", "relu"])
 def test_truncated_rules_are_partly_aligned(x64, name, kind):
   spec, params, traj, errors = make_net(kind, dale=name == "mdgl")
@@ -365,8 +404,15 @@ def test_unknown_rule_lists_names():
 
 
 @pytest.mark.parametrize(
-    "field,value", [("truncation", 0), ("truncation", 2.5), ("feedback_scale", 0.0),
-                    ("online", 1), ("self_coupling", "yes"), ("rtrl_max_params", -1)]
+  "field,value",
+  [
+    ("truncation", 0),
+    ("truncation", 2.5),
+    ("feedback_scale", 0.0),
+    ("online", 1),
+    ("self_coupling", "yes"),
+    ("rtrl_max_params", -1),
+  ],
 )
 def test_validate_names_the_field(field, value):
   options = rules.default_options()
@@ -385,10 +431,20 @@ def test_validate_rejects_unknown_option():
 
 
 def test_cosine_alignment_by_hand():
-  g = {"w_rec": jnp.array([[1.0, 0.0], [0.0, 2.0]]), "w_in": jnp.array([[1.0], [1.0]]),
-       "b": jnp.array([0.0, 0.0]), "w_out": jnp.array([[3.0, 4.0]]), "b_out": jnp.array([1.0])}
-  r = {"w_rec": jnp.array([[1.0, 1.0], [0.0, 0.0]]), "w_in": jnp.array([[-1.0], [1.0]]),
-       "b": jnp.array([1.0, 0.0]), "w_out": jnp.array([[3.0, 4.0]]), "b_out": jnp.array([2.0])}
+  g = {
+    "w_rec": jnp.array([[1.0, 0.0], [0.0, 2.0]]),
+    "w_in": jnp.array([[1.0], [1.0]]),
+    "b": jnp.array([0.0, 0.0]),
+    "w_out": jnp.array([[3.0, 4.0]]),
+    "b_out": jnp.array([1.0]),
+  }
+  r = {
+    "w_rec": jnp.array([[1.0, 1.0], [0.0, 0.0]]),
+    "w_in": jnp.array([[-1.0], [1.0]]),
+    "b": jnp.array([1.0, 0.0]),
+    "w_out": jnp.array([[3.0, 4.0]]),
+    "b_out": jnp.array([2.0]),
+  }
   cos = alignment.cosine_alignment(g, r)
   np.testing.assert_allclose(cos["w_rec"], 1 / (np.sqrt(5) * np.sqrt(2)), rtol=1e-6)
   np.testing.assert_allclose(cos["w_in"], 0.0, atol=1e-7)
@@ -440,8 +496,7 @@ def trained(smoke):
       config[k] = v
     return config
 
-  trainers = {name: make_trainer(configured(name), task=task, probes=())
-              for name in rules.names()}
+  trainers = {name: make_trainer(configured(name), task=task, probes=()) for name in rules.names()}
   probed = configured("mdgl", num_seeds=2, num_steps=20, eval_every=10)
   probed.alignment.every = 20
   probed.alignment.batch_size = 32

@@ -32,7 +32,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SWEEP_CONFIG = '''
+SWEEP_CONFIG = """
 import ml_collections
 from configs import seq_mnist
 from credit import rules
@@ -62,7 +62,7 @@ def get_config(arg=None):
   sweep.task_rule_overrides = ml_collections.ConfigDict()
   sweep.checkpoint_every = 100
   return sweep
-'''
+"""
 
 
 # ------------------------------------------------------------------- helpers
@@ -78,16 +78,19 @@ def _load_sweep(path):
 def _start(config_path, workdir, devices, cache):
   env = dict(os.environ)
   env.update(
-      XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-      NPROC="4",
-      JAX_PLATFORMS="cpu",
-      JAX_COMPILATION_CACHE_DIR=cache,
-      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    NPROC="4",
+    JAX_PLATFORMS="cpu",
+    JAX_COMPILATION_CACHE_DIR=cache,
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
   )
   return subprocess.Popen(
-      [sys.executable, "-m", "experiments.sweep", f"--config={config_path}",
-       f"--workdir={workdir}"],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    [sys.executable, "-m", "experiments.sweep", f"--config={config_path}", f"--workdir={workdir}"],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
   )
 
 
@@ -127,16 +130,21 @@ def runs(sweep_setup):
 
 def test_expand_applies_overrides_with_stable_ids():
   spec = importlib.util.spec_from_file_location(
-      "paper", os.path.join(REPO, "configs", "sweeps", "paper_seq_mnist.py"))
+    "paper", os.path.join(REPO, "configs", "sweeps", "paper_seq_mnist.py")
+  )
   paper = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(paper)
   sweep = paper.get_config()
   cells = cells_lib.expand(sweep, validate=False)
   by_rule = {c.rule: c for c in cells}
   assert [c.id for c in cells] == [
-      "seq_mnist-bptt-lr0.01", "seq_mnist-three_factor_autodiff-lr0.01", "seq_mnist-eprop-lr0.01"]
+    "seq_mnist-bptt-lr0.01",
+    "seq_mnist-three_factor_autodiff-lr0.01",
+    "seq_mnist-eprop-lr0.01",
+  ]
   assert [c.id for c in cells_lib.expand(paper.get_config(), validate=False)] == [
-      c.id for c in cells]
+    c.id for c in cells
+  ]
   bptt, eprop = by_rule["bptt"].config, by_rule["eprop"].config
   assert (bptt.num_steps, bptt.eval_every, bptt.curvature.every) == (10_000, 250, 250)
   assert (eprop.num_steps, eprop.eval_every, eprop.curvature.every) == (16_000, 400, 400)
@@ -164,8 +172,9 @@ def test_expand_applies_overrides_with_stable_ids():
     cells_lib.expand(sweep, validate=False)
 
 
-@pytest.mark.parametrize("name", ["pattern_generation", "delayed_match_to_sample",
-                                  "evidence_accumulation"])
+@pytest.mark.parametrize(
+  "name", ["pattern_generation", "delayed_match_to_sample", "evidence_accumulation"]
+)
 def test_other_task_sweeps_expand(name):
   if importlib.util.find_spec(f"configs.{name}") is None:
     pytest.skip(f"configs/{name}.py has not landed yet")
@@ -211,7 +220,8 @@ def test_kill_and_resume_equals_uninterrupted(runs, sweep_setup, tmp_path):
   proc.kill()  # SIGKILL: no cleanup at all
   proc.communicate()
   assert not os.path.exists(os.path.join(workdir, "cells", second.id, "summary.json")), (
-      "the cell finished before the kill; the test needs a longer cell")
+    "the cell finished before the kill; the test needs a longer cell"
+  )
   assert json.loads(_read(os.path.join(workdir, "sweep.lock")))["pid"] == proc.pid
 
   out, err = _finish(_start(sweep_setup["config"], workdir, 1, sweep_setup["cache"]))
@@ -220,7 +230,8 @@ def test_kill_and_resume_equals_uninterrupted(runs, sweep_setup, tmp_path):
   assert f"[2/2 {second.id}] resuming from the checkpoint at step" in out
   reference = runs["dirs"][1]
   assert _read(os.path.join(workdir, "results.csv")) == _read(
-      os.path.join(reference, "results.csv"))
+    os.path.join(reference, "results.csv")
+  )
   assert not os.path.exists(os.path.join(workdir, "sweep.lock"))
 
 
@@ -247,7 +258,8 @@ def test_damaged_latest_checkpoint_falls_back(runs, sweep_setup, tmp_path):
   assert f"[2/2 {cell.id}] resuming from the checkpoint at step 200" in out
   assert os.listdir(os.path.join(folder, "damaged"))
   assert _read(os.path.join(workdir, "results.csv")) == _read(
-      os.path.join(reference, "results.csv"))
+    os.path.join(reference, "results.csv")
+  )
 
 
 def test_checksum_mismatch_falls_back(tmp_path):
@@ -322,9 +334,11 @@ def test_results_and_summary_tables(runs, sweep_setup):
   summary = outputs.read_csv(os.path.join(workdir, "summary.csv"))
   assert len(summary) == len(cells)
   for rec in summary:
-    final = [r for r in rows if (r["rule"], r["learning_rate"]) == (rec["rule"],
-                                                                  rec["learning_rate"])
-             and r["step"] == 300]
+    final = [
+      r
+      for r in rows
+      if (r["rule"], r["learning_rate"]) == (rec["rule"], rec["learning_rate"]) and r["step"] == 300
+    ]
     kept = [r for r in final if not r["diverged"]]
     assert (rec["seeds"], rec["n"], rec["diverged"]) == (3, len(kept), 3 - len(kept))
     for metric in ("gap_acc", "test_loss", "val_acc"):
@@ -335,12 +349,22 @@ def test_results_and_summary_tables(runs, sweep_setup):
 
 def test_summary_by_hand_with_diverged_seeds_and_sparse_probes():
   rows = []
-  for seed, (gap, lam, diverged) in enumerate([(0.1, 10.0, False), (0.3, 30.0, False),
-                                               (0.2, math.nan, False), (5.0, 99.0, True)]):
+  for seed, (gap, lam, diverged) in enumerate(
+    [(0.1, 10.0, False), (0.3, 30.0, False), (0.2, math.nan, False), (5.0, 99.0, True)]
+  ):
     for step in (0, 10, 20):
-      rows.append({"task": "t", "rule": "r", "learning_rate": 0.1, "seed": seed, "step": step,
-                   "diverged": diverged and step == 20, "gap_acc": gap * step / 20,
-                   "lambda_max": lam if step < 20 else math.nan})  # last probe at step 10
+      rows.append(
+        {
+          "task": "t",
+          "rule": "r",
+          "learning_rate": 0.1,
+          "seed": seed,
+          "step": step,
+          "diverged": diverged and step == 20,
+          "gap_acc": gap * step / 20,
+          "lambda_max": lam if step < 20 else math.nan,
+        }
+      )  # last probe at step 10
   finals = stats.final_records(rows)
   assert [f["lambda_max"] for f in finals][:2] == [10.0, 30.0]  # last measured value
   (rec,) = stats.summarize(finals)
@@ -364,13 +388,22 @@ def _synthetic_rows():
         for step in range(0, 401, 100):
           lam = 5 + lam_final * step / 400
           gap = 0.01 + 0.001 * lam + 0.01 * rng.standard_normal()
-          rows.append({
-              "task": "seq_mnist", "rule": rule, "learning_rate": lr, "seed": seed,
-              "step": step, "diverged": rule == "eprop" and seed == 3 and lr == 0.02,
-              "train_acc": 0.5 + step / 1000, "test_acc": 0.5 + step / 1000 - gap,
-              "gap_acc": gap, "gap_loss": 3 * gap, "lambda_max": lam,
+          rows.append(
+            {
+              "task": "seq_mnist",
+              "rule": rule,
+              "learning_rate": lr,
+              "seed": seed,
+              "step": step,
+              "diverged": rule == "eprop" and seed == 3 and lr == 0.02,
+              "train_acc": 0.5 + step / 1000,
+              "test_acc": 0.5 + step / 1000 - gap,
+              "gap_acc": gap,
+              "gap_loss": 3 * gap,
+              "lambda_max": lam,
               "align_cos": math.nan if rule == "bptt" else 0.5 + 0.1 * rng.standard_normal(),
-          })
+            }
+          )
   return rows
 
 
@@ -389,11 +422,17 @@ def test_figures_and_their_statistics(runs, tmp_path):
   report = figures.write_figures(str(workdir))
   stems = {os.path.splitext(os.path.basename(p))[0] for p in report.written}
   assert stems == {
-      "gap_acc_seq_mnist", "gap_loss_seq_mnist", "lambda_max_final_seq_mnist",
-      "lambda_max_vs_gap_acc_seq_mnist", "lambda_max_vs_gap_loss_seq_mnist",
-      "lambda_max_training_seq_mnist", "alignment_training_seq_mnist",
-      "learning_curves_seq_mnist_lr0.01", "learning_curves_seq_mnist_lr0.02",
-      "lr_sweep_seq_mnist"}
+    "gap_acc_seq_mnist",
+    "gap_loss_seq_mnist",
+    "lambda_max_final_seq_mnist",
+    "lambda_max_vs_gap_acc_seq_mnist",
+    "lambda_max_vs_gap_loss_seq_mnist",
+    "lambda_max_training_seq_mnist",
+    "alignment_training_seq_mnist",
+    "learning_curves_seq_mnist_lr0.01",
+    "learning_curves_seq_mnist_lr0.02",
+    "lr_sweep_seq_mnist",
+  }
   assert not report.skipped
   from scipy import stats as sp_stats
 
@@ -403,10 +442,12 @@ def test_figures_and_their_statistics(runs, tmp_path):
   corr = report.stats["lambda_max_vs_gap_acc_seq_mnist"]
   assert corr.n == 15
   pearson, spearman = sp_stats.pearsonr(x, y), sp_stats.spearmanr(x, y)
-  np.testing.assert_allclose([corr.pearson_r, corr.pearson_p],
-                             [pearson.statistic, pearson.pvalue], rtol=1e-10)
-  np.testing.assert_allclose([corr.spearman_r, corr.spearman_p],
-                             [spearman.statistic, spearman.pvalue], rtol=1e-10)
+  np.testing.assert_allclose(
+    [corr.pearson_r, corr.pearson_p], [pearson.statistic, pearson.pvalue], rtol=1e-10
+  )
+  np.testing.assert_allclose(
+    [corr.spearman_r, corr.spearman_p], [spearman.statistic, spearman.pvalue], rtol=1e-10
+  )
   with open(workdir / "figures" / "figure_stats.json") as f:
     saved = json.load(f)["lambda_max_vs_gap_acc_seq_mnist"]
   np.testing.assert_allclose(saved["pearson_r"], pearson.statistic, rtol=1e-12)

@@ -71,7 +71,7 @@ def test_generation_is_deterministic(built, name):
   rebuilt = tasks.make(name, _options(name))
   for split in EVAL_SPLITS:
     np.testing.assert_array_equal(
-        np.asarray(task.eval_sets[split].inputs), np.asarray(rebuilt.eval_sets[split].inputs)
+      np.asarray(task.eval_sets[split].inputs), np.asarray(rebuilt.eval_sets[split].inputs)
     )
 
 
@@ -92,7 +92,7 @@ def test_poisson_rate_and_jitter_keep_counts():
   assert not np.array_equal(np.asarray(moved), np.asarray(spikes))
   assert timing.jitter_spikes(jax.random.key(1), spikes, 0.0, 10.0) is spikes
   np.testing.assert_array_equal(
-      np.asarray(timing.reflect(jnp.array([-2, -1, 0, 4, 5, 6]), 5)), [1, 0, 0, 4, 4, 3]
+    np.asarray(timing.reflect(jnp.array([-2, -1, 0, 4, 5, 6]), 5)), [1, 0, 0, 4, 4, 3]
   )
 
 
@@ -142,7 +142,7 @@ def test_pattern_generation_test_split_is_jittered_pattern(built):
   # Without jitter and noise the test split is the training pattern.
   same = tasks.make("pattern_generation", _options("pattern_generation", test_jitter_ms=0.0))
   np.testing.assert_array_equal(
-      np.asarray(same.sample_test(jax.random.key(0), 16).inputs), np.asarray(train.inputs)
+    np.asarray(same.sample_test(jax.random.key(0), 16).inputs), np.asarray(train.inputs)
   )
 
 
@@ -284,22 +284,22 @@ def test_ea_test_split_has_longer_delays_and_input_noise(built):
 
 
 @pytest.mark.parametrize(
-    "name, field, value",
-    [
-        ("pattern_generation", "duration", 1005.0),
-        ("pattern_generation", "f_input", 200.0),
-        ("pattern_generation", "test_jitter_ms", -1.0),
-        ("pattern_generation", "n_out", 0),
-        ("delayed_match_to_sample", "delay_max", 150.0),
-        ("delayed_match_to_sample", "test_delay_min", 2000.0),
-        ("delayed_match_to_sample", "decision", 0.0),
-        ("delayed_match_to_sample", "test_sigma", -0.5),
-        ("evidence_accumulation", "n_cues", 6),
-        ("evidence_accumulation", "t_interval", 50.0),
-        ("evidence_accumulation", "f_cue", 150.0),
-        ("evidence_accumulation", "p_group", 1.5),
-        ("evidence_accumulation", "t_cue", 105.0),
-    ],
+  "name, field, value",
+  [
+    ("pattern_generation", "duration", 1005.0),
+    ("pattern_generation", "f_input", 200.0),
+    ("pattern_generation", "test_jitter_ms", -1.0),
+    ("pattern_generation", "n_out", 0),
+    ("delayed_match_to_sample", "delay_max", 150.0),
+    ("delayed_match_to_sample", "test_delay_min", 2000.0),
+    ("delayed_match_to_sample", "decision", 0.0),
+    ("delayed_match_to_sample", "test_sigma", -0.5),
+    ("evidence_accumulation", "n_cues", 6),
+    ("evidence_accumulation", "t_interval", 50.0),
+    ("evidence_accumulation", "f_cue", 150.0),
+    ("evidence_accumulation", "p_group", 1.5),
+    ("evidence_accumulation", "t_cue", 105.0),
+  ],
 )
 def test_validation_names_the_field(name, field, value):
   o = tasks.default_options(name)
@@ -312,9 +312,8 @@ def test_validation_names_the_field(name, field, value):
 
 
 @pytest.mark.parametrize(
-    "name, threshold",
-    [("pattern_generation", 0.5), ("delayed_match_to_sample", 0.8),
-     ("evidence_accumulation", 0.8)],
+  "name, threshold",
+  [("pattern_generation", 0.5), ("delayed_match_to_sample", 0.8), ("evidence_accumulation", 0.8)],
 )
 def test_bptt_learns_smoke_config(name, threshold):
   config = importlib.import_module(f"configs.{name}").get_config("smoke")

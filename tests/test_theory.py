@@ -32,8 +32,16 @@ from tests.conftest import smoke_config as smoke
 
 
 def _xent_task(spec):
-  return Task(name="tiny", n_in=spec.n_in, n_out=spec.n_out, n_steps=0, objective="xent",
-              sample_train=None, eval_sets={}, shift="")
+  return Task(
+    name="tiny",
+    n_in=spec.n_in,
+    n_out=spec.n_out,
+    n_steps=0,
+    objective="xent",
+    sample_train=None,
+    eval_sets={},
+    shift="",
+  )
 
 
 def tiny_problem(key, *, n=5, n_in=3, n_out=2, t=6, b=4, activation="tanh", alpha=0.7):
@@ -44,8 +52,9 @@ def tiny_problem(key, *, n=5, n_in=3, n_out=2, t=6, b=4, activation="tanh", alph
   x = jax.random.normal(k2, (b, t, n_in), jnp.float64)
   labels = jax.random.randint(k3, (b,), 0, n_out)
   mask = jnp.zeros((b, t), jnp.float64).at[:, -2:].set(1.0)
-  targets = jnp.broadcast_to(jax.nn.one_hot(labels, n_out, dtype=jnp.float64)[:, None],
-                             (b, t, n_out))
+  targets = jnp.broadcast_to(
+    jax.nn.one_hot(labels, n_out, dtype=jnp.float64)[:, None], (b, t, n_out)
+  )
   return spec, params, Batch(x, targets, mask), _xent_task(spec)
 
 
@@ -137,15 +146,15 @@ def test_arnoldi_ritz_values_match_numpy_eig(x64):
   d = np.concatenate([[40.0], rng.uniform(-1, 1, 59)])
   p = rng.normal(size=(60, 60))
   b = p @ np.diag(d) @ np.linalg.inv(p)
-  top = jax.jit(lambda: update_map_spectrum(lambda v: jnp.asarray(b) @ v, jnp.ones(60), 0.01,
-                                            15))()
+  top = jax.jit(lambda: update_map_spectrum(lambda v: jnp.asarray(b) @ v, jnp.ones(60), 0.01, 15))()
   np.testing.assert_allclose(top.max_real_rule, 40.0, rtol=1e-6)
   np.testing.assert_allclose(top.min_real, 1 - 0.01 * 40.0, rtol=1e-6)
   # An invariant start space (breakdown) still gives true eigenvalues.
   diag = jnp.arange(1.0, 7.0)
   res = jax.jit(lambda: arnoldi(lambda v: diag * v, jnp.asarray([1.0, 1.0, 0, 0, 0, 0]), 6))()
-  np.testing.assert_allclose(np.sort(np.linalg.eigvals(np.asarray(res.hessenberg)).real),
-                             np.arange(1.0, 7.0), atol=1e-12)
+  np.testing.assert_allclose(
+    np.sort(np.linalg.eigvals(np.asarray(res.hessenberg)).real), np.arange(1.0, 7.0), atol=1e-12
+  )
 
 
 def test_alignment_factor_equals_dense_formula(x64):
@@ -171,9 +180,11 @@ def test_rule_jacobian_on_a_tiny_rnn(x64):
   scale = {"w_in": 0.5, "w_rec": 0.25, "b": 2.0, "w_out": 1.0, "b_out": 1.0}
   reference = bptt.make(spec)
   scaled = GradientRule(
-      name="scaled", init=lambda k, p: {},
-      grads=lambda p, s, tr, e, k: {n: scale[n] * g
-                                    for n, g in reference.grads(p, s, tr, e, k).items()},
+    name="scaled",
+    init=lambda k, p: {},
+    grads=lambda p, s, tr, e, k: {
+      n: scale[n] * g for n, g in reference.grads(p, s, tr, e, k).items()
+    },
   )
 
   @jax.jit
@@ -188,13 +199,13 @@ def test_rule_jacobian_on_a_tiny_rnn(x64):
     grad_fn = make_rule_grad(eprop, spec, task, reg, params, {}, batch, key, subset)
     fd = jvp_operator(grad_fn, point, "fd", fd_step=1e-6, mask=mask)
     return dict(
-        h=dense_matrix(make_hvp(total, params, batch, subset, mask=mask), point),
-        bptt=jac(rules.make("bptt", spec)),
-        eprop=jac(eprop),
-        eprop_fd=dense_matrix(fd, point),
-        three=jac(three),
-        scaled=jac(scaled),
-        mask=mask["w_rec"],
+      h=dense_matrix(make_hvp(total, params, batch, subset, mask=mask), point),
+      bptt=jac(rules.make("bptt", spec)),
+      eprop=jac(eprop),
+      eprop_fd=dense_matrix(fd, point),
+      three=jac(three),
+      scaled=jac(scaled),
+      mask=mask["w_rec"],
     )
 
   m = jax.tree.map(np.asarray, matrices(params))
@@ -210,8 +221,7 @@ def test_rule_jacobian_on_a_tiny_rnn(x64):
   np.testing.assert_allclose(m["three"], j_eprop, atol=1e-6 * np.abs(j_eprop).max())
   # The preconditioned rule on W_rec: J = 0.25 (H - reg P) + reg P, P the free synapses.
   p_free = np.diag(m["mask"].ravel())
-  np.testing.assert_allclose(m["scaled"], 0.25 * (m["h"] - reg * p_free) + reg * p_free,
-                             atol=1e-12)
+  np.testing.assert_allclose(m["scaled"], 0.25 * (m["h"] - reg * p_free) + reg * p_free, atol=1e-12)
 
 
 # ------------------------------------------------------------- remedies
@@ -236,23 +246,27 @@ def test_schedule_gives_the_intended_learning_rates():
   for count in range(45):
     update, state = opt.update(jnp.ones(()), state)
     assert float(-update) == pytest.approx(expected_lr := (0.12 if count >= 40 else 0.03)), (
-        count, expected_lr)
+      count,
+      expected_lr,
+    )
   with pytest.raises(ValueError, match="late_lr_start >= 1 is a step count"):
     config.remedies.late_lr_start = 40.5
     make_trainer(config)
 
 
 @pytest.mark.parametrize(
-    "overrides,message",
-    [
-        ({"remedies.lr_scale": 0.0}, "remedies.lr_scale must be > 0"),
-        ({"remedies.weight_noise_std": -1.0}, "remedies.weight_noise_std must be >= 0"),
-        ({"remedies.late_lr_factor": 2.0, "remedies.late_lr_start": 500.0},
-         "outside (0, num_steps=300]"),
-        ({"theory.every": 150}, "theory.every must be 0 (off) or a positive multiple"),
-        ({"theory.jvp": "reverse"}, "theory.jvp must be one of"),
-        ({"theory.every": 100, "theory.top_k": 30}, "theory.top_k (30) must be at most"),
-    ],
+  "overrides,message",
+  [
+    ({"remedies.lr_scale": 0.0}, "remedies.lr_scale must be > 0"),
+    ({"remedies.weight_noise_std": -1.0}, "remedies.weight_noise_std must be >= 0"),
+    (
+      {"remedies.late_lr_factor": 2.0, "remedies.late_lr_start": 500.0},
+      "outside (0, num_steps=300]",
+    ),
+    ({"theory.every": 150}, "theory.every must be 0 (off) or a positive multiple"),
+    ({"theory.jvp": "reverse"}, "theory.jvp must be one of"),
+    ({"theory.every": 100, "theory.top_k": 30}, "theory.top_k (30) must be at most"),
+  ],
 )
 def test_bad_remedy_and_theory_fields_are_named(overrides, message):
   with pytest.raises(ValueError) as err:
@@ -268,8 +282,14 @@ def tiny_task():
 
 
 def _tiny_config(**overrides):
-  fields = {"dtype": "float64", "num_steps": 4, "eval_every": 2, "num_seeds": 1,
-            "model.n_hidden": 8, "batch_size": 16}
+  fields = {
+    "dtype": "float64",
+    "num_steps": 4,
+    "eval_every": 2,
+    "num_seeds": 1,
+    "model.n_hidden": 8,
+    "batch_size": 16,
+  }
   return smoke(**{**fields, **overrides})
 
 
@@ -295,7 +315,8 @@ def test_weight_noise_off_is_identity_and_on_perturbs_by_the_rule_jacobian(x64):
 
   sigma, draws = 1e-5, 400
   eps = jax.vmap(lambda k: remedies.weight_noise(k, params, spec, sigma))(
-      jax.random.split(jax.random.key(7), 4000))
+    jax.random.split(jax.random.key(7), 4000)
+  )
   for name in ("w_in", "w_rec", "w_out"):
     x = np.asarray(eps[name])
     if name == "w_rec":
@@ -324,8 +345,10 @@ def test_weight_noise_off_is_identity_and_on_perturbs_by_the_rule_jacobian(x64):
   support = remedies.weight_noise(jax.random.key(0), params, spec, 1.0)
   p_diag = np.concatenate([np.ravel(np.asarray(v) != 0) for v in jax.tree.leaves(support)])
   u = np.random.default_rng(0).normal(size=j.shape[0])
-  proj = np.stack([np.concatenate([np.ravel(x[i]) for x in jax.tree.leaves(dev)])
-                   for i in range(draws)]) @ u
+  proj = (
+    np.stack([np.concatenate([np.ravel(x[i]) for x in jax.tree.leaves(dev)]) for i in range(draws)])
+    @ u
+  )
   expected_var = sigma**2 * np.sum((j.T @ u) ** 2 * p_diag)
   assert abs(proj.var() / expected_var - 1) < 0.25  # 400 draws: sd ~7%
   assert abs(proj.mean()) < 4 * np.sqrt(expected_var / draws)
@@ -333,8 +356,9 @@ def test_weight_noise_off_is_identity_and_on_perturbs_by_the_rule_jacobian(x64):
 
 def test_activity_noise_enters_the_forward_pass_as_specified(x64):
   spec, params, batch, task = tiny_problem(jax.random.key(4), activation="relu", alpha=0.6)
-  xi = 0.3 * jax.random.normal(jax.random.key(5), batch.inputs.shape[:2] + (spec.n_hidden,),
-                               jnp.float64)
+  xi = 0.3 * jax.random.normal(
+    jax.random.key(5), batch.inputs.shape[:2] + (spec.n_hidden,), jnp.float64
+  )
   traj = rnn.forward(params, spec, batch.inputs, noise=xi)
   # A manual loop: u_t = W_rec h_{t-1} + W_in x_t + b + xi_t.
   p = {k: np.asarray(v) for k, v in params.items()}
@@ -346,8 +370,11 @@ def test_activity_noise_enters_the_forward_pass_as_specified(x64):
     np.testing.assert_allclose(traj.u[:, t], u, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(traj.h[:, t], h, rtol=1e-12, atol=1e-12)
   np.testing.assert_array_equal(traj.dphi, (np.asarray(traj.u) > 0).astype(float))
-  assert_trees_close(rnn.forward(params, spec, batch.inputs, noise=None),
-                     rnn.forward(params, spec, batch.inputs), rtol=0.0)
+  assert_trees_close(
+    rnn.forward(params, spec, batch.inputs, noise=None),
+    rnn.forward(params, spec, batch.inputs),
+    rtol=0.0,
+  )
   # The training gradient under activity noise is the gradient of the noisy network.
   noise_key = jax.random.key(6)
   std = 0.3
@@ -356,14 +383,26 @@ def test_activity_noise_enters_the_forward_pass_as_specified(x64):
 
     @jax.jit
     def compare(params, rule=rule):
-      loss, g = remedies.noisy_loss_and_grads(rule, spec, task, 1e-2, params, {}, batch,
-                                              jax.random.key(0), noise_key,
-                                              remedies.Noise(0.0, std))
+      loss, g = remedies.noisy_loss_and_grads(
+        rule,
+        spec,
+        task,
+        1e-2,
+        params,
+        {},
+        batch,
+        jax.random.key(0),
+        noise_key,
+        remedies.Noise(0.0, std),
+      )
       xi = remedies.activity_noise(jax.random.split(noise_key)[1], batch, spec, std, jnp.float64)
       noisy = rnn.forward(params, spec, batch.inputs, noise=xi)
       errors = jax.grad(lambda y: task.loss(y, batch))(noisy.y)
-      want = jax.tree.map(jnp.add, rule.grads(params, {}, noisy, errors, jax.random.key(0)),
-                          losses.l2_gradient(params, 1e-2))
+      want = jax.tree.map(
+        jnp.add,
+        rule.grads(params, {}, noisy, errors, jax.random.key(0)),
+        losses.l2_gradient(params, 1e-2),
+      )
       clean = loss_and_grads(rule, spec, task, 1e-2, params, {}, batch, jax.random.key(0))[1]
       return loss, task.loss(noisy.y, batch), g, want, clean
 
@@ -377,9 +416,17 @@ def test_activity_noise_enters_the_forward_pass_as_specified(x64):
 
 
 def test_theory_probe_for_an_exact_rule_has_unit_alignment(x64, tiny_task):
-  config = _tiny_config(**{"theory.every": 2, "theory.batch_size": 32, "theory.lanczos_steps": 30,
-                           "theory.arnoldi_steps": 30, "num_steps": 8,
-                           "remedies.late_lr_factor": 3.0, "remedies.late_lr_start": 4.0})
+  config = _tiny_config(
+    **{
+      "theory.every": 2,
+      "theory.batch_size": 32,
+      "theory.lanczos_steps": 30,
+      "theory.arnoldi_steps": 30,
+      "num_steps": 8,
+      "remedies.late_lr_factor": 3.0,
+      "remedies.late_lr_start": 4.0,
+    }
+  )
   trainer = make_trainer(config, tiny_task)
   state = trainer.init(jax.random.key(0))
   evaluate = jax.jit(trainer.evaluate)
@@ -387,27 +434,30 @@ def test_theory_probe_for_an_exact_rule_has_unit_alignment(x64, tiny_task):
   # The probe's eta follows the schedule; off its schedule it reports NaN.
   late = evaluate(state, jnp.asarray(6, jnp.int32))
   np.testing.assert_allclose(late["theory_eta"], 3 * config.optimizer.learning_rate, rtol=1e-12)
-  np.testing.assert_allclose(late["predicted_lambda_bound"] * 3, m["predicted_lambda_bound"],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    late["predicted_lambda_bound"] * 3, m["predicted_lambda_bound"], rtol=1e-6
+  )
   assert np.isnan(evaluate(state, jnp.asarray(3, jnp.int32))["theory_c"])
   # The measured Hessian: exact loss, W_rec, free synapses, the first 32 validation examples.
   val = jax.tree.map(lambda x: x[:32], tiny_task.eval_sets["val"])
   mask = parameter_mask(state.params, trainer.spec, ("w_rec",))
   hess = jax.jit(dense_matrix, static_argnums=0)(
-      make_hvp(trainer.total_loss, state.params, val, ("w_rec",), mask=mask),
-      {"w_rec": state.params["w_rec"]})
+    make_hvp(trainer.total_loss, state.params, val, ("w_rec",), mask=mask),
+    {"w_rec": state.params["w_rec"]},
+  )
   np.testing.assert_allclose(m["theory_lambda_max"], np.linalg.eigvalsh(hess)[-1], rtol=1e-8)
   np.testing.assert_allclose(m["theory_c"], 1.0, rtol=1e-8)
   np.testing.assert_allclose(m["theory_align_cos"], 1.0, rtol=1e-12)
-  np.testing.assert_allclose(m["predicted_lambda_bound"], 2 / config.optimizer.learning_rate,
-                             rtol=1e-8)
+  np.testing.assert_allclose(
+    m["predicted_lambda_bound"], 2 / config.optimizer.learning_rate, rtol=1e-8
+  )
   # BPTT's J is H: Arnoldi's top Ritz value is Lanczos's top eigenvalue.
   np.testing.assert_allclose(m["rule_jac_max_real"], m["theory_lambda_max"], rtol=1e-6)
 
 
 # ------------------------------------------------------------- the report
 
-REPRO_CONFIG = '''
+REPRO_CONFIG = """
 import ml_collections
 from configs.seq_mnist import get_config as run_config
 
@@ -427,7 +477,7 @@ def get_config(arg=None):
       name="tiny", tasks={"seq_mnist": sweep},
       remedies={"lr_x2": {"remedies": {"lr_scale": 2.0}, "theory": {"every": 0}}},
       remedy_rules={}))
-'''
+"""
 
 
 def _report_rows(text: str, section: str) -> list[list[str]]:
@@ -455,10 +505,20 @@ def test_reproduction_report_is_computed_from_the_results(tmp_path):
   (tmp_path / "repro.py").write_text(REPRO_CONFIG)
   work = tmp_path / "work"
   run = subprocess.run(
-      [sys.executable, "-m", "experiments.reproduce", f"--config={tmp_path / 'repro.py'}",
-       f"--workdir={work}"],
-      cwd=repo, capture_output=True, text=True, timeout=600, check=False,
-      env={**os.environ, "PYTHONPATH": repo})
+    [
+      sys.executable,
+      "-m",
+      "experiments.reproduce",
+      f"--config={tmp_path / 'repro.py'}",
+      f"--workdir={work}",
+    ],
+    cwd=repo,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+    env={**os.environ, "PYTHONPATH": repo},
+  )
   assert run.returncode == 0, run.stderr[-3000:]
   text = (work / "REPORT.md").read_text()
   base = outputs.read_csv(work / "seq_mnist" / "base" / "results.csv")
@@ -471,10 +531,14 @@ def test_reproduction_report_is_computed_from_the_results(tmp_path):
   eta, c = final(base, "eprop", "theory_eta"), final(base, "eprop", "theory_c")
   lam = final(base, "eprop", "theory_lambda_max")
   np.testing.assert_allclose(eta, 0.02, rtol=1e-6)
-  np.testing.assert_allclose(final(base, "eprop", "predicted_lambda_bound"),
-                             np.where(c > 0, 2 / (eta * c), np.inf), rtol=1e-5)
-  np.testing.assert_allclose(final(base, "eprop", "theory_stability_ratio"), eta * c * lam / 2,
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    final(base, "eprop", "predicted_lambda_bound"),
+    np.where(c > 0, 2 / (eta * c), np.inf),
+    rtol=1e-5,
+  )
+  np.testing.assert_allclose(
+    final(base, "eprop", "theory_stability_ratio"), eta * c * lam / 2, rtol=1e-5
+  )
   assert np.all(np.isfinite(final(base, "eprop", "update_map_radius")))
   assert np.all(np.abs(final(base, "eprop", "theory_align_cos")) <= 1 + 1e-6)
   assert np.all(np.isnan([r["theory_c"] for r in base if r["step"] == 5]))  # off schedule
@@ -490,6 +554,15 @@ def test_reproduction_report_is_computed_from_the_results(tmp_path):
     np.testing.assert_allclose(float(row[7]), np.mean(np.sign(e[:, None] - b[None])), atol=1e-3)
     close(row[8], sp_stats.mannwhitneyu(e, b, alternative="two-sided").pvalue)
     close(rows[("bptt", gap)][5], b.mean())
+  # The summary repeats (a)'s headline: gap, its difference from BPTT and the rank test.
+  row = {r[1]: r for r in _report_rows(text, "summary")}["eprop"]
+  e, b = final(base, "eprop", "gap_acc"), final(base, "bptt", "gap_acc")
+  assert row[2] == f"{len(e)}/{len(e)}"
+  close(row[3], e.mean())
+  np.testing.assert_allclose(
+    _num(row[4]), e.mean() - b.mean(), atol=2e-3 * max(abs(e.mean() - b.mean()), 1e-6) + 1e-6
+  )
+  close(row[5], sp_stats.mannwhitneyu(e, b, alternative="two-sided").pvalue)
   # (b) lambda_max: only e-prop measured it (theory_lambda_max, the metric in use).
   rows = {r[0]: r for r in _report_rows(text, "(b)")}
   close(rows["eprop"][2], lam.mean())
@@ -510,8 +583,11 @@ def test_reproduction_report_is_computed_from_the_results(tmp_path):
   row = rows[("lr_x2", "eprop", "gap_acc")]
   remedy = final(lr_x2, "eprop", "gap_acc")
   close(row[5], remedy.mean())
-  np.testing.assert_allclose(_num(row[6]), remedy.mean() - gap.mean(), atol=2e-3 * max(
-      abs(remedy.mean() - gap.mean()), 1e-6) + 1e-6)
+  np.testing.assert_allclose(
+    _num(row[6]),
+    remedy.mean() - gap.mean(),
+    atol=2e-3 * max(abs(remedy.mean() - gap.mean()), 1e-6) + 1e-6,
+  )
   # lr_scale = 2 really ran: its learning curve differs from the base run's.
   assert not np.allclose(final(lr_x2, "eprop", "train_loss"), final(base, "eprop", "train_loss"))
   # Figures exist and are linked; the report regenerates identically from the files.

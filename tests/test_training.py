@@ -28,8 +28,9 @@ def smoke_task():
 
 
 def test_vmapped_seeds_equal_each_seed_alone(x64):
-  config = smoke(dtype="float64", num_steps=60, eval_every=20, num_seeds=4,
-                 **{"model.n_hidden": 16})
+  config = smoke(
+    dtype="float64", num_steps=60, eval_every=20, num_seeds=4, **{"model.n_hidden": 16}
+  )
   task = tasks.make("seq_mnist", config.task_options, jnp.float64)
   train = make_train(config, task)
   keys = seed_keys(config)
@@ -75,9 +76,23 @@ def test_smoke_run_learns_and_writes_its_files(tmp_path):
 
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert len(summary) == config.num_seeds
-  required = {"task", "rule", "seed", "learning_rate", "steps", "train_loss", "train_acc",
-              "val_loss", "val_acc", "test_loss", "test_acc", "test_clean_acc", "gap_acc",
-              "gap_loss", "diverged"}
+  required = {
+    "task",
+    "rule",
+    "seed",
+    "learning_rate",
+    "steps",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "test_clean_acc",
+    "gap_acc",
+    "gap_loss",
+    "diverged",
+  }
   assert required <= set(summary[0])
   assert summary[1]["train_loss"] == pytest.approx(float(loss[1, -1]), rel=1e-6)
   assert summary[0]["steps"] == config.num_steps and summary[0]["rule"] == "bptt"
@@ -97,25 +112,28 @@ def test_diverged_seed_is_frozen_and_others_go_on(smoke_task):
   before = jax.tree.map(lambda x: x[0], state.params)
   state = fns.run_chunk(state, 20)
   assert bool(state.diverged[0]) and not bool(state.diverged[1])
-  for got, want in zip(jax.tree.leaves(jax.tree.map(lambda x: x[0], state.params)),
-                       jax.tree.leaves(before), strict=True):
+  for got, want in zip(
+    jax.tree.leaves(jax.tree.map(lambda x: x[0], state.params)),
+    jax.tree.leaves(before),
+    strict=True,
+  ):
     np.testing.assert_array_equal(got, want)
   metrics = fns.evaluate(state, jnp.asarray(20))
   assert bool(metrics["diverged"][0]) and np.isfinite(metrics["train_loss"][1])
 
 
 @pytest.mark.parametrize(
-    "overrides,message",
-    [
-        ({"optimizer.learning_rate": 0.0}, "optimizer.learning_rate must be > 0"),
-        ({"optimizer.name": "lion"}, "optimizer.name must be one of"),
-        ({"task": "cifar"}, "task must be one of"),
-        ({"rule": "hebb"}, "rule must be one of"),
-        ({"batch_size": 10**6}, "batch_size=1000000 is larger than the 4000 training examples"),
-        ({"model.alpha": 1.5}, "model.alpha must be in (0, 1]"),
-        ({"num_seeds": 0}, "num_seeds must be a positive integer"),
-        ({"curvature.every": 150}, "curvature.every must be 0 (off) or a positive multiple"),
-    ],
+  "overrides,message",
+  [
+    ({"optimizer.learning_rate": 0.0}, "optimizer.learning_rate must be > 0"),
+    ({"optimizer.name": "lion"}, "optimizer.name must be one of"),
+    ({"task": "cifar"}, "task must be one of"),
+    ({"rule": "hebb"}, "rule must be one of"),
+    ({"batch_size": 10**6}, "batch_size=1000000 is larger than the 4000 training examples"),
+    ({"model.alpha": 1.5}, "model.alpha must be in (0, 1]"),
+    ({"num_seeds": 0}, "num_seeds must be a positive integer"),
+    ({"curvature.every": 150}, "curvature.every must be 0 (off) or a positive multiple"),
+  ],
 )
 def test_bad_configs_fail_before_compiling_with_a_named_field(overrides, message):
   config = smoke(**overrides)
@@ -131,14 +149,23 @@ def test_unknown_variant_is_rejected():
 
 def _launch(*args):
   return subprocess.run(
-      [sys.executable, "-m", "experiments.train", "--config=configs/seq_mnist.py:smoke", *args],
-      cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    [sys.executable, "-m", "experiments.train", "--config=configs/seq_mnist.py:smoke", *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
   )
 
 
 def test_launcher_overrides_progress_and_errors(tmp_path):
-  ok = _launch(f"--workdir={tmp_path}", "--config.num_seeds=3", "--config.num_steps=100",
-               "--config.eval_every=50", "--config.optimizer.learning_rate=0.01")
+  ok = _launch(
+    f"--workdir={tmp_path}",
+    "--config.num_seeds=3",
+    "--config.num_steps=100",
+    "--config.eval_every=50",
+    "--config.optimizer.learning_rate=0.01",
+  )
   assert ok.returncode == 0, ok.stderr[-2000:]
   assert "step 100/100 (100%)" in ok.stdout and "ETA" in ok.stdout
   summary = json.loads((tmp_path / "summary.json").read_text())

@@ -41,7 +41,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   repro = ml_collections.ConfigDict()
   repro.name = "reproduce_seq_mnist"
   repro.tasks = ml_collections.ConfigDict(
-      {"seq_mnist": with_theory(sweep, every_evals=THEORY_EVERY_EVALS)})
+    {"seq_mnist": with_theory(sweep, every_evals=THEORY_EVERY_EVALS)}
+  )
   repro.remedies = ml_collections.ConfigDict(REMEDIES)
   repro.remedy_rules = ml_collections.ConfigDict({"seq_mnist": ("eprop",)})
   return repro

@@ -39,7 +39,7 @@ def task_sweep(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
   sweep.rules = RULES
   sweep.learning_rates = (base.optimizer.learning_rate,)
   sweep.rule_overrides = ml_collections.ConfigDict(
-      {r: dict(alignment=dict(every=base.eval_every)) for r in RULES if r != "bptt"}
+    {r: dict(alignment=dict(every=base.eval_every)) for r in RULES if r != "bptt"}
   )
   sweep.task_rule_overrides = ml_collections.ConfigDict()
   every = max(base.eval_every, base.num_steps // 5 // base.eval_every * base.eval_every)

@@ -52,15 +52,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   sweep.learning_rates = (base.optimizer.learning_rate,)  # 1e-2 (smoke: 2e-2)
   # One dict per rule: a shared one would become one ConfigDict, and overriding
   # --config.rule_overrides.eprop.num_steps would change every rule.
-  sweep.rule_overrides = ml_collections.ConfigDict({
+  sweep.rule_overrides = ml_collections.ConfigDict(
+    {
       rule: dict(
-          num_steps=other_steps,
-          eval_every=other_every,
-          curvature=dict(every=other_every),
-          alignment=dict(every=other_every),
+        num_steps=other_steps,
+        eval_every=other_every,
+        curvature=dict(every=other_every),
+        alignment=dict(every=other_every),
       )
       for rule in APPROXIMATE_RULES
-  })
+    }
+  )
   sweep.task_rule_overrides = ml_collections.ConfigDict()
   sweep.checkpoint_every = 100 if smoke else 2000
   return sweep

@@ -28,6 +28,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import NamedTuple
 
 from credit.analysis import stats
@@ -38,36 +39,43 @@ from absl import logging
 from matplotlib.figure import Figure
 
 RULE_ORDER = (
-    "bptt", "tbptt", "rtrl", "three_factor_autodiff", "eprop", "eprop_random", "rflo", "mdgl",
-    "mdgl_exact",
+  "bptt",
+  "tbptt",
+  "rtrl",
+  "three_factor_autodiff",
+  "eprop",
+  "eprop_random",
+  "rflo",
+  "mdgl",
+  "mdgl_exact",
 )
 RULE_LABELS = {
-    "bptt": "BPTT",
-    "tbptt": "TBPTT",
-    "rtrl": "RTRL",
-    "three_factor_autodiff": "three-factor",
-    "eprop": "e-prop",
-    "eprop_random": "e-prop (random B)",
-    "rflo": "RFLO",
-    "mdgl": "MDGL",
-    "mdgl_exact": "MDGL (exact W)",
+  "bptt": "BPTT",
+  "tbptt": "TBPTT",
+  "rtrl": "RTRL",
+  "three_factor_autodiff": "three-factor",
+  "eprop": "e-prop",
+  "eprop_random": "e-prop (random B)",
+  "rflo": "RFLO",
+  "mdgl": "MDGL",
+  "mdgl_exact": "MDGL (exact W)",
 }
 TASK_LABELS = {
-    "seq_mnist": "sequential MNIST",
-    "pattern_generation": "pattern generation",
-    "delayed_match_to_sample": "delayed match-to-sample",
-    "evidence_accumulation": "evidence accumulation",
+  "seq_mnist": "sequential MNIST",
+  "pattern_generation": "pattern generation",
+  "delayed_match_to_sample": "delayed match-to-sample",
+  "evidence_accumulation": "evidence accumulation",
 }
 STYLE = {
-    "font.size": 11,
-    "axes.titlesize": 11,
-    "axes.labelsize": 11,
-    "legend.fontsize": 9,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "savefig.dpi": 150,
+  "font.size": 11,
+  "axes.titlesize": 11,
+  "axes.labelsize": 11,
+  "legend.fontsize": 9,
+  "xtick.labelsize": 10,
+  "ytick.labelsize": 10,
+  "axes.spines.top": False,
+  "axes.spines.right": False,
+  "savefig.dpi": 150,
 }
 _PALETTE = matplotlib.colormaps["tab10"].colors
 _LR_STYLES = ("-", "--", ":", "-.")  # one line style per learning rate
@@ -180,11 +188,27 @@ def strip_plot(finals: Sequence[Mapping], metric: str, task: str, score: _Score)
     v = v[np.isfinite(v)]
     color = rule_color(rule)
     if v.size:
-      ax.scatter(x + rng.uniform(-0.12, 0.12, v.size), v, s=22, color=color, alpha=0.6,
-                 edgecolor="none", zorder=2)
+      ax.scatter(
+        x + rng.uniform(-0.12, 0.12, v.size),
+        v,
+        s=22,
+        color=color,
+        alpha=0.6,
+        edgecolor="none",
+        zorder=2,
+      )
       mean, _, sem, _ = stats.mean_std_sem(list(v))
-      ax.errorbar(x + 0.28, mean, yerr=0 if math.isnan(sem) else sem, fmt="o", color=color,
-                  ms=6, capsize=4, lw=1.6, zorder=3)
+      ax.errorbar(
+        x + 0.28,
+        mean,
+        yerr=0 if math.isnan(sem) else sem,
+        fmt="o",
+        color=color,
+        ms=6,
+        capsize=4,
+        lw=1.6,
+        zorder=3,
+      )
     n_div = sum(bool(r["diverged"]) for r in records)
     label = rule_label(rule) + (f"\n{_lr_text(lr)}" if several_lrs else "")
     ticks.append(label + (f"\n({n_div} diverged)" if n_div else ""))
@@ -200,7 +224,7 @@ def strip_plot(finals: Sequence[Mapping], metric: str, task: str, score: _Score)
 
 
 def scatter_plot(
-    finals: Sequence[Mapping], gap: str, task: str, score: _Score
+  finals: Sequence[Mapping], gap: str, task: str, score: _Score
 ) -> tuple[Figure, stats.Correlation]:
   """Final lambda_max against the gap, pooled over rules, with Pearson and Spearman r."""
   kept = [r for r in finals if not r["diverged"]]
@@ -215,8 +239,17 @@ def scatter_plot(
   for rule, lr, _ in _groups(kept):
     sel = np.asarray([r["rule"] == rule and r["learning_rate"] == lr for r in kept])
     label = rule_label(rule) + (f", {_lr_text(lr)}" if len(lrs) > 1 else "")
-    ax.scatter(x[sel], y[sel], s=36, color=rule_color(rule), marker=markers[lrs.index(lr) % 8],
-               alpha=0.8, edgecolor="white", linewidth=0.5, label=label)
+    ax.scatter(
+      x[sel],
+      y[sel],
+      s=36,
+      color=rule_color(rule),
+      marker=markers[lrs.index(lr) % 8],
+      alpha=0.8,
+      edgecolor="white",
+      linewidth=0.5,
+      label=label,
+    )
   ok = np.isfinite(x) & np.isfinite(y)
   if corr.n >= 3 and math.isfinite(corr.pearson_r):
     slope, intercept = np.polyfit(x[ok], y[ok], 1)
@@ -226,9 +259,9 @@ def scatter_plot(
   ax.set_ylabel(ylabel)
   ax.legend(frameon=False)
   ax.set_title(
-      f"{task_label(task)}: curvature vs generalization (n = {corr.n} runs, pooled over rules)\n"
-      f"Pearson r = {corr.pearson_r:.2f} (p = {corr.pearson_p:.2g}), "
-      f"Spearman ρ = {corr.spearman_r:.2f} (p = {corr.spearman_p:.2g})"
+    f"{task_label(task)}: curvature vs generalization (n = {corr.n} runs, pooled over rules)\n"
+    f"Pearson r = {corr.pearson_r:.2f} (p = {corr.pearson_p:.2g}), "
+    f"Spearman ρ = {corr.spearman_r:.2f} (p = {corr.spearman_p:.2g})"
   )
   return fig, corr
 
@@ -240,7 +273,7 @@ def _curves(rows: Sequence[Mapping], metric: str):
   out = []
   for rule, lr, group in _groups(rows):
     by_seed = stats.group_rows(
-        [r for r in group if (rule, lr, r["seed"]) not in diverged], ("seed",)
+      [r for r in group if (rule, lr, r["seed"]) not in diverged], ("seed",)
     )
     if not by_seed:
       continue
@@ -280,9 +313,15 @@ def lambda_training_plot(rows: Sequence[Mapping], task: str) -> Figure:
   top = max(np.nanmax(t) for _, _, _, t in curves)
   for lr in lrs:
     ax.axhline(2 / lr, color="0.35", lw=1.2, ls=_LR_STYLES[lrs.index(lr) % 4])
-    ax.annotate(f"2/η = {2 / lr:.4g}" + (f" (η = {lr:g})" if several_lrs else "")
-                + ": edge of stability", (1.0, 2 / lr), xycoords=("axes fraction", "data"),
-                ha="right", va="bottom", fontsize=9, color="0.25")
+    ax.annotate(
+      f"2/η = {2 / lr:.4g}" + (f" (η = {lr:g})" if several_lrs else "") + ": edge of stability",
+      (1.0, 2 / lr),
+      xycoords=("axes fraction", "data"),
+      ha="right",
+      va="bottom",
+      fontsize=9,
+      color="0.25",
+    )
   positive = all(np.nanmin(t) > 0 for _, _, _, t in curves)
   if positive and max(2 / lr for lr in lrs) / top > 5:
     ax.set_yscale("log")  # keeps the 2/eta line and the curves both readable
@@ -290,8 +329,7 @@ def lambda_training_plot(rows: Sequence[Mapping], task: str) -> Figure:
     ax.set_ylim(min(0.0, min(np.nanmin(t) for _, _, _, t in curves)), ax.get_ylim()[1])
   ax.set_xlabel("training step")
   ax.set_ylabel("λ_max of the W_rec Hessian")
-  ax.set_title(f"{task_label(task)}: sharpness along training\n"
-               "(thin: seeds; thick: mean ± s.e.m.)")
+  ax.set_title(f"{task_label(task)}: sharpness along training\n(thin: seeds; thick: mean ± s.e.m.)")
   _legend(ax)
   return fig
 
@@ -310,8 +348,9 @@ def alignment_plot(rows: Sequence[Mapping], task: str) -> Figure:
     _mean_band(ax, steps, table, rule_color(rule), label, ls=_LR_STYLES[lrs.index(lr) % 4])
   ax.set_xlabel("training step")
   ax.set_ylabel("cos(rule gradient, BPTT gradient)")
-  ax.set_title(f"{task_label(task)}: gradient alignment with BPTT\n"
-               "(thin: seeds; thick: mean ± s.e.m.)")
+  ax.set_title(
+    f"{task_label(task)}: gradient alignment with BPTT\n(thin: seeds; thick: mean ± s.e.m.)"
+  )
   _legend(ax)
   return fig
 
@@ -362,8 +401,9 @@ def lr_sweep_plot(finals: Sequence[Mapping], task: str, score: _Score) -> Figure
         points.append((lr, mean, 0 if math.isnan(sem) else sem))
     if points:
       lr, mean, sem = map(np.asarray, zip(*points, strict=True))
-      ax.errorbar(lr, mean, yerr=sem, color=rule_color(rule), marker="o", capsize=3,
-                  label=rule_label(rule))
+      ax.errorbar(
+        lr, mean, yerr=sem, color=rule_color(rule), marker="o", capsize=3, label=rule_label(rule)
+      )
   ax.set_xscale("log")
   lrs = sorted({r["learning_rate"] for r in finals})
   ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
@@ -394,7 +434,7 @@ def objectives(workdir: str) -> dict[str, str]:
 
 
 def make_figures(
-    rows: Sequence[Mapping], objective_of: Mapping[str, str] | None = None
+  rows: Sequence[Mapping], objective_of: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Figure], list[str], dict[str, stats.Correlation]]:
   """Builds every figure the rows allow.
 
@@ -421,26 +461,28 @@ def make_figures(
           return
         figures[stem] = build()
 
-      add(f"gap_acc_{task}", ["gap_acc"],
-          lambda: strip_plot(finals, "gap_acc", task, score))  # noqa: B023
-      add(f"gap_loss_{task}", ["gap_loss"],
-          lambda: strip_plot(finals, "gap_loss", task, score))  # noqa: B023
-      add(f"lambda_max_final_{task}", ["lambda_max"],
-          lambda: strip_plot(finals, "lambda_max", task, score))  # noqa: B023
+      for metric, stem in (
+        ("gap_acc", "gap_acc"),
+        ("gap_loss", "gap_loss"),
+        ("lambda_max", "lambda_max_final"),
+      ):
+        add(f"{stem}_{task}", [metric], partial(strip_plot, finals, metric, task, score))
       for gap in ("gap_acc", "gap_loss"):
         stem = f"lambda_max_vs_{gap}_{task}"
 
-        def build(gap=gap, stem=stem):
-          fig, corr = scatter_plot(finals, gap, task, score)  # noqa: B023
+        def build(gap=gap, stem=stem, finals=finals, task=task, score=score):
+          fig, corr = scatter_plot(finals, gap, task, score)
           correlations[stem] = corr
           return fig
 
         add(stem, ["lambda_max", gap], build)
-      add(f"lambda_max_training_{task}", ["lambda_max"],
-          lambda: lambda_training_plot(task_rows, task))  # noqa: B023
+      add(
+        f"lambda_max_training_{task}",
+        ["lambda_max"],
+        partial(lambda_training_plot, task_rows, task),
+      )
       has_alignment = any(
-          math.isfinite(stats.as_float(r.get("align_cos"))) for r in task_rows
-          if r["rule"] != "bptt"
+        math.isfinite(stats.as_float(r.get("align_cos"))) for r in task_rows if r["rule"] != "bptt"
       )
       if has_alignment:
         figures[f"alignment_training_{task}"] = alignment_plot(task_rows, task)
@@ -450,8 +492,11 @@ def make_figures(
       for lr in lrs:
         lr_rows = [r for r in task_rows if r["learning_rate"] == lr]
         stem = f"learning_curves_{task}" + (f"_lr{lr:g}" if len(lrs) > 1 else "")
-        add(stem, ["train_acc", "test_acc"],
-            lambda lr_rows=lr_rows: learning_curves_plot(lr_rows, task, score))  # noqa: B023
+        add(
+          stem,
+          ["train_acc", "test_acc"],
+          partial(learning_curves_plot, lr_rows, task, score),
+        )
       if len(lrs) > 1:
         figures[f"lr_sweep_{task}"] = lr_sweep_plot(finals, task, score)
       else:
@@ -460,7 +505,7 @@ def make_figures(
 
 
 def write_figures(
-    workdir: str, out_dir: str | None = None, formats: Sequence[str] = ("png", "pdf")
+  workdir: str, out_dir: str | None = None, formats: Sequence[str] = ("png", "pdf")
 ) -> Report:
   """Writes every figure of the sweep in ``workdir`` to ``out_dir`` (``<workdir>/figures``).
 
@@ -482,7 +527,7 @@ def write_figures(
   for note in notes:
     logging.info("figure %s", note)
   outputs.write_json(
-      os.path.join(out_dir, "figure_stats.json"),
-      {stem: c._asdict() for stem, c in correlations.items()},
+    os.path.join(out_dir, "figure_stats.json"),
+    {stem: c._asdict() for stem, c in correlations.items()},
   )
   return Report(written=written, skipped=notes, stats=correlations)

@@ -20,8 +20,18 @@ CELL_COLUMNS = ("task", "rule", "learning_rate")
 NON_METRICS = frozenset(RUN_COLUMNS + ("step", "diverged"))
 # Shown first in summaries; other metrics follow in name order.
 HEADLINE = (
-    "gap_acc", "gap_loss", "train_acc", "test_acc", "test_clean_acc", "val_acc",
-    "train_loss", "test_loss", "test_clean_loss", "val_loss", "lambda_max", "align_cos",
+  "gap_acc",
+  "gap_loss",
+  "train_acc",
+  "test_acc",
+  "test_clean_acc",
+  "val_acc",
+  "train_loss",
+  "test_loss",
+  "test_clean_loss",
+  "val_loss",
+  "lambda_max",
+  "align_cos",
 )
 
 
@@ -136,9 +146,9 @@ def correlation(x: Sequence[float], y: Sequence[float]) -> Correlation:
   pearson = sp_stats.pearsonr(x, y)
   spearman = sp_stats.spearmanr(x, y)
   return Correlation(
-      n,
-      float(pearson.statistic),
-      float(pearson.pvalue),
-      float(spearman.statistic),
-      float(spearman.pvalue),
+    n,
+    float(pearson.statistic),
+    float(pearson.pvalue),
+    float(spearman.statistic),
+    float(spearman.pvalue),
   )

@@ -15,42 +15,42 @@ iteration counts:
 
 from credit.curvature.density import SpectralDensity, gauss_quadrature, slq_density, smooth_density
 from credit.curvature.flatness import (
-    flatness_operator,
-    relative_flatness,
-    relative_flatness_dense,
+  flatness_operator,
+  relative_flatness,
+  relative_flatness_dense,
 )
 from credit.curvature.hvp import make_grad, make_hvp, select
 from credit.curvature.lanczos import (
-    LanczosResult,
-    TopK,
-    lanczos_top_k,
-    lanczos_tridiag,
-    tridiagonal,
+  LanczosResult,
+  TopK,
+  lanczos_top_k,
+  lanczos_tridiag,
+  tridiagonal,
 )
 from credit.curvature.power_iteration import PowerIterationResult, power_iteration
 from credit.curvature.trace import TraceEstimate, hutchinson_trace, rademacher_like
 from credit.curvature.tracking import make_curvature_probe
 
 __all__ = [
-    "LanczosResult",
-    "PowerIterationResult",
-    "SpectralDensity",
-    "TopK",
-    "TraceEstimate",
-    "flatness_operator",
-    "gauss_quadrature",
-    "hutchinson_trace",
-    "lanczos_top_k",
-    "lanczos_tridiag",
-    "make_curvature_probe",
-    "make_grad",
-    "make_hvp",
-    "power_iteration",
-    "rademacher_like",
-    "relative_flatness",
-    "relative_flatness_dense",
-    "select",
-    "slq_density",
-    "smooth_density",
-    "tridiagonal",
+  "LanczosResult",
+  "PowerIterationResult",
+  "SpectralDensity",
+  "TopK",
+  "TraceEstimate",
+  "flatness_operator",
+  "gauss_quadrature",
+  "hutchinson_trace",
+  "lanczos_top_k",
+  "lanczos_tridiag",
+  "make_curvature_probe",
+  "make_grad",
+  "make_hvp",
+  "power_iteration",
+  "rademacher_like",
+  "relative_flatness",
+  "relative_flatness_dense",
+  "select",
+  "slq_density",
+  "smooth_density",
+  "tridiagonal",
 ]

@@ -58,7 +58,7 @@ def gauss_quadrature(alphas: jax.Array, betas: jax.Array) -> tuple[jax.Array, ja
 
 
 def smooth_density(
-    nodes: jax.Array, weights: jax.Array, grid: jax.Array, sigma: jax.Array | float
+  nodes: jax.Array, weights: jax.Array, grid: jax.Array, sigma: jax.Array | float
 ) -> jax.Array:
   r"""Gaussian-smoothed quadrature density averaged over probes.
 
@@ -84,14 +84,14 @@ def smooth_density(
 
 
 def slq_density(
-    matvec: Callable[[PyTree], PyTree],
-    key: jax.Array,
-    like: PyTree,
-    num_steps: int,
-    num_probes: int,
-    num_grid: int = 512,
-    sigma: float | None = None,
-    grid: jax.Array | None = None,
+  matvec: Callable[[PyTree], PyTree],
+  key: jax.Array,
+  like: PyTree,
+  num_steps: int,
+  num_probes: int,
+  num_grid: int = 512,
+  sigma: float | None = None,
+  grid: jax.Array | None = None,
 ) -> SpectralDensity:
   r"""Spectral density of ``matvec`` by SLQ with Rademacher start vectors.
 
@@ -130,6 +130,9 @@ def slq_density(
   if grid is None:
     grid = jnp.linspace(lo - 5.0 * sigma, hi + 5.0 * sigma, num_grid)
   return SpectralDensity(
-      grid=grid, density=smooth_density(nodes, weights, grid, sigma), nodes=nodes,
-      weights=weights, sigma=sigma,
+    grid=grid,
+    density=smooth_density(nodes, weights, grid, sigma),
+    nodes=nodes,
+    weights=weights,
+    sigma=sigma,
   )

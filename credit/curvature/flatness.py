@@ -52,7 +52,7 @@ import jax.numpy as jnp
 
 
 def flatness_operator(
-    hvp: Callable[[jax.Array], jax.Array], weights: jax.Array
+  hvp: Callable[[jax.Array], jax.Array], weights: jax.Array
 ) -> Callable[[jax.Array], jax.Array]:
   """``Y -> W^T H[W Y]``, the symmetric operator whose trace is relative flatness.
 
@@ -71,10 +71,10 @@ def flatness_operator(
 
 
 def relative_flatness(
-    hvp: Callable[[jax.Array], jax.Array],
-    weights: jax.Array,
-    key: jax.Array,
-    num_probes: int,
+  hvp: Callable[[jax.Array], jax.Array],
+  weights: jax.Array,
+  key: jax.Array,
+  num_probes: int,
 ) -> TraceEstimate:
   r"""Hutchinson estimate of :math:`\kappa(W) = \mathrm{Tr}((W W^\top \otimes I) H)`.
 

@@ -83,11 +83,11 @@ def chunk_weights(batch: Any, num_chunks: int, dtype) -> jax.Array:
 
 
 def make_grad(
-    loss_fn: LossFn,
-    params: dict,
-    batch: Any,
-    subset: Sequence[str] | None = None,
-    chunk_size: int = 0,
+  loss_fn: LossFn,
+  params: dict,
+  batch: Any,
+  subset: Sequence[str] | None = None,
+  chunk_size: int = 0,
 ) -> Callable[[dict], dict]:
   r"""The gradient ``theta_S -> grad_S L`` on a fixed batch, chunked over examples.
 
@@ -115,9 +115,7 @@ def make_grad(
   if chunk_size == 0 or chunk_size >= n:
     return lambda sub: jax.grad(chunk_loss)(sub, batch)
   if n % chunk_size:
-    raise ValueError(
-        f"chunk_size={chunk_size} must divide the {n} examples of the curvature batch"
-    )
+    raise ValueError(f"chunk_size={chunk_size} must divide the {n} examples of the curvature batch")
   num_chunks = n // chunk_size
   chunks = jax.tree.map(lambda x: jnp.reshape(x, (num_chunks, chunk_size) + x.shape[1:]), batch)
   dtype = jax.tree.leaves(params)[0].dtype
@@ -136,14 +134,14 @@ def make_grad(
 
 
 def make_hvp(
-    loss_fn: LossFn,
-    params: dict,
-    batch: Any,
-    subset: Sequence[str] | None = None,
-    chunk_size: int = 0,
-    mask: dict | None = None,
-    linearize: bool = False,
-    matmul_precision: str | None = "highest",
+  loss_fn: LossFn,
+  params: dict,
+  batch: Any,
+  subset: Sequence[str] | None = None,
+  chunk_size: int = 0,
+  mask: dict | None = None,
+  linearize: bool = False,
+  matmul_precision: str | None = "highest",
 ) -> MatVec:
   r"""Hessian-vector product ``v -> H_SS v`` of ``loss_fn`` at ``params`` on ``batch``.
 

@@ -94,10 +94,10 @@ def _orthogonalize(w: jax.Array, basis: jax.Array) -> jax.Array:
 
 
 def lanczos_tridiag(
-    matvec: Callable[[PyTree], PyTree],
-    v0: PyTree,
-    num_steps: int,
-    breakdown_tol: float | None = None,
+  matvec: Callable[[PyTree], PyTree],
+  v0: PyTree,
+  num_steps: int,
+  breakdown_tol: float | None = None,
 ) -> LanczosResult:
   r"""Runs ``num_steps`` Lanczos steps with full reorthogonalization.
 
@@ -118,9 +118,7 @@ def lanczos_tridiag(
   flat_v0, unravel = ravel_pytree(v0)
   n = flat_v0.size
   if not 1 <= num_steps <= n:
-    raise ValueError(
-        f"num_steps={num_steps} must be between 1 and the operator dimension n={n}"
-    )
+    raise ValueError(f"num_steps={num_steps} must be between 1 and the operator dimension n={n}")
   dtype = flat_v0.dtype
   tol = jnp.sqrt(jnp.finfo(dtype).eps) if breakdown_tol is None else breakdown_tol
   op = _flat_operator(matvec, unravel)
@@ -157,11 +155,11 @@ def tridiagonal(alphas: jax.Array, betas: jax.Array) -> jax.Array:
 
 
 def lanczos_top_k(
-    matvec: Callable[[PyTree], PyTree],
-    v0: PyTree,
-    num_steps: int,
-    k: int,
-    return_vectors: bool = False,
+  matvec: Callable[[PyTree], PyTree],
+  v0: PyTree,
+  num_steps: int,
+  k: int,
+  return_vectors: bool = False,
 ) -> TopK:
   r"""The ``k`` largest (algebraic, signed) eigenvalues of a symmetric operator.
 
@@ -191,6 +189,9 @@ def lanczos_top_k(
     flat = jnp.dot(s.T, res.basis, precision=HIGHEST)
     vectors = jax.vmap(unravel)(flat)
   return TopK(
-      eigenvalues=theta, eigenvectors=vectors, error_bounds=bounds, alphas=res.alphas,
-      betas=res.betas,
+    eigenvalues=theta,
+    eigenvectors=vectors,
+    error_bounds=bounds,
+    alphas=res.alphas,
+    betas=res.betas,
   )

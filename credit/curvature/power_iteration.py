@@ -45,10 +45,10 @@ class PowerIterationResult(NamedTuple):
 
 
 def power_iteration(
-    matvec: Callable[[PyTree], PyTree],
-    v0: PyTree,
-    tol: float = 1e-6,
-    max_matvecs: int = 500,
+  matvec: Callable[[PyTree], PyTree],
+  v0: PyTree,
+  tol: float = 1e-6,
+  max_matvecs: int = 500,
 ) -> PowerIterationResult:
   """Largest-magnitude eigenvalue by power iteration (``lax.while_loop``).
 
@@ -89,5 +89,5 @@ def power_iteration(
   state = (v, zero, inf, zero, v, jnp.zeros((), jnp.int32))
   _, _, lam, rq, v_last, count = jax.lax.while_loop(cond, body, state)
   return PowerIterationResult(
-      magnitude=lam, rayleigh=rq, num_matvecs=count, eigenvector=unravel(v_last)
+    magnitude=lam, rayleigh=rq, num_matvecs=count, eigenvector=unravel(v_last)
   )

@@ -48,11 +48,11 @@ def rademacher_like(key: jax.Array, like: PyTree) -> PyTree:
 
 
 def hutchinson_trace(
-    matvec: Callable[[PyTree], PyTree],
-    key: jax.Array,
-    like: PyTree,
-    num_probes: int,
-    batch_size: int | None = None,
+  matvec: Callable[[PyTree], PyTree],
+  key: jax.Array,
+  like: PyTree,
+  num_probes: int,
+  batch_size: int | None = None,
 ) -> TraceEstimate:
   """Unbiased estimate of ``Tr A`` from ``num_probes`` Rademacher probes.
 

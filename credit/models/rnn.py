@@ -128,11 +128,11 @@ def init_params(key: jax.Array, spec: RNNSpec, dtype=jnp.float32) -> Params:
   limit = np.sqrt(6.0 / (n + n_out))
   w_out = jax.random.uniform(k_out, (n_out, n), dtype, -limit, limit)
   return {
-      "w_in": w_in,
-      "w_rec": w_rec,
-      "b": jnp.zeros((n,), dtype),
-      "w_out": w_out,
-      "b_out": jnp.zeros((n_out,), dtype),
+    "w_in": w_in,
+    "w_rec": w_rec,
+    "b": jnp.zeros((n,), dtype),
+    "w_out": w_out,
+    "b_out": jnp.zeros((n_out,), dtype),
   }
 
 
@@ -163,11 +163,11 @@ def step(params: Params, spec: RNNSpec, h: jax.Array, x: jax.Array):
 
 
 def forward(
-    params: Params,
-    spec: RNNSpec,
-    inputs: jax.Array,
-    h0: jax.Array | None = None,
-    noise: jax.Array | None = None,
+  params: Params,
+  spec: RNNSpec,
+  inputs: jax.Array,
+  h0: jax.Array | None = None,
+  noise: jax.Array | None = None,
 ) -> Trajectory:
   """Runs the network over ``inputs [B, T, N_in]`` and returns the whole trajectory.
 
@@ -208,9 +208,8 @@ def forward(
   return Trajectory(x=inputs, h0=h0, h=h, u=u, dphi=dphi(u), y=y)
 
 
-
 def outputs(
-    params: Params, spec: RNNSpec, inputs: jax.Array, h0: jax.Array | None = None
+  params: Params, spec: RNNSpec, inputs: jax.Array, h0: jax.Array | None = None
 ) -> jax.Array:
   """Readouts ``y [B, T, N_out]`` only, keeping no hidden-state history.
 

@@ -27,15 +27,15 @@ from credit.rules.base import GradientRule, RuleFactory
 import ml_collections
 
 _FACTORIES: dict[str, RuleFactory] = {
-    "bptt": bptt.make,
-    "tbptt": tbptt.make,
-    "rtrl": rtrl.make,
-    "eprop": eprop.make_eprop,
-    "eprop_random": eprop.make_eprop_random,
-    "rflo": eprop.make_rflo,
-    "mdgl": mdgl.make_mdgl,
-    "mdgl_exact": mdgl.make_mdgl_exact,
-    "three_factor_autodiff": three_factor.make,
+  "bptt": bptt.make,
+  "tbptt": tbptt.make,
+  "rtrl": rtrl.make,
+  "eprop": eprop.make_eprop,
+  "eprop_random": eprop.make_eprop_random,
+  "rflo": eprop.make_rflo,
+  "mdgl": mdgl.make_mdgl,
+  "mdgl_exact": mdgl.make_mdgl_exact,
+  "three_factor_autodiff": three_factor.make,
 }
 
 # Rules that have both an online and an offline implementation (``online``).
@@ -73,13 +73,13 @@ def default_options() -> ml_collections.ConfigDict:
       per example).
   """
   return ml_collections.ConfigDict(
-      dict(
-          truncation=10,
-          feedback_scale=1.0,
-          online=False,
-          self_coupling=True,
-          rtrl_max_params=65_536,
-      )
+    dict(
+      truncation=10,
+      feedback_scale=1.0,
+      online=False,
+      self_coupling=True,
+      rtrl_max_params=65_536,
+    )
   )
 
 
@@ -100,14 +100,25 @@ def validate(name: str, options: ml_collections.ConfigDict) -> None:
   if unknown:
     raise ValueError(f"rule_options has unknown field(s) {unknown}; known: {sorted(known)}")
   o = _complete(options)
-  _check(_is_int(o.truncation) and o.truncation >= 1, "truncation", "a positive integer",
-         o.truncation)
-  _check(isinstance(o.feedback_scale, (int, float)) and not isinstance(o.feedback_scale, bool)
-         and o.feedback_scale > 0, "feedback_scale", "a number > 0", o.feedback_scale)
+  _check(
+    _is_int(o.truncation) and o.truncation >= 1, "truncation", "a positive integer", o.truncation
+  )
+  _check(
+    isinstance(o.feedback_scale, (int, float))
+    and not isinstance(o.feedback_scale, bool)
+    and o.feedback_scale > 0,
+    "feedback_scale",
+    "a number > 0",
+    o.feedback_scale,
+  )
   _check(isinstance(o.online, bool), "online", "True or False", o.online)
   _check(isinstance(o.self_coupling, bool), "self_coupling", "True or False", o.self_coupling)
-  _check(_is_int(o.rtrl_max_params) and o.rtrl_max_params >= 1, "rtrl_max_params",
-         "a positive integer", o.rtrl_max_params)
+  _check(
+    _is_int(o.rtrl_max_params) and o.rtrl_max_params >= 1,
+    "rtrl_max_params",
+    "a positive integer",
+    o.rtrl_max_params,
+  )
 
 
 def _complete(options: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:
@@ -119,7 +130,7 @@ def _complete(options: ml_collections.ConfigDict | None) -> ml_collections.Confi
 
 
 def make(
-    name: str, spec: RNNSpec, options: ml_collections.ConfigDict | None = None
+  name: str, spec: RNNSpec, options: ml_collections.ConfigDict | None = None
 ) -> GradientRule:
   """Builds rule ``name`` for ``spec``; missing options take their defaults."""
   full = _complete(options)
@@ -128,6 +139,12 @@ def make(
 
 
 __all__ = [
-    "ONLINE_RULES", "RANDOM_FEEDBACK_RULES", "GradientRule", "default_options", "get", "make",
-    "names", "validate",
+  "ONLINE_RULES",
+  "RANDOM_FEEDBACK_RULES",
+  "GradientRule",
+  "default_options",
+  "get",
+  "make",
+  "names",
+  "validate",
 ]

@@ -73,7 +73,7 @@ def probe_metric_names(param_names) -> tuple[str, ...]:
 
 
 def make_alignment_probe(
-    config: ml_collections.ConfigDict, spec: RNNSpec, task: Task, rule: GradientRule
+  config: ml_collections.ConfigDict, spec: RNNSpec, task: Task, rule: GradientRule
 ):
   r"""A probe ``(params, rule_state, key, step) -> metrics``: the rule's gradient vs BPTT's.
 
@@ -110,10 +110,10 @@ def make_alignment_probe(
     cos = cosine_alignment(g, r)
     dtype = params["w_rec"].dtype
     out = {
-        "align_cos": cos.pop("all"),
-        "align_cos_recurrent": cos.pop("recurrent"),
-        "align_norm_ratio": _norm_ratio(g, r, sorted(r)),
-        "align_norm_ratio_recurrent": _norm_ratio(g, r, RECURRENT),
+      "align_cos": cos.pop("all"),
+      "align_cos_recurrent": cos.pop("recurrent"),
+      "align_norm_ratio": _norm_ratio(g, r, sorted(r)),
+      "align_norm_ratio_recurrent": _norm_ratio(g, r, RECURRENT),
     }
     out.update({f"align_cos_{k}": v for k, v in cos.items()})
     return {k: jnp.asarray(v, dtype) for k, v in out.items()}

@@ -58,8 +58,8 @@ def no_state(key: jax.Array, params: Params) -> dict:
 def readout_grads(traj: Trajectory, errors: jax.Array) -> Params:
   r"""Exact readout gradients :math:`\sum_{b,t} e_t h_t^\top` and :math:`\sum_{b,t} e_t`."""
   return {
-      "w_out": jnp.einsum("bto,btn->on", errors, traj.h),
-      "b_out": jnp.sum(errors, axis=(0, 1)),
+    "w_out": jnp.einsum("bto,btn->on", errors, traj.h),
+    "b_out": jnp.sum(errors, axis=(0, 1)),
   }
 
 
@@ -78,9 +78,9 @@ def split_packed(g: jax.Array, spec: RNNSpec) -> Params:
   """Splits a packed ``[N, m]`` gradient of ``[W_rec | W_in | b]`` (``w_rec`` masked)."""
   n = spec.n_hidden
   return {
-      "w_rec": g[:, :n] * recurrent_mask(spec, g.dtype),
-      "w_in": g[:, n : n + spec.n_in],
-      "b": g[:, -1],
+    "w_rec": g[:, :n] * recurrent_mask(spec, g.dtype),
+    "w_in": g[:, n : n + spec.n_in],
+    "b": g[:, -1],
   }
 
 

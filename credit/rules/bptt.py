@@ -37,8 +37,7 @@ def backward_credit(params: Params, spec: RNNSpec, traj: Trajectory, q: jax.Arra
     return (1.0 - spec.alpha) * c + delta @ w_rec, delta
 
   zeros = jnp.zeros_like(q[:, 0])
-  _, delta = jax.lax.scan(body, zeros, (jnp.swapaxes(q, 0, 1), jnp.swapaxes(d, 0, 1)),
-                          reverse=True)
+  _, delta = jax.lax.scan(body, zeros, (jnp.swapaxes(q, 0, 1), jnp.swapaxes(d, 0, 1)), reverse=True)
   return jnp.swapaxes(delta, 0, 1)
 
 
@@ -52,8 +51,8 @@ def bptt_grads(params: Params, state, traj: Trajectory, errors: jax.Array, key, 
 def make(spec: RNNSpec, options: ml_collections.ConfigDict | None = None) -> GradientRule:
   del options
   return GradientRule(
-      name="bptt",
-      init=no_state,
-      grads=lambda p, s, tr, e, k: bptt_grads(p, s, tr, e, k, spec=spec),
-      exact=True,
+    name="bptt",
+    init=no_state,
+    grads=lambda p, s, tr, e, k: bptt_grads(p, s, tr, e, k, spec=spec),
+    exact=True,
   )

@@ -50,8 +50,15 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
-    "contract_steps", "credited_steps", "filter_backward", "offline_grads", "online_grads",
-    "presynaptic", "shift_back", "split_packed", "trace_decay",
+  "contract_steps",
+  "credited_steps",
+  "filter_backward",
+  "offline_grads",
+  "online_grads",
+  "presynaptic",
+  "shift_back",
+  "split_packed",
+  "trace_decay",
 ]
 
 
@@ -93,10 +100,10 @@ def filter_backward(signal: jax.Array, decay: jax.Array | None) -> jax.Array:
     return c, c
 
   _, c = jax.lax.scan(
-      body,
-      jnp.zeros_like(signal[:, 0]),
-      (jnp.swapaxes(signal, 0, 1), jnp.swapaxes(nxt, 0, 1)),
-      reverse=True,
+    body,
+    jnp.zeros_like(signal[:, 0]),
+    (jnp.swapaxes(signal, 0, 1), jnp.swapaxes(nxt, 0, 1)),
+    reverse=True,
   )
   return jnp.swapaxes(c, 0, 1)
 
@@ -107,7 +114,7 @@ def shift_back(m: jax.Array) -> jax.Array:
 
 
 def credited_steps(
-    errors: jax.Array, decay: jax.Array | None, modulated: bool = False
+  errors: jax.Array, decay: jax.Array | None, modulated: bool = False
 ) -> jax.Array:
   r"""Steps whose credit :math:`c_s` can be non-zero, ``[T]`` bool, from the errors alone.
 
@@ -174,12 +181,12 @@ def contract_steps(delta_fn, traj: Trajectory, spec: RNNSpec, active: jax.Array)
 
 
 def offline_grads(
-    spec: RNNSpec,
-    traj: Trajectory,
-    signal: jax.Array,
-    decay: jax.Array | None,
-    modulation: jax.Array | None = None,
-    active: jax.Array | None = None,
+  spec: RNNSpec,
+  traj: Trajectory,
+  signal: jax.Array,
+  decay: jax.Array | None,
+  modulation: jax.Array | None = None,
+  active: jax.Array | None = None,
 ) -> Params:
   r"""Trace gradient by the backward filter (fast, exact for fixed weights).
 
@@ -215,11 +222,11 @@ def offline_grads(
 
 
 def online_grads(
-    spec: RNNSpec,
-    traj: Trajectory,
-    signal: jax.Array,
-    decay: jax.Array | None,
-    modulation: jax.Array | None = None,
+  spec: RNNSpec,
+  traj: Trajectory,
+  signal: jax.Array,
+  decay: jax.Array | None,
+  modulation: jax.Array | None = None,
 ) -> Params:
   r"""Trace gradient with the traces carried forward in time (what a network would do).
 

@@ -70,15 +70,15 @@ def matrix_modulation(w_mod: jax.Array) -> Modulation:
 
 
 def trace_grads(
-    params: Params,
-    spec: RNNSpec,
-    traj: Trajectory,
-    errors: jax.Array,
-    feedback: jax.Array,
-    *,
-    self_coupling: bool,
-    online: bool,
-    modulation: Modulation | None = None,
+  params: Params,
+  spec: RNNSpec,
+  traj: Trajectory,
+  errors: jax.Array,
+  feedback: jax.Array,
+  *,
+  self_coupling: bool,
+  online: bool,
+  modulation: Modulation | None = None,
 ) -> Params:
   r"""Gradient of the e-prop family, optionally with MDGL's one-hop modulatory term.
 
@@ -119,8 +119,9 @@ def make_eprop(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRul
 
   def grads(params, state, traj, errors, key):
     del state, key
-    return trace_grads(params, spec, traj, errors, params["w_out"].T,
-                       self_coupling=self_coupling, online=online)
+    return trace_grads(
+      params, spec, traj, errors, params["w_out"].T, self_coupling=self_coupling, online=online
+    )
 
   return GradientRule(name="eprop", init=no_state, grads=grads)
 
@@ -133,8 +134,9 @@ def _random_feedback_rule(name: str, spec: RNNSpec, options, self_coupling: bool
 
   def grads(params, state, traj, errors, key):
     del key
-    return trace_grads(params, spec, traj, errors, state["feedback"],
-                       self_coupling=self_coupling, online=online)
+    return trace_grads(
+      params, spec, traj, errors, state["feedback"], self_coupling=self_coupling, online=online
+    )
 
   return GradientRule(name=name, init=init, grads=grads)
 

@@ -100,9 +100,16 @@ def _make(name: str, modulation_fn, spec: RNNSpec, options: ml_collections.Confi
 
   def grads(params, state, traj, errors, key):
     del state, key
-    return trace_grads(params, spec, traj, errors, params["w_out"].T,
-                       self_coupling=self_coupling, online=online,
-                       modulation=modulation_fn(params, spec))
+    return trace_grads(
+      params,
+      spec,
+      traj,
+      errors,
+      params["w_out"].T,
+      self_coupling=self_coupling,
+      online=online,
+      modulation=modulation_fn(params, spec),
+    )
 
   return GradientRule(name=name, init=no_state, grads=grads)
 
@@ -112,5 +119,6 @@ def make_mdgl(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule
 
 
 def make_mdgl_exact(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
-  return _make("mdgl_exact", lambda p, s: matrix_modulation(exact_one_hop_weights(p, s)),
-               spec, options)
+  return _make(
+    "mdgl_exact", lambda p, s: matrix_modulation(exact_one_hop_weights(p, s)), spec, options
+  )

@@ -38,7 +38,7 @@ import ml_collections
 
 
 def windowed_credit(
-    params: Params, spec: RNNSpec, traj: Trajectory, q: jax.Array, window: int
+  params: Params, spec: RNNSpec, traj: Trajectory, q: jax.Array, window: int
 ) -> jax.Array:
   r"""Truncated credits :math:`\delta_s = D_s c_s` (see the module docstring), ``[B, T, N]``."""
   steps = q.shape[1]
@@ -60,9 +60,7 @@ def windowed_credit(
 
   batch, _, n = q.shape
   init = jnp.zeros((batch, window - 1, n), q.dtype)
-  _, delta = jax.lax.scan(
-      body, init, (jnp.swapaxes(q, 0, 1), jnp.swapaxes(d, 0, 1)), reverse=True
-  )
+  _, delta = jax.lax.scan(body, init, (jnp.swapaxes(q, 0, 1), jnp.swapaxes(d, 0, 1)), reverse=True)
   return jnp.swapaxes(delta, 0, 1)
 
 

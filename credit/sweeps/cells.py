@@ -26,13 +26,13 @@ from typing import NamedTuple
 import ml_collections
 
 SWEEP_FIELDS = (
-    "name",
-    "tasks",
-    "rules",
-    "learning_rates",
-    "rule_overrides",
-    "task_rule_overrides",
-    "checkpoint_every",
+  "name",
+  "tasks",
+  "rules",
+  "learning_rates",
+  "rule_overrides",
+  "task_rule_overrides",
+  "checkpoint_every",
 )
 
 
@@ -82,8 +82,10 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
     raise ValueError("sweep.tasks is empty")
   for name, config in sweep.tasks.items():
     if config.task != name:
-      raise ValueError(f"sweep.tasks.{name} is a config of task {config.task!r}; the key must "
-                       "equal the run config's task")
+      raise ValueError(
+        f"sweep.tasks.{name} is a config of task {config.task!r}; the key must "
+        "equal the run config's task"
+      )
   for field in ("rules", "learning_rates"):
     values = tuple(sweep[field])
     if not values:
@@ -101,15 +103,16 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
       raise ValueError(f"sweep.task_rule_overrides names task {task!r}, not in sweep.tasks")
     unknown = set(per_rule) - set(sweep.rules)
     if unknown:
-      raise ValueError(f"sweep.task_rule_overrides.{task} names rules not in sweep.rules: "
-                       f"{sorted(unknown)}")
+      raise ValueError(
+        f"sweep.task_rule_overrides.{task} names rules not in sweep.rules: {sorted(unknown)}"
+      )
   every = sweep.checkpoint_every
   if not isinstance(every, int) or every < 0:
     raise ValueError(f"sweep.checkpoint_every must be an integer >= 0, got {every!r}")
 
 
 def cell_config(
-    sweep: ml_collections.ConfigDict, task: str, rule: str, learning_rate: float
+  sweep: ml_collections.ConfigDict, task: str, rule: str, learning_rate: float
 ) -> ml_collections.ConfigDict:
   """The resolved (unlocked) run config of one cell."""
   config = ml_collections.ConfigDict(sweep.tasks[task].to_dict())

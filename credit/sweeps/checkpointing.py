@@ -100,7 +100,7 @@ class CellCheckpointer:
     self.directory = os.path.join(self.cell_dir, "checkpoints")
     self.keep = max(2, keep)
     self._multiprocessing = ocp.options.MultiprocessingOptions(
-        primary_host=0, active_processes=active_processes
+      primary_host=0, active_processes=active_processes
     )
     self.manager = self._make_manager()
 
@@ -108,11 +108,11 @@ class CellCheckpointer:
     # Made here rather than by orbax, which refuses ``create`` with ``active_processes``.
     os.makedirs(self.directory, exist_ok=True)
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=self.keep,
-        create=False,
-        cleanup_tmp_directories=True,  # what a save killed midway left behind
-        enable_async_checkpointing=True,
-        multiprocessing_options=self._multiprocessing,
+      max_to_keep=self.keep,
+      create=False,
+      cleanup_tmp_directories=True,  # what a save killed midway left behind
+      enable_async_checkpointing=True,
+      multiprocessing_options=self._multiprocessing,
     )
     return ocp.CheckpointManager(self.directory, options=options)
 
@@ -122,21 +122,21 @@ class CellCheckpointer:
     arrays = {k: np.array(v, copy=True) for k, v in arrays.items()}
     meta = {"step": int(step), "num_evals": int(num_evals), "sha256": checksum(arrays)}
     self.manager.save(
-        int(step),
-        args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
-        force=True,
+      int(step),
+      args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)),
+      force=True,
     )
 
   def _restore_step(self, step: int, state_template, history_template) -> Restored:
     arrays_template = {
-        **flatten_named(state_template, "state"),
-        **flatten_named(history_template, "history"),
+      **flatten_named(state_template, "state"),
+      **flatten_named(history_template, "history"),
     }
     out = self.manager.restore(
-        step,
-        args=ocp.args.Composite(
-            arrays=ocp.args.StandardRestore(arrays_template), meta=ocp.args.JsonRestore()
-        ),
+      step,
+      args=ocp.args.Composite(
+        arrays=ocp.args.StandardRestore(arrays_template), meta=ocp.args.JsonRestore()
+      ),
     )
     arrays = {k: np.asarray(v) for k, v in out.arrays.items()}
     meta = out.meta
@@ -145,10 +145,10 @@ class CellCheckpointer:
     if int(meta["step"]) != step:
       raise ValueError(f"metadata says step {meta['step']}")
     return Restored(
-        step=step,
-        num_evals=int(meta["num_evals"]),
-        state=unflatten_named(arrays, state_template, "state"),
-        history=unflatten_named(arrays, history_template, "history"),
+      step=step,
+      num_evals=int(meta["num_evals"]),
+      state=unflatten_named(arrays, state_template, "state"),
+      history=unflatten_named(arrays, history_template, "history"),
     )
 
   def restore_latest(self, state_template, history_template) -> Restored | None:
@@ -172,8 +172,8 @@ class CellCheckpointer:
         damaged = True
         where = self._move_aside(step)
         message = (
-            f"checkpoint step {step} in {self.directory} is damaged ({type(err).__name__}: "
-            f"{str(err)[:200]}); moved it to {where} and falling back to the previous one"
+          f"checkpoint step {step} in {self.directory} is damaged ({type(err).__name__}: "
+          f"{str(err)[:200]}); moved it to {where} and falling back to the previous one"
         )
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         logging.warning(message)
@@ -183,9 +183,9 @@ class CellCheckpointer:
       self.manager = self._make_manager()
       if restored is None:
         warnings.warn(
-            f"no intact checkpoint left in {self.directory}; the cell restarts from step 0",
-            RuntimeWarning,
-            stacklevel=2,
+          f"no intact checkpoint left in {self.directory}; the cell restarts from step 0",
+          RuntimeWarning,
+          stacklevel=2,
         )
     return restored
 

@@ -62,10 +62,10 @@ class WorkdirLock:
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, LOCK_NAME)
     self.owner = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "start_ticks": _start_ticks(os.getpid()),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+      "pid": os.getpid(),
+      "host": socket.gethostname(),
+      "start_ticks": _start_ticks(os.getpid()),
+      "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     self.held = False
 
@@ -98,17 +98,17 @@ class WorkdirLock:
         pid = holder.get("pid")
         if not (same_host and isinstance(pid, int) and not _alive(pid, holder.get("start_ticks"))):
           raise WorkdirInUseError(
-              f"workdir {os.path.dirname(self.path)} is in use by another sweep: PID "
-              f"{holder.get('pid', '?')} on host {holder.get('host', '?')}, started "
-              f"{holder.get('started', '?')}. Wait for it to finish or stop it, or use another "
-              f"--workdir. If that sweep is surely gone (e.g. it ran on another host), delete "
-              f"{self.path}."
+            f"workdir {os.path.dirname(self.path)} is in use by another sweep: PID "
+            f"{holder.get('pid', '?')} on host {holder.get('host', '?')}, started "
+            f"{holder.get('started', '?')}. Wait for it to finish or stop it, or use another "
+            f"--workdir. If that sweep is surely gone (e.g. it ran on another host), delete "
+            f"{self.path}."
           )
         warnings.warn(
-            f"taking over the stale lock {self.path} of sweep PID {pid} on {holder['host']} "
-            "(that process is gone)",
-            RuntimeWarning,
-            stacklevel=3,
+          f"taking over the stale lock {self.path} of sweep PID {pid} on {holder['host']} "
+          "(that process is gone)",
+          RuntimeWarning,
+          stacklevel=3,
         )
       self._write()
       self.held = True

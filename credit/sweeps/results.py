@@ -73,9 +73,9 @@ def check_cell_config(workdir: str, cell: Cell) -> None:
       diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
       shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6])
       raise ValueError(
-          f"cell {cell.id} in {workdir} was started with another config ({shown}"
-          f"{', ...' if len(diff) > 6 else ''}). Use a new --workdir, or delete "
-          f"{cell_dir(workdir, cell)} to restart that cell."
+        f"cell {cell.id} in {workdir} was started with another config ({shown}"
+        f"{', ...' if len(diff) > 6 else ''}). Use a new --workdir, or delete "
+        f"{cell_dir(workdir, cell)} to restart that cell."
       )
     return
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -83,19 +83,20 @@ def check_cell_config(workdir: str, cell: Cell) -> None:
 
 
 def write_cell(
-    workdir: str,
-    cell: Cell,
-    history: Mapping[str, np.ndarray],
-    run_info: Mapping,
+  workdir: str,
+  cell: Cell,
+  history: Mapping[str, np.ndarray],
+  run_info: Mapping,
 ) -> None:
   """Writes a finished cell's ``metrics.csv``, ``run_info.json`` and, last, ``summary.json``."""
   folder = cell_dir(workdir, cell)
   seeds = tuple(range(cell.config.num_seeds))
-  outputs.write_csv(os.path.join(folder, "metrics.csv"), outputs.metric_rows(cell.config, history,
-                                                                              seeds))
+  outputs.write_csv(
+    os.path.join(folder, "metrics.csv"), outputs.metric_rows(cell.config, history, seeds)
+  )
   outputs.write_json(os.path.join(folder, "run_info.json"), dict(run_info))
   outputs.write_json(
-      os.path.join(folder, "summary.json"), outputs.summary_records(cell.config, history, seeds)
+    os.path.join(folder, "summary.json"), outputs.summary_records(cell.config, history, seeds)
   )
 
 
@@ -125,6 +126,6 @@ def write_results(workdir: str, cells: Sequence[Cell]) -> dict[str, str]:
 def load(workdir: str) -> tuple[list[dict], list[dict]]:
   """``(results rows, summary rows)`` of a sweep workdir, numbers converted."""
   return (
-      outputs.read_csv(os.path.join(workdir, RESULTS)),
-      outputs.read_csv(os.path.join(workdir, SUMMARY)),
+    outputs.read_csv(os.path.join(workdir, RESULTS)),
+    outputs.read_csv(os.path.join(workdir, SUMMARY)),
   )

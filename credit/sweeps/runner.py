@@ -150,17 +150,17 @@ class SweepProgress:
     pending = [k for k, v in self.remaining.items() if v > 0 and k != self.cell.id]
     startup = float(np.mean(self.startups)) if self.startups else math.nan
     sweep_eta = (
-        (cell_eta if n else rate * self.remaining[self.cell.id])
-        + rate * sum(self.remaining[k] for k in pending)
-        + startup * len(pending)
+      (cell_eta if n else rate * self.remaining[self.cell.id])
+      + rate * sum(self.remaining[k] for k in pending)
+      + startup * len(pending)
     )
     print(
-        f"{self.label} step {step}/{total} ({100 * step / max(total, 1):.0f}%) | cell "
-        f"{format_seconds(now - self.cell_start)}, ETA {format_seconds(cell_eta)} | sweep "
-        f"{format_seconds(now - self.start)}, ETA {format_seconds(sweep_eta)} | "
-        f"{headline(metrics)}",
-        file=self.stream,
-        flush=True,
+      f"{self.label} step {step}/{total} ({100 * step / max(total, 1):.0f}%) | cell "
+      f"{format_seconds(now - self.cell_start)}, ETA {format_seconds(cell_eta)} | sweep "
+      f"{format_seconds(now - self.start)}, ETA {format_seconds(sweep_eta)} | "
+      f"{headline(metrics)}",
+      file=self.stream,
+      flush=True,
     )
 
   def end_cell(self) -> None:
@@ -178,9 +178,9 @@ class _TaskCache:
 
   def get(self, config: ml_collections.ConfigDict) -> tasks_lib.Task:
     key = json.dumps(
-        [config.task, config.task_options.to_dict(), config.get("dtype", "float32")],
-        sort_keys=True,
-        default=str,
+      [config.task, config.task_options.to_dict(), config.get("dtype", "float32")],
+      sort_keys=True,
+      default=str,
     )
     if key not in self.tasks:
       self.tasks[key] = tasks_lib.make(config.task, config.task_options, dtype_of(config))
@@ -201,13 +201,13 @@ def _host_template(fns: sharding.ShardedSeeds):
 
 
 def run_cell(
-    cell: cells_lib.Cell,
-    workdir: str,
-    mesh: jax.sharding.Mesh,
-    checkpoint_every: int,
-    progress: SweepProgress,
-    task_cache: _TaskCache | None = None,
-    position: tuple[int, int] = (1, 1),
+  cell: cells_lib.Cell,
+  workdir: str,
+  mesh: jax.sharding.Mesh,
+  checkpoint_every: int,
+  progress: SweepProgress,
+  task_cache: _TaskCache | None = None,
+  position: tuple[int, int] = (1, 1),
 ) -> None:
   """Runs (or resumes) one cell to the end and writes its outputs.
 
@@ -226,8 +226,8 @@ def run_cell(
   restored: Restored | None = None
   if is_primary():
     checkpointer = CellCheckpointer(
-        results.cell_dir(workdir, cell),
-        active_processes={0} if jax.process_count() > 1 else None,
+      results.cell_dir(workdir, cell),
+      active_processes={0} if jax.process_count() > 1 else None,
     )
     restored = checkpointer.restore_latest(template, history)
   found = _broadcast_json(None if restored is None else restored.num_evals)
@@ -245,8 +245,8 @@ def run_cell(
   if resumed_from is not None:
     progress.note(f"resuming from the checkpoint at step {resumed_from}")
   progress.note(
-      f"{config.num_seeds} seeds on {mesh.size} device(s)"
-      + (f" (padded to {fns.padded})" if fns.padded != config.num_seeds else "")
+    f"{config.num_seeds} seeds on {mesh.size} device(s)"
+    + (f" (padded to {fns.padded})" if fns.padded != config.num_seeds else "")
   )
 
   last_saved = resumed_from or 0
@@ -276,21 +276,21 @@ def run_cell(
   progress.end_cell()
   if is_primary():
     results.write_cell(
-        workdir,
-        cell,
-        history,
-        {
-            "cell_id": cell.id,
-            "task": cell.task,
-            "rule": cell.rule,
-            "learning_rate": cell.learning_rate,
-            "objective": trainer.task.objective,
-            "devices": mesh.size,
-            "processes": jax.process_count(),
-            "padded_seeds": fns.padded,
-            "resumed_from_step": resumed_from,
-            "wall_time_s": time.perf_counter() - start,
-        },
+      workdir,
+      cell,
+      history,
+      {
+        "cell_id": cell.id,
+        "task": cell.task,
+        "rule": cell.rule,
+        "learning_rate": cell.learning_rate,
+        "objective": trainer.task.objective,
+        "devices": mesh.size,
+        "processes": jax.process_count(),
+        "padded_seeds": fns.padded,
+        "resumed_from_step": resumed_from,
+        "wall_time_s": time.perf_counter() - start,
+      },
     )
 
 
@@ -298,10 +298,10 @@ def run_cell(
 
 
 def run_sweep(
-    sweep: ml_collections.ConfigDict,
-    workdir: str,
-    num_devices: int | None = None,
-    stream=None,
+  sweep: ml_collections.ConfigDict,
+  workdir: str,
+  num_devices: int | None = None,
+  stream=None,
 ) -> SweepResult:
   """Runs every unfinished cell of ``sweep`` in ``workdir`` and writes the tables.
 
@@ -340,16 +340,17 @@ def run_sweep(
         results.check_cell_config(workdir, cell)
     finished = _broadcast_json([results.is_finished(workdir, c) for c in cells])
     progress = SweepProgress(
-        {c.id: 0 if done else c.config.num_steps for c, done in zip(cells, finished, strict=True)},
-        stream,
-        enabled=is_primary(),  # one set of progress lines, not one per host
+      {c.id: 0 if done else c.config.num_steps for c, done in zip(cells, finished, strict=True)},
+      stream,
+      enabled=is_primary(),  # one set of progress lines, not one per host
     )
     task_cache = _TaskCache()
     ran = []
     for i, (cell, done) in enumerate(zip(cells, finished, strict=True), start=1):
       if done:
-        print(f"[{i}/{len(cells)} {cell.id}] finished before; skipped", file=progress.stream,
-              flush=True)
+        print(
+          f"[{i}/{len(cells)} {cell.id}] finished before; skipped", file=progress.stream, flush=True
+        )
         continue
       run_cell(cell, workdir, mesh, sweep.checkpoint_every, progress, task_cache, (i, len(cells)))
       ran.append(cell.id)
@@ -367,6 +368,7 @@ def run_sweep(
 def describe(cells: Sequence[cells_lib.Cell]) -> str:
   """One line per cell: id, steps, evaluation interval, seeds."""
   return "\n".join(
-      f"{c.id}: {c.config.num_steps} steps, eval every {c.config.eval_every}, "
-      f"{c.config.num_seeds} seeds" for c in cells
+    f"{c.id}: {c.config.num_steps} steps, eval every {c.config.eval_every}, "
+    f"{c.config.num_seeds} seeds"
+    for c in cells
   )

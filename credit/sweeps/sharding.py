@@ -95,7 +95,7 @@ class ShardedSeeds(NamedTuple):
 
 def _is_key(x) -> bool:
   return isinstance(x, jax.Array | jax.ShapeDtypeStruct) and jax.dtypes.issubdtype(
-      x.dtype, jax.dtypes.prng_key
+    x.dtype, jax.dtypes.prng_key
   )
 
 
@@ -104,7 +104,7 @@ def _key_data(tree):
 
 
 def compile_sharded(
-    trainer: Trainer, config: ml_collections.ConfigDict, mesh: Mesh
+  trainer: Trainer, config: ml_collections.ConfigDict, mesh: Mesh
 ) -> ShardedSeeds:
   """Jits ``trainer``'s pieces over ``config.num_seeds`` seeds sharded on ``mesh``.
 
@@ -124,11 +124,11 @@ def compile_sharded(
 
   init_fn = jax.jit(init, out_shardings=seeds)
   chunk_fn = jax.jit(
-      jax.vmap(trainer.run_chunk, in_axes=(0, None)),
-      static_argnums=1,
-      in_shardings=(seeds,),
-      out_shardings=seeds,
-      donate_argnums=0,
+    jax.vmap(trainer.run_chunk, in_axes=(0, None)),
+    static_argnums=1,
+    in_shardings=(seeds,),
+    out_shardings=seeds,
+    donate_argnums=0,
   )
 
   def evaluate_local(state: TrainState, step: jax.Array) -> Metrics:
@@ -138,15 +138,15 @@ def compile_sharded(
     return jax.lax.map(lambda s: trainer.evaluate(s, step), state)
 
   evaluate_fn = jax.jit(
-      jax.shard_map(
-          evaluate_local,
-          mesh=mesh,
-          in_specs=(P(SEED_AXIS), P()),
-          out_specs=P(SEED_AXIS),
-          check_vma=False,  # the model's scans start from unvarying zeros: harmless here
-      ),
-      in_shardings=(seeds, replicated),
-      out_shardings=seeds,
+    jax.shard_map(
+      evaluate_local,
+      mesh=mesh,
+      in_specs=(P(SEED_AXIS), P()),
+      out_specs=P(SEED_AXIS),
+      check_vma=False,  # the model's scans start from unvarying zeros: harmless here
+    ),
+    in_shardings=(seeds, replicated),
+    out_shardings=seeds,
   )
   key_data_fn = jax.jit(_key_data, out_shardings=seeds)
   state_abstract = jax.eval_shape(init)
@@ -154,9 +154,9 @@ def compile_sharded(
 
   def wrap(tree):
     return jax.tree.map(
-        lambda x, a: jax.random.wrap_key_data(x, impl=key_impl) if _is_key(a) else x,
-        tree,
-        state_abstract,
+      lambda x, a: jax.random.wrap_key_data(x, impl=key_impl) if _is_key(a) else x,
+      tree,
+      state_abstract,
     )
 
   wrap_fn = jax.jit(wrap, out_shardings=seeds)
@@ -186,17 +186,17 @@ def compile_sharded(
     return jax.ShapeDtypeStruct((num_seeds,) + x.shape[1:], x.dtype)
 
   metric_abstract = jax.eval_shape(
-      jax.vmap(trainer.evaluate, in_axes=(0, None)), state_abstract, jnp.int32(0)
+    jax.vmap(trainer.evaluate, in_axes=(0, None)), state_abstract, jnp.int32(0)
   )
   return ShardedSeeds(
-      init=init_fn,
-      run_chunk=chunk_fn,
-      evaluate=evaluate,
-      to_host=to_host,
-      put=put,
-      state_shapes=jax.tree.map(host_shape, state_abstract),
-      metric_shapes={k: host_shape(v) for k, v in metric_abstract.items()},
-      num_seeds=num_seeds,
-      padded=size,
-      mesh=mesh,
+    init=init_fn,
+    run_chunk=chunk_fn,
+    evaluate=evaluate,
+    to_host=to_host,
+    put=put,
+    state_shapes=jax.tree.map(host_shape, state_abstract),
+    metric_shapes={k: host_shape(v) for k, v in metric_abstract.items()},
+    num_seeds=num_seeds,
+    padded=size,
+    mesh=mesh,
   )

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import ml_collections
 
 _MODULES = {
-    "delayed_match_to_sample": "credit.tasks.delayed_match_to_sample",
-    "evidence_accumulation": "credit.tasks.evidence_accumulation",
-    "pattern_generation": "credit.tasks.pattern_generation",
-    "seq_mnist": "credit.tasks.seq_mnist",
+  "delayed_match_to_sample": "credit.tasks.delayed_match_to_sample",
+  "evidence_accumulation": "credit.tasks.evidence_accumulation",
+  "pattern_generation": "credit.tasks.pattern_generation",
+  "seq_mnist": "credit.tasks.seq_mnist",
 }
 
 

@@ -38,21 +38,21 @@ N_OUT = 2  # non-match, match
 
 def default_options() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
-      dict(
-          dt=20.0,  # ms per step
-          fixation=100.0,  # ms, all periods multiples of dt
-          sample=200.0,
-          delay_min=200.0,  # training delays ~ U{delay_min, ..., delay_max} on the dt grid
-          delay_max=800.0,
-          test=200.0,
-          decision=200.0,
-          sigma=1.0,  # input noise, std sigma / sqrt(dt) (neurogym's default sigma)
-          test_delay_min=1000.0,  # test-split delays (the shift)
-          test_delay_max=1400.0,
-          test_sigma=2.0,  # test-split input noise (twice training's)
-          eval_size=512,
-          eval_seed=0,
-      )
+    dict(
+      dt=20.0,  # ms per step
+      fixation=100.0,  # ms, all periods multiples of dt
+      sample=200.0,
+      delay_min=200.0,  # training delays ~ U{delay_min, ..., delay_max} on the dt grid
+      delay_max=800.0,
+      test=200.0,
+      decision=200.0,
+      sigma=1.0,  # input noise, std sigma / sqrt(dt) (neurogym's default sigma)
+      test_delay_min=1000.0,  # test-split delays (the shift)
+      test_delay_max=1400.0,
+      test_sigma=2.0,  # test-split input noise (twice training's)
+      eval_size=512,
+      eval_seed=0,
+    )
   )
 
 
@@ -76,13 +76,22 @@ def validate(options: ml_collections.ConfigDict) -> None:
   o = options
   if not o.dt > 0:
     raise ValueError(f"task_options.dt must be > 0 (ms), got {o.dt}")
-  for field in ("fixation", "sample", "test", "decision", "delay_min", "delay_max",
-                "test_delay_min", "test_delay_max"):
+  for field in (
+    "fixation",
+    "sample",
+    "test",
+    "decision",
+    "delay_min",
+    "delay_max",
+    "test_delay_min",
+    "test_delay_max",
+  ):
     timing.to_steps(o[field], o.dt, field)
   for field in ("sample", "test", "decision"):
     if o[field] < o.dt:
-      raise ValueError(f"task_options.{field} must be at least one step (dt={o.dt} ms), got "
-                       f"{o[field]}")
+      raise ValueError(
+        f"task_options.{field} must be at least one step (dt={o.dt} ms), got {o[field]}"
+      )
   for lo, hi in (("delay_min", "delay_max"), ("test_delay_min", "test_delay_max")):
     if o[lo] > o[hi]:
       raise ValueError(f"task_options.{lo} must be <= {hi}, got {o[lo]} > {o[hi]}")
@@ -104,9 +113,10 @@ def splits(options: ml_collections.ConfigDict) -> dict[str, Split]:
   """The training and (shifted) test trial distributions, in steps."""
   o = options
   return {
-      "train": Split(round(o.delay_min / o.dt), round(o.delay_max / o.dt), float(o.sigma)),
-      "test": Split(round(o.test_delay_min / o.dt), round(o.test_delay_max / o.dt),
-                    float(o.test_sigma)),
+    "train": Split(round(o.delay_min / o.dt), round(o.delay_max / o.dt), float(o.sigma)),
+    "test": Split(
+      round(o.test_delay_min / o.dt), round(o.test_delay_max / o.dt), float(o.test_sigma)
+    ),
   }
 
 
@@ -114,9 +124,9 @@ def sample_trials(key: jax.Array, batch_size: int, split: Split) -> Trials:
   """Sample identity and match are fair coins; the delay is uniform on the split's grid."""
   k_s, k_m, k_d = jax.random.split(key, 3)
   return Trials(
-      sample=jax.random.bernoulli(k_s, 0.5, (batch_size,)).astype(jnp.int32),
-      match=jax.random.bernoulli(k_m, 0.5, (batch_size,)).astype(jnp.int32),
-      delay=jax.random.randint(k_d, (batch_size,), split.delay_min, split.delay_max + 1),
+    sample=jax.random.bernoulli(k_s, 0.5, (batch_size,)).astype(jnp.int32),
+    match=jax.random.bernoulli(k_m, 0.5, (batch_size,)).astype(jnp.int32),
+    delay=jax.random.randint(k_d, (batch_size,), split.delay_min, split.delay_max + 1),
   )
 
 
@@ -129,20 +139,28 @@ def periods(trials: Trials, options: ml_collections.ConfigDict, n: int) -> dict[
   test_start = fix + smp + trials.delay
   decision_start = test_start + tst
   return {
-      "sample": timing.window(zero + fix, smp, n),
-      "test": timing.window(test_start, tst, n),
-      "decision": timing.window(decision_start, dec, n),
-      "fixation": timing.window(zero, decision_start, n),
+    "sample": timing.window(zero + fix, smp, n),
+    "test": timing.window(test_start, tst, n),
+    "decision": timing.window(decision_start, dec, n),
+    "fixation": timing.window(zero, decision_start, n),
   }
 
 
-def render(key: jax.Array, trials: Trials, split: Split, options: ml_collections.ConfigDict,
-           n: int, dtype=jnp.float32) -> Batch:
+def render(
+  key: jax.Array,
+  trials: Trials,
+  split: Split,
+  options: ml_collections.ConfigDict,
+  n: int,
+  dtype=jnp.float32,
+) -> Batch:
   """The batch of ``trials``: inputs from the period masks plus noise, targets, mask."""
   p = periods(trials, options, n)
   test_id = jnp.where(trials.match == 1, trials.sample, 1 - trials.sample)
-  stim = (p["sample"][..., None] * jax.nn.one_hot(trials.sample, 2)[:, None, :]
-          + p["test"][..., None] * jax.nn.one_hot(test_id, 2)[:, None, :])
+  stim = (
+    p["sample"][..., None] * jax.nn.one_hot(trials.sample, 2)[:, None, :]
+    + p["test"][..., None] * jax.nn.one_hot(test_id, 2)[:, None, :]
+  )
   stim = stim.astype(dtype) + timing.input_noise(key, stim.shape, split.sigma, options.dt, dtype)
   inputs = jnp.concatenate([p["fixation"][..., None].astype(dtype), stim], axis=-1)
   mask = p["decision"].astype(dtype)
@@ -166,16 +184,16 @@ def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:
   keys = timing.eval_keys(o.eval_seed)
   eval_sets = timing.build_eval_sets(keys, o.eval_size, sample_train, sample_test)
   return Task(
-      name="delayed_match_to_sample",
-      n_in=N_IN,
-      n_out=N_OUT,
-      n_steps=n,
-      objective="xent",
-      sample_train=sample_train,
-      eval_sets=eval_sets,
-      sample_test=sample_test,
-      shift=(
-          f"delays U[{o.test_delay_min:g}, {o.test_delay_max:g}] ms and input noise sigma="
-          f"{o.test_sigma:g} (training: U[{o.delay_min:g}, {o.delay_max:g}] ms, sigma={o.sigma:g})"
-      ),
+    name="delayed_match_to_sample",
+    n_in=N_IN,
+    n_out=N_OUT,
+    n_steps=n,
+    objective="xent",
+    sample_train=sample_train,
+    eval_sets=eval_sets,
+    sample_test=sample_test,
+    shift=(
+      f"delays U[{o.test_delay_min:g}, {o.test_delay_max:g}] ms and input noise sigma="
+      f"{o.test_sigma:g} (training: U[{o.delay_min:g}, {o.delay_max:g}] ms, sigma={o.sigma:g})"
+    ),
   )

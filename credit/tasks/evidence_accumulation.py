@@ -47,28 +47,28 @@ N_OUT = 2  # left, right
 
 def default_options() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
-      dict(
-          dt=10.0,  # ms per step; every duration below must be a multiple of it
-          n_per_group=10,  # channels per group: n_in = 4 * n_per_group
-          n_cues=7,  # odd
-          t_silence=50.0,  # ms before the first cue
-          t_cue=100.0,
-          t_interval=150.0,  # cue onset to next cue onset
-          t_recall=150.0,
-          delay_min=500.0,  # training delays, last cue offset to recall onset
-          delay_max=1000.0,
-          f_cue=40.0,  # Hz, cue and recall channels
-          f_background=10.0,  # Hz
-          p_group=0.3,  # per trial P(left) is p_group or 1 - p_group
-          sigma=0.0,  # additive Gaussian input noise (std sigma / sqrt(dt))
-          test_delay_min=1100.0,  # test-split delays (the shift)
-          test_delay_max=1500.0,
-          test_n_cues=7,
-          test_f_background=10.0,
-          test_sigma=1.5,  # test-split Gaussian input noise (none in training)
-          eval_size=512,
-          eval_seed=0,
-      )
+    dict(
+      dt=10.0,  # ms per step; every duration below must be a multiple of it
+      n_per_group=10,  # channels per group: n_in = 4 * n_per_group
+      n_cues=7,  # odd
+      t_silence=50.0,  # ms before the first cue
+      t_cue=100.0,
+      t_interval=150.0,  # cue onset to next cue onset
+      t_recall=150.0,
+      delay_min=500.0,  # training delays, last cue offset to recall onset
+      delay_max=1000.0,
+      f_cue=40.0,  # Hz, cue and recall channels
+      f_background=10.0,  # Hz
+      p_group=0.3,  # per trial P(left) is p_group or 1 - p_group
+      sigma=0.0,  # additive Gaussian input noise (std sigma / sqrt(dt))
+      test_delay_min=1100.0,  # test-split delays (the shift)
+      test_delay_max=1500.0,
+      test_n_cues=7,
+      test_f_background=10.0,
+      test_sigma=1.5,  # test-split Gaussian input noise (none in training)
+      eval_size=512,
+      eval_seed=0,
+    )
   )
 
 
@@ -98,20 +98,32 @@ def validate(options: ml_collections.ConfigDict) -> None:
   o = options
   if not o.dt > 0:
     raise ValueError(f"task_options.dt must be > 0 (ms), got {o.dt}")
-  for field in ("t_silence", "t_cue", "t_interval", "t_recall", "delay_min", "delay_max",
-                "test_delay_min", "test_delay_max"):
+  for field in (
+    "t_silence",
+    "t_cue",
+    "t_interval",
+    "t_recall",
+    "delay_min",
+    "delay_max",
+    "test_delay_min",
+    "test_delay_max",
+  ):
     timing.to_steps(o[field], o.dt, field)
   for field in ("t_cue", "t_recall"):
     if o[field] < o.dt:
-      raise ValueError(f"task_options.{field} must be at least one step (dt={o.dt} ms), got "
-                       f"{o[field]}")
+      raise ValueError(
+        f"task_options.{field} must be at least one step (dt={o.dt} ms), got {o[field]}"
+      )
   if o.t_interval < o.t_cue:
-    raise ValueError(f"task_options.t_interval must be >= t_cue={o.t_cue} (cues must not "
-                     f"overlap), got {o.t_interval}")
+    raise ValueError(
+      f"task_options.t_interval must be >= t_cue={o.t_cue} (cues must not "
+      f"overlap), got {o.t_interval}"
+    )
   for field in ("n_cues", "test_n_cues"):
     if not isinstance(o[field], int) or o[field] < 1 or o[field] % 2 == 0:
-      raise ValueError(f"task_options.{field} must be a positive odd integer (no ties), got "
-                       f"{o[field]!r}")
+      raise ValueError(
+        f"task_options.{field} must be a positive odd integer (no ties), got {o[field]!r}"
+      )
   for field in ("n_per_group", "eval_size"):
     if not isinstance(o[field], int) or o[field] < 1:
       raise ValueError(f"task_options.{field} must be a positive integer, got {o[field]!r}")
@@ -120,8 +132,10 @@ def validate(options: ml_collections.ConfigDict) -> None:
       raise ValueError(f"task_options.{lo} must be <= {hi}, got {o[lo]} > {o[hi]}")
   for field in ("f_cue", "f_background", "test_f_background"):
     if not 0 <= timing.spike_probability(o[field], o.dt) <= 1:
-      raise ValueError(f"task_options.{field} must be in [0, 1000/dt] = [0, {1000 / o.dt:g}] "
-                       f"Hz so that rate*dt is a probability, got {o[field]}")
+      raise ValueError(
+        f"task_options.{field} must be in [0, 1000/dt] = [0, {1000 / o.dt:g}] "
+        f"Hz so that rate*dt is a probability, got {o[field]}"
+      )
   if not 0 <= o.p_group <= 1:
     raise ValueError(f"task_options.p_group must be in [0, 1], got {o.p_group}")
   for field in ("sigma", "test_sigma"):
@@ -134,10 +148,14 @@ def splits(options: ml_collections.ConfigDict) -> dict[str, Split]:
   o = options
   s = lambda ms: round(ms / o.dt)
   return {
-      "train": Split(o.n_cues, s(o.delay_min), s(o.delay_max), float(o.f_background),
-                     float(o.sigma)),
-      "test": Split(o.test_n_cues, s(o.test_delay_min), s(o.test_delay_max),
-                    float(o.test_f_background), float(o.test_sigma)),
+    "train": Split(o.n_cues, s(o.delay_min), s(o.delay_max), float(o.f_background), float(o.sigma)),
+    "test": Split(
+      o.test_n_cues,
+      s(o.test_delay_min),
+      s(o.test_delay_max),
+      float(o.test_f_background),
+      float(o.test_sigma),
+    ),
   }
 
 
@@ -152,7 +170,8 @@ def n_steps(options: ml_collections.ConfigDict) -> int:
   """Sequence length: the longest trial of either split."""
   o = options
   return max(int(_recall_onset(o, sp.n_cues, sp.delay_max)) for sp in splits(o).values()) + round(
-      o.t_recall / o.dt)
+    o.t_recall / o.dt
+  )
 
 
 def sample_trials(key: jax.Array, batch_size: int, split: Split, p_group: float) -> Trials:
@@ -178,15 +197,21 @@ def periods(trials: Trials, options: ml_collections.ConfigDict, n: int) -> dict[
   return {"left": left, "right": right, "recall": recall}
 
 
-def render(key: jax.Array, trials: Trials, split: Split, options: ml_collections.ConfigDict,
-           n: int, dtype=jnp.float32) -> Batch:
+def render(
+  key: jax.Array,
+  trials: Trials,
+  split: Split,
+  options: ml_collections.ConfigDict,
+  n: int,
+  dtype=jnp.float32,
+) -> Batch:
   """The batch of ``trials``: Poisson spikes from the group rates, targets, mask."""
   o = options
   k_spikes, k_noise = jax.random.split(key)
   p = periods(trials, o, n)
   background = jnp.full(p["recall"].shape, split.f_background, dtype)
   rates = jnp.stack(
-      [p["left"] * o.f_cue, p["right"] * o.f_cue, p["recall"] * o.f_cue, background], axis=-1
+    [p["left"] * o.f_cue, p["right"] * o.f_cue, p["recall"] * o.f_cue, background], axis=-1
   ).astype(dtype)  # [B, T, 4]
   rates = jnp.repeat(rates, o.n_per_group, axis=-1)
   inputs = timing.poisson_spikes(k_spikes, rates, o.dt, dtype)
@@ -221,16 +246,16 @@ def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:
   if te.sigma != tr.sigma:
     extra.append(f"input noise sigma={te.sigma:g} (training: {tr.sigma:g})")
   return Task(
-      name="evidence_accumulation",
-      n_in=N_GROUPS * o.n_per_group,
-      n_out=N_OUT,
-      n_steps=n,
-      objective="xent",
-      sample_train=sample_train,
-      eval_sets=eval_sets,
-      sample_test=sample_test,
-      shift=(
-          f"delays U[{o.test_delay_min:g}, {o.test_delay_max:g}] ms (training: "
-          f"U[{o.delay_min:g}, {o.delay_max:g}] ms)" + "".join(f", {e}" for e in extra)
-      ),
+    name="evidence_accumulation",
+    n_in=N_GROUPS * o.n_per_group,
+    n_out=N_OUT,
+    n_steps=n,
+    objective="xent",
+    sample_train=sample_train,
+    eval_sets=eval_sets,
+    sample_test=sample_test,
+    shift=(
+      f"delays U[{o.test_delay_min:g}, {o.test_delay_max:g}] ms (training: "
+      f"U[{o.delay_min:g}, {o.delay_max:g}] ms)" + "".join(f", {e}" for e in extra)
+    ),
   )

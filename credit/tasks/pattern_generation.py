@@ -35,22 +35,22 @@ import numpy as np
 
 def default_options() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
-      dict(
-          dt=10.0,  # ms per step (e-prop uses 1 ms; 10 ms keeps T = 100)
-          duration=1000.0,  # ms
-          n_in=100,
-          f_input=50.0,  # Hz, rate of the frozen Poisson inputs
-          n_out=1,  # independent target patterns (e-prop's tutorial uses 3)
-          periods=(1000.0, 500.0, 333.0, 200.0),  # ms, one sinusoid each
-          amp_min=0.5,
-          amp_max=2.0,
-          pattern_seed=0,  # draws the frozen input, amplitudes and phases
-          sigma=0.0,  # training input noise (neurogym scaling; 0 = the frozen input alone)
-          test_jitter_ms=5.0,  # std of the Gaussian spike-time jitter of the test split
-          test_sigma=0.0,  # input noise of the test split, added to the jittered input
-          eval_size=256,  # copies of the pattern; probes take up to 256 validation examples
-          eval_seed=0,
-      )
+    dict(
+      dt=10.0,  # ms per step (e-prop uses 1 ms; 10 ms keeps T = 100)
+      duration=1000.0,  # ms
+      n_in=100,
+      f_input=50.0,  # Hz, rate of the frozen Poisson inputs
+      n_out=1,  # independent target patterns (e-prop's tutorial uses 3)
+      periods=(1000.0, 500.0, 333.0, 200.0),  # ms, one sinusoid each
+      amp_min=0.5,
+      amp_max=2.0,
+      pattern_seed=0,  # draws the frozen input, amplitudes and phases
+      sigma=0.0,  # training input noise (neurogym scaling; 0 = the frozen input alone)
+      test_jitter_ms=5.0,  # std of the Gaussian spike-time jitter of the test split
+      test_sigma=0.0,  # input noise of the test split, added to the jittered input
+      eval_size=256,  # copies of the pattern; probes take up to 256 validation examples
+      eval_seed=0,
+    )
   )
 
 
@@ -66,15 +66,18 @@ def validate(options: ml_collections.ConfigDict) -> None:
       raise ValueError(f"task_options.{field} must be a positive integer, got {o[field]!r}")
   if not 0 < timing.spike_probability(o.f_input, o.dt) <= 1:
     raise ValueError(
-        f"task_options.f_input must be in (0, 1000/dt] = (0, {1000 / o.dt:g}] Hz so that "
-        f"rate*dt is a probability, got {o.f_input}"
+      f"task_options.f_input must be in (0, 1000/dt] = (0, {1000 / o.dt:g}] Hz so that "
+      f"rate*dt is a probability, got {o.f_input}"
     )
   if len(o.periods) < 1 or any(not p > 0 for p in o.periods):
-    raise ValueError(f"task_options.periods must be a non-empty tuple of positive ms, got "
-                     f"{tuple(o.periods)}")
+    raise ValueError(
+      f"task_options.periods must be a non-empty tuple of positive ms, got {tuple(o.periods)}"
+    )
   if not 0 <= o.amp_min <= o.amp_max:
-    raise ValueError(f"task_options.amp_min/amp_max must satisfy 0 <= amp_min <= amp_max, got "
-                     f"{o.amp_min}, {o.amp_max}")
+    raise ValueError(
+      f"task_options.amp_min/amp_max must satisfy 0 <= amp_min <= amp_max, got "
+      f"{o.amp_min}, {o.amp_max}"
+    )
   for field in ("sigma", "test_jitter_ms", "test_sigma"):
     if o[field] < 0:
       raise ValueError(f"task_options.{field} must be >= 0, got {o[field]}")
@@ -92,7 +95,7 @@ def frozen_pattern(options: ml_collections.ConfigDict) -> tuple[np.ndarray, np.n
   t_ms = np.arange(n) * o.dt
   periods = np.asarray(o.periods, np.float64)
   sines = np.asarray(amps)[:, :, None] * np.sin(
-      2 * np.pi * t_ms[None, None, :] / periods[None, :, None] + np.asarray(phases)[:, :, None]
+    2 * np.pi * t_ms[None, None, :] / periods[None, :, None] + np.asarray(phases)[:, :, None]
   )
   target = sines.sum(axis=1).T  # [T, n_out]
   # Rescaled to [0, 1] per output so that the readout bias and scale start in range.
@@ -112,9 +115,9 @@ def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:
   def _batch(inputs: jax.Array) -> Batch:
     b = inputs.shape[0]
     return Batch(
-        inputs,
-        jnp.broadcast_to(target, (b,) + target.shape),
-        jnp.ones((b, n), dtype),
+      inputs,
+      jnp.broadcast_to(target, (b,) + target.shape),
+      jnp.ones((b, n), dtype),
     )
 
   def sample_train(key: jax.Array, batch_size: int) -> Batch:
@@ -132,16 +135,16 @@ def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:
   eval_sets = timing.build_eval_sets(keys, size, sample_train, sample_test)
   noise = f" plus input noise sigma={o.test_sigma}" if o.test_sigma else ""
   return Task(
-      name="pattern_generation",
-      n_in=o.n_in,
-      n_out=o.n_out,
-      n_steps=n,
-      objective="mse",
-      sample_train=sample_train,
-      eval_sets=eval_sets,
-      sample_test=sample_test,
-      shift=(
-          f"the frozen input with each spike jittered by N(0, {o.test_jitter_ms:g}^2) ms"
-          f"{noise} (training: the frozen input, noise sigma={o.sigma})"
-      ),
+    name="pattern_generation",
+    n_in=o.n_in,
+    n_out=o.n_out,
+    n_steps=n,
+    objective="mse",
+    sample_train=sample_train,
+    eval_sets=eval_sets,
+    sample_test=sample_test,
+    shift=(
+      f"the frozen input with each spike jittered by N(0, {o.test_jitter_ms:g}^2) ms"
+      f"{noise} (training: the frozen input, noise sigma={o.sigma})"
+    ),
   )

@@ -24,14 +24,14 @@ N_VAL = 5000
 
 def default_options() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
-      dict(
-          source="mnist",  # or "synthetic": a small MNIST-shaped source for tests
-          noise_std=0.2,  # std of the test perturbation
-          noise_seed=0,
-          train_eval_size=2048,  # fixed training subset for train loss / accuracy
-          synthetic_train=4000,  # sizes of the synthetic source
-          synthetic_test=1000,
-      )
+    dict(
+      source="mnist",  # or "synthetic": a small MNIST-shaped source for tests
+      noise_std=0.2,  # std of the test perturbation
+      noise_seed=0,
+      train_eval_size=2048,  # fixed training subset for train loss / accuracy
+      synthetic_train=4000,  # sizes of the synthetic source
+      synthetic_test=1000,
+    )
   )
 
 
@@ -57,13 +57,16 @@ def splits(options: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     raw = mnist.load_mnist()
   else:
     raw = mnist.synthetic_mnist(
-        options.noise_seed + 1, options.synthetic_train + N_VAL // 10, options.synthetic_test
+      options.noise_seed + 1, options.synthetic_train + N_VAL // 10, options.synthetic_test
     )
   n_val = N_VAL if options.source == "mnist" else N_VAL // 10
   return {
-      "x_train": raw["x_train"][n_val:], "y_train": raw["y_train"][n_val:],
-      "x_val": raw["x_train"][:n_val], "y_val": raw["y_train"][:n_val],
-      "x_test": raw["x_test"], "y_test": raw["y_test"],
+    "x_train": raw["x_train"][n_val:],
+    "y_train": raw["y_train"][n_val:],
+    "x_val": raw["x_train"][:n_val],
+    "y_val": raw["y_train"][:n_val],
+    "x_test": raw["x_test"],
+    "y_test": raw["y_test"],
   }
 
 
@@ -73,8 +76,8 @@ def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:
   n_train = data["x_train"].shape[0]
   if options.train_eval_size > n_train:
     raise ValueError(
-        f"task_options.train_eval_size={options.train_eval_size} exceeds the {n_train} "
-        "training examples"
+      f"task_options.train_eval_size={options.train_eval_size} exceeds the {n_train} "
+      "training examples"
     )
   pool = jnp.asarray(data["x_train"])  # uint8: a quarter of the float32 footprint
   pool_labels = jnp.asarray(data["y_train"])
@@ -89,22 +92,22 @@ def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:
   rng = np.random.default_rng(options.noise_seed)
   noisy_test = np.clip(clean_test + rng.normal(0.0, options.noise_std, clean_test.shape), 0, 1)
   eval_idx = np.random.default_rng(options.noise_seed + 12345).choice(
-      n_train, options.train_eval_size, replace=False
+    n_train, options.train_eval_size, replace=False
   )
   eval_sets = {
-      "train": _as_batch(data["x_train"][eval_idx] / 255.0, data["y_train"][eval_idx], dtype),
-      "val": _as_batch(data["x_val"] / 255.0, data["y_val"], dtype),
-      "test": _as_batch(noisy_test, data["y_test"], dtype),
-      "test_clean": _as_batch(clean_test, data["y_test"], dtype),
+    "train": _as_batch(data["x_train"][eval_idx] / 255.0, data["y_train"][eval_idx], dtype),
+    "val": _as_batch(data["x_val"] / 255.0, data["y_val"], dtype),
+    "test": _as_batch(noisy_test, data["y_test"], dtype),
+    "test_clean": _as_batch(clean_test, data["y_test"], dtype),
   }
   return Task(
-      name="seq_mnist",
-      n_in=28,
-      n_out=10,
-      n_steps=28,
-      objective="xent",
-      sample_train=sample_train,
-      eval_sets=eval_sets,
-      train_size=n_train,
-      shift=f"test images + i.i.d. N(0, {options.noise_std}^2) pixel noise, clipped to [0, 1]",
+    name="seq_mnist",
+    n_in=28,
+    n_out=10,
+    n_steps=28,
+    objective="xent",
+    sample_train=sample_train,
+    eval_sets=eval_sets,
+    train_size=n_train,
+    shift=f"test images + i.i.d. N(0, {options.noise_std}^2) pixel noise, clipped to [0, 1]",
   )

@@ -33,7 +33,7 @@ def to_steps(duration_ms: float, dt: float, field: str = "duration") -> int:
   steps = duration_ms / dt
   if duration_ms < 0 or not math.isclose(steps, round(steps), abs_tol=1e-9):
     raise ValueError(
-        f"task_options.{field}={duration_ms} ms must be a non-negative multiple of dt={dt} ms"
+      f"task_options.{field}={duration_ms} ms must be a non-negative multiple of dt={dt} ms"
     )
   return int(round(steps))
 
@@ -128,8 +128,8 @@ def build_eval_sets(keys: dict[str, jax.Array], size: int, sample_train, sample_
   built in the process.
   """
   return {
-      "train": sample_train(keys["train"], size),
-      "val": sample_train(keys["val"], size),
-      "test": sample_test(keys["test"], size),
-      "test_clean": sample_train(keys["test_clean"], size),
+    "train": sample_train(keys["train"], size),
+    "val": sample_train(keys["val"], size),
+    "test": sample_test(keys["test"], size),
+    "test_clean": sample_train(keys["test_clean"], size),
   }

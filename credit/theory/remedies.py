@@ -85,25 +85,23 @@ def weight_noise(key: jax.Array, params: rnn.Params, spec: rnn.RNNSpec, std: flo
   return eps
 
 
-def activity_noise(
-    key: jax.Array, batch: Batch, spec: rnn.RNNSpec, std: float, dtype
-) -> jax.Array:
+def activity_noise(key: jax.Array, batch: Batch, spec: rnn.RNNSpec, std: float, dtype) -> jax.Array:
   """Pre-activation noise ``xi [B, T, N] ~ N(0, std^2)`` for one training batch."""
   b, t = batch.inputs.shape[:2]
   return std * jax.random.normal(key, (b, t, spec.n_hidden), dtype)
 
 
 def noisy_loss_and_grads(
-    rule: GradientRule,
-    spec: rnn.RNNSpec,
-    task: Task,
-    reg_l2: float,
-    params: rnn.Params,
-    rule_state: Any,
-    batch: Batch,
-    key: jax.Array,
-    noise_key: jax.Array,
-    noise: Noise,
+  rule: GradientRule,
+  spec: rnn.RNNSpec,
+  task: Task,
+  reg_l2: float,
+  params: rnn.Params,
+  rule_state: Any,
+  batch: Batch,
+  key: jax.Array,
+  noise_key: jax.Array,
+  noise: Noise,
 ) -> tuple[jax.Array, rnn.Params]:
   """:func:`credit.training.objective.loss_and_grads` with the noise remedies.
 

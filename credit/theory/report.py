@@ -19,7 +19,8 @@ run's final values (:func:`credit.analysis.stats.final_records`):
 (e) each remedy's effect on :math:`\lambda_{max}` and the gap, against the
     same rule without it (difference of means, Cliff's delta, Mann-Whitney p);
 
-and links to the figures. :math:`\lambda_{max}` is the curvature probe's
+a summary table over tasks at the top (the headline of (a)-(d) per task and
+rule), and links to the figures. :math:`\lambda_{max}` is the curvature probe's
 ``lambda_max`` where it was measured, else the theory probe's
 ``theory_lambda_max``. Every number is computed here from the files;
 :func:`build` returns them as a dict (also written to ``report.json``).
@@ -87,19 +88,19 @@ def _finite(values: Sequence[float]) -> np.ndarray:
 def _describe(values: Sequence[float]) -> dict:
   x = _finite(values)
   return {
-      "n": int(x.size),
-      "mean": float(x.mean()) if x.size else math.nan,
-      "sd": float(x.std(ddof=1)) if x.size > 1 else math.nan,
-      "median": float(np.median(x)) if x.size else math.nan,
+    "n": int(x.size),
+    "mean": float(x.mean()) if x.size else math.nan,
+    "sd": float(x.std(ddof=1)) if x.size > 1 else math.nan,
+    "median": float(np.median(x)) if x.size else math.nan,
   }
 
 
 def _compare(x: Sequence[float], y: Sequence[float]) -> dict:
   return {
-      "diff": _describe(x)["mean"] - _describe(y)["mean"],
-      "cohens_d": cohens_d(x, y),
-      "cliffs_delta": cliffs_delta(x, y),
-      "mw_p": mann_whitney_p(x, y),
+    "diff": _describe(x)["mean"] - _describe(y)["mean"],
+    "cohens_d": cohens_d(x, y),
+    "cliffs_delta": cliffs_delta(x, y),
+    "mw_p": mann_whitney_p(x, y),
   }
 
 
@@ -164,10 +165,10 @@ def _task_numbers(task: str, variants: Mapping[str, str]) -> dict:
   for rule in rules:
     runs = _by_rule(kept, rule)
     entry = {
-        "runs": len(runs) + len(_by_rule(diverged, rule)),
-        "diverged": len(_by_rule(diverged, rule)),
-        "learning_rate": _describe(_column(runs, "learning_rate"))["mean"],
-        "steps": max((int(r["step"]) for r in _by_rule(kept + diverged, rule)), default=0),
+      "runs": len(runs) + len(_by_rule(diverged, rule)),
+      "diverged": len(_by_rule(diverged, rule)),
+      "learning_rate": _describe(_column(runs, "learning_rate"))["mean"],
+      "steps": max((int(r["step"]) for r in _by_rule(kept + diverged, rule)), default=0),
     }
     for metric in (*GAPS, *SCORES, "lambda"):
       name = lam if metric == "lambda" else metric
@@ -186,8 +187,10 @@ def _task_numbers(task: str, variants: Mapping[str, str]) -> dict:
     out["remedies"][variant] = {}
     for rule in _rules(v_kept + v_div):
       runs, base_runs = _by_rule(v_kept, rule), _by_rule(kept, rule)
-      entry = {"runs": len(runs) + len(_by_rule(v_div, rule)),
-               "diverged": len(_by_rule(v_div, rule))}
+      entry = {
+        "runs": len(runs) + len(_by_rule(v_div, rule)),
+        "diverged": len(_by_rule(v_div, rule)),
+      }
       for metric in (*GAPS, *SCORES, "lambda"):
         name = lam if metric == "lambda" else metric
         entry[metric] = _describe(_column(runs, name))
@@ -202,29 +205,35 @@ def _theory_numbers(runs: Sequence[Mapping], lam: str | None) -> dict:
     return {}
   measured = _column(runs, "theory_lambda_max")
   bound = _column(runs, "predicted_lambda_bound")
-  below = [m < b for m, b in zip(measured, bound, strict=True)
-           if math.isfinite(m) and not math.isnan(b)]
+  below = [
+    m < b for m, b in zip(measured, bound, strict=True) if math.isfinite(m) and not math.isnan(b)
+  ]
   eta = _describe(_column(runs, "theory_eta"))["mean"]
   # c <= 0 gives an infinite bound (no constraint): the median keeps those runs.
   bounds = [b for b in bound if not math.isnan(b)]
   return {
-      "c": _describe(_column(runs, "theory_c")),
-      "eta": eta,
-      "gd_bound": 2.0 / eta if eta > 0 else math.nan,
-      "predicted_bound": {**_describe(bound),
-                          "median": float(np.median(bounds)) if bounds else math.nan,
-                          "infinite": int(sum(math.isinf(b) for b in bounds))},
-      "measured": _describe(measured),
-      "stability_ratio": _describe(_column(runs, "theory_stability_ratio")),
-      "update_map_min_real": _describe(_column(runs, "update_map_min_real")),
-      "fraction_below_bound": float(np.mean(below)) if below else math.nan,
+    "c": _describe(_column(runs, "theory_c")),
+    "eta": eta,
+    "gd_bound": 2.0 / eta if eta > 0 else math.nan,
+    "predicted_bound": {
+      **_describe(bound),
+      "median": float(np.median(bounds)) if bounds else math.nan,
+      "infinite": int(sum(math.isinf(b) for b in bounds)),
+    },
+    "measured": _describe(measured),
+    "stability_ratio": _describe(_column(runs, "theory_stability_ratio")),
+    "update_map_min_real": _describe(_column(runs, "update_map_min_real")),
+    "fraction_below_bound": float(np.mean(below)) if below else math.nan,
   }
 
 
 def build(workdir: str) -> dict:
   """Every number of the report: ``{task: {...}}`` (see the module docstring)."""
-  return {task: _task_numbers(task, variants) for task, variants in find_sweeps(workdir).items()
-          if BASE in variants}
+  return {
+    task: _task_numbers(task, variants)
+    for task, variants in find_sweeps(workdir).items()
+    if BASE in variants
+  }
 
 
 # ------------------------------------------------------------------- figures
@@ -267,17 +276,28 @@ def _bound_figure(rows, task, rule_color, rule_label):
   ax = fig.subplots()
   for rule in _rules(rows):
     runs = [r for r in rows if r["rule"] == rule and not r.get("diverged")]
-    steps = sorted({r["step"] for r in runs
-                    if math.isfinite(stats.as_float(r.get("theory_lambda_max")))})
+    steps = sorted(
+      {r["step"] for r in runs if math.isfinite(stats.as_float(r.get("theory_lambda_max")))}
+    )
     if not steps:
       continue
-    at = lambda s, m, runs=runs: np.nanmedian([stats.as_float(r.get(m)) for r in runs
-                                               if r["step"] == s])
+    at = lambda s, m, runs=runs: np.nanmedian(
+      [stats.as_float(r.get(m)) for r in runs if r["step"] == s]
+    )
     color = rule_color(rule)
-    ax.plot(steps, [at(s, "theory_lambda_max") for s in steps], color=color,
-            label=f"{rule_label(rule)}: $\\lambda_{{max}}$")
-    ax.plot(steps, [at(s, "predicted_lambda_bound") for s in steps], color=color, ls="--",
-            label=f"{rule_label(rule)}: $2/(\\eta c)$")
+    ax.plot(
+      steps,
+      [at(s, "theory_lambda_max") for s in steps],
+      color=color,
+      label=f"{rule_label(rule)}: $\\lambda_{{max}}$",
+    )
+    ax.plot(
+      steps,
+      [at(s, "predicted_lambda_bound") for s in steps],
+      color=color,
+      ls="--",
+      label=f"{rule_label(rule)}: $2/(\\eta c)$",
+    )
   etas = [stats.as_float(r.get("theory_eta")) for r in rows]
   etas = [e for e in etas if math.isfinite(e) and e > 0]
   if etas:
@@ -307,8 +327,14 @@ def _remedy_figure(variants, rule_color, rule_label):
       for ax, metric in zip(axes, ("gap_acc", lam), strict=True):
         y = _finite(_column(runs, metric))
         x = np.full(y.size, i + 0.15 * (j - (len(remedy_rules) - 1) / 2))
-        ax.plot(x, y, "o", color=rule_color(rule), alpha=0.7,
-                label=rule_label(rule) if i == 0 and ax is axes[0] else None)
+        ax.plot(
+          x,
+          y,
+          "o",
+          color=rule_color(rule),
+          alpha=0.7,
+          label=rule_label(rule) if i == 0 and ax is axes[0] else None,
+        )
   for ax, metric in zip(axes, ("gap_acc", lam or "lambda_max"), strict=True):
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=30, ha="right")
@@ -347,18 +373,75 @@ def _vs(d: Mapping, key: str) -> list[str]:
   return [_fmt(c["cohens_d"], 3), _fmt(c["cliffs_delta"], 3), _fmt(c["mw_p"], 3)]
 
 
+def summary(numbers: Mapping) -> list[str]:
+  """``### summary``: one row per task and rule, the headline of sections (a)-(d).
+
+  Whether each rule's gap and lambda_max exceed BPTT's (difference of means and
+  Mann-Whitney p), the task's lambda_max-gap correlation, and the end-of-training
+  fraction of runs below the predicted bound: the study's three claims side by side.
+  """
+  rows = []
+  for task, t in numbers.items():
+    corr = t["correlations"].get("gap_acc", {})
+    r = f"{_fmt(corr.get('pearson_r'), 3)} (p {_fmt(corr.get('pearson_p'), 3)})"
+    ref = t["rules"].get(REFERENCE_RULE)
+    for rule, e in t["rules"].items():
+      cells = []
+      for metric in ("gap_acc", "lambda"):
+        d = e[metric]
+        vs = d.get("vs_bptt")
+        diff = d["mean"] - ref[metric]["mean"] if ref and vs else math.nan
+        cells += [_pm(d), _fmt(diff), _fmt(vs["mw_p"], 3) if vs else ""]
+      th = e["theory"]
+      rows.append(
+        [
+          task,
+          rule,
+          f"{e['gap_acc']['n']}/{e['runs']}",
+          *cells,
+          _fmt(th["c"]["median"], 3) if th else "",
+          _fmt(th["fraction_below_bound"], 3) if th else "",
+          r,
+        ]
+      )
+  return [
+    "### summary",
+    "",
+    *_table(
+      [
+        "task",
+        "rule",
+        "n kept/runs",
+        "gap_acc",
+        "Δ vs BPTT",
+        "MW p",
+        "λ_max",
+        "Δ vs BPTT",
+        "MW p",
+        "c median",
+        "fraction λ_max < 2/(ηc)",
+        "r(λ_max, gap_acc) (task)",
+      ],
+      rows,
+    ),
+    "The sections below hold every statistic; `gap_acc` is train - shifted-test score.",
+    "",
+  ]
+
+
 def markdown(workdir: str, numbers: Mapping, figures: Mapping[str, Sequence[str]]) -> str:
   """The report text (see the module docstring)."""
   lines = [
-      "# Reproduction report",
-      "",
-      f"Generated by `python -m experiments.report --workdir={workdir}` from the sweeps'",
-      "`results.csv` files (final values per seed; diverged seeds left out and counted).",
-      "Effect sizes compare each rule with BPTT (a, b) or each remedy with the same rule",
-      "without it (e): Cohen's d (pooled sd), Cliff's delta, and the two-sided Mann-Whitney U",
-      "p-value (scipy.stats). Correlations pool the runs of every rule of the base sweep.",
-      "",
+    "# Reproduction report",
+    "",
+    f"Generated by `python -m experiments.report --workdir={workdir}` from the sweeps'",
+    "`results.csv` files (final values per seed; diverged seeds left out and counted).",
+    "Effect sizes compare each rule with BPTT (a, b) or each remedy with the same rule",
+    "without it (e): Cohen's d (pooled sd), Cliff's delta, and the two-sided Mann-Whitney U",
+    "p-value (scipy.stats). Correlations pool the runs of every rule of the base sweep.",
+    "",
   ]
+  lines += summary(numbers)
   for task, t in numbers.items():
     lam = t["lambda_metric"] or "lambda_max"
     lines += [f"## {task}", "", f"λ_max metric: `{lam}`.", ""]
@@ -366,24 +449,77 @@ def markdown(workdir: str, numbers: Mapping, figures: Mapping[str, Sequence[str]
     rows = []
     for rule, e in t["rules"].items():
       for gap in GAPS:
-        rows.append([rule, gap, str(e[gap]["n"]), str(e["diverged"]), str(e["steps"]),
-                     _pm(e[gap]), *_vs(e[gap], "vs_bptt"), _pm(e["train_acc"]),
-                     _pm(e["test_acc"])])
-    lines += _table(["rule", "gap", "n", "diverged", "steps", "mean ± sd", "Cohen's d vs BPTT",
-                     "Cliff's δ vs BPTT", "MW p vs BPTT", "train_acc", "test_acc"], rows)
-    lines += ["`*_acc` is the task's score (accuracy, or R² for regression tasks); `gap_acc` =",
-              "train - test score, `gap_loss` = test - train loss (test: the shifted test set).",
-              ""]
+        rows.append(
+          [
+            rule,
+            gap,
+            str(e[gap]["n"]),
+            str(e["diverged"]),
+            str(e["steps"]),
+            _pm(e[gap]),
+            *_vs(e[gap], "vs_bptt"),
+            _pm(e["train_acc"]),
+            _pm(e["test_acc"]),
+          ]
+        )
+    lines += _table(
+      [
+        "rule",
+        "gap",
+        "n",
+        "diverged",
+        "steps",
+        "mean ± sd",
+        "Cohen's d vs BPTT",
+        "Cliff's δ vs BPTT",
+        "MW p vs BPTT",
+        "train_acc",
+        "test_acc",
+      ],
+      rows,
+    )
+    lines += [
+      "`*_acc` is the task's score (accuracy, or R² for regression tasks); `gap_acc` =",
+      "train - test score, `gap_loss` = test - train loss (test: the shifted test set).",
+      "",
+    ]
     lines += ["### (b) λ_max per rule", ""]
-    rows = [[rule, str(e["lambda"]["n"]), _pm(e["lambda"]), _fmt(e["lambda"]["median"]),
-             _fmt(2.0 / e["learning_rate"] if e["learning_rate"] else math.nan),
-             *_vs(e["lambda"], "vs_bptt")] for rule, e in t["rules"].items()]
-    lines += _table(["rule", "n", "mean ± sd", "median", "2/η (base lr)", "Cohen's d vs BPTT",
-                     "Cliff's δ vs BPTT", "MW p vs BPTT"], rows)
+    rows = [
+      [
+        rule,
+        str(e["lambda"]["n"]),
+        _pm(e["lambda"]),
+        _fmt(e["lambda"]["median"]),
+        _fmt(2.0 / e["learning_rate"] if e["learning_rate"] else math.nan),
+        *_vs(e["lambda"], "vs_bptt"),
+      ]
+      for rule, e in t["rules"].items()
+    ]
+    lines += _table(
+      [
+        "rule",
+        "n",
+        "mean ± sd",
+        "median",
+        "2/η (base lr)",
+        "Cohen's d vs BPTT",
+        "Cliff's δ vs BPTT",
+        "MW p vs BPTT",
+      ],
+      rows,
+    )
     lines += ["### (c) correlation of λ_max with the gap (runs pooled over rules)", ""]
-    rows = [[gap, str(c["n"]), _fmt(c["pearson_r"], 3), _fmt(c["pearson_p"], 3),
-             _fmt(c["spearman_r"], 3), _fmt(c["spearman_p"], 3)]
-            for gap, c in t["correlations"].items()]
+    rows = [
+      [
+        gap,
+        str(c["n"]),
+        _fmt(c["pearson_r"], 3),
+        _fmt(c["pearson_p"], 3),
+        _fmt(c["spearman_r"], 3),
+        _fmt(c["spearman_p"], 3),
+      ]
+      for gap, c in t["correlations"].items()
+    ]
     lines += _table(["gap", "n", "Pearson r", "Pearson p", "Spearman r", "Spearman p"], rows)
     lines += ["### (d) predicted bound 2/(ηc) vs measured λ_max (end of training)", ""]
     rows = []
@@ -391,16 +527,39 @@ def markdown(workdir: str, numbers: Mapping, figures: Mapping[str, Sequence[str]
       th = e["theory"]
       if not th:
         continue
-      rows.append([rule, _pm(th["c"]), _fmt(th["eta"]), _fmt(th["gd_bound"]),
-                   _fmt(th["predicted_bound"]["median"]), _pm(th["measured"]),
-                   _pm(th["stability_ratio"]), _pm(th["update_map_min_real"]),
-                   _fmt(th["fraction_below_bound"], 3)])
+      rows.append(
+        [
+          rule,
+          _pm(th["c"]),
+          _fmt(th["eta"]),
+          _fmt(th["gd_bound"]),
+          _fmt(th["predicted_bound"]["median"]),
+          _pm(th["measured"]),
+          _pm(th["stability_ratio"]),
+          _pm(th["update_map_min_real"]),
+          _fmt(th["fraction_below_bound"], 3),
+        ]
+      )
     if rows:
-      lines += _table(["rule", "c (mean ± sd)", "η", "2/η", "2/(ηc) median",
-                       "theory λ_max (mean ± sd)", "ηcλ_max/2", "min Re μ(I-ηJ)",
-                       "fraction λ_max < 2/(ηc)"], rows)
-      lines += ["c = vᵀJv / vᵀHv along the top Hessian eigenvector v; the bound is that of",
-                "plain SGD (with Adam or momentum it describes an SGD step at the same η).", ""]
+      lines += _table(
+        [
+          "rule",
+          "c (mean ± sd)",
+          "η",
+          "2/η",
+          "2/(ηc) median",
+          "theory λ_max (mean ± sd)",
+          "ηcλ_max/2",
+          "min Re μ(I-ηJ)",
+          "fraction λ_max < 2/(ηc)",
+        ],
+        rows,
+      )
+      lines += [
+        "c = vᵀJv / vᵀHv along the top Hessian eigenvector v; the bound is that of",
+        "plain SGD (with Adam or momentum it describes an SGD step at the same η).",
+        "",
+      ]
     else:
       lines += ["No theory probe in this sweep (`theory.every = 0`).", ""]
     lines += ["### (e) remedies: effect on λ_max and the gap (vs the same rule, base)", ""]
@@ -410,12 +569,34 @@ def markdown(workdir: str, numbers: Mapping, figures: Mapping[str, Sequence[str]
         for metric in ("lambda", *GAPS, *SCORES):
           name = lam if metric == "lambda" else metric
           vs = e[metric]["vs_base"]
-          rows.append([variant, rule, name, str(e[metric]["n"]), str(e["diverged"]),
-                       _pm(e[metric]), _fmt(vs["diff"]), _fmt(vs["cliffs_delta"], 3),
-                       _fmt(vs["mw_p"], 3)])
+          rows.append(
+            [
+              variant,
+              rule,
+              name,
+              str(e[metric]["n"]),
+              str(e["diverged"]),
+              _pm(e[metric]),
+              _fmt(vs["diff"]),
+              _fmt(vs["cliffs_delta"], 3),
+              _fmt(vs["mw_p"], 3),
+            ]
+          )
     if rows:
-      lines += _table(["variant", "rule", "metric", "n", "diverged", "mean ± sd",
-                       "Δ mean vs base", "Cliff's δ", "MW p"], rows)
+      lines += _table(
+        [
+          "variant",
+          "rule",
+          "metric",
+          "n",
+          "diverged",
+          "mean ± sd",
+          "Δ mean vs base",
+          "Cliff's δ",
+          "MW p",
+        ],
+        rows,
+      )
     else:
       lines += ["No remedy variants were run.", ""]
     lines += ["### figures", ""]
@@ -435,7 +616,7 @@ def write_report(workdir: str, formats: Sequence[str] = ("png",)) -> str:
   numbers = build(workdir)
   if not numbers:
     raise FileNotFoundError(
-        f"no <task>/{BASE}/results.csv under {workdir}; run experiments/reproduce.py first"
+      f"no <task>/{BASE}/results.csv under {workdir}; run experiments/reproduce.py first"
     )
   figures = theory_figures(workdir, formats)
   outputs.write_json(os.path.join(workdir, "report.json"), numbers)

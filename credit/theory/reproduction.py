@@ -33,7 +33,7 @@ def _every(block: Mapping | None) -> int:
 
 
 def with_theory(
-    sweep: ml_collections.ConfigDict, every_evals: int = 1
+  sweep: ml_collections.ConfigDict, every_evals: int = 1
 ) -> ml_collections.ConfigDict:
   """A copy of ``sweep`` whose run configs measure the theory probe with the curvature probe.
 
@@ -74,8 +74,9 @@ def with_theory(
 def _deep_merge(a: Mapping, b: Mapping) -> dict:
   out = dict(a)
   for k, v in b.items():
-    out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(
-        out.get(k), Mapping) else v
+    out[k] = (
+      _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    )
   return out
 
 
@@ -93,10 +94,10 @@ def remedy_rules(repro: ml_collections.ConfigDict, task: str) -> tuple[str, ...]
 
 
 def remedy_sweep(
-    sweep: ml_collections.ConfigDict,
-    variant: str,
-    overrides: Mapping,
-    rules: Sequence[str],
+  sweep: ml_collections.ConfigDict,
+  variant: str,
+  overrides: Mapping,
+  rules: Sequence[str],
 ) -> ml_collections.ConfigDict:
   """The sweep of one remedy variant: ``rules`` only, with ``overrides`` on each of their cells.
 
@@ -111,19 +112,19 @@ def remedy_sweep(
   if not out["rules"]:
     raise ValueError(f"variant {variant!r}: none of {tuple(rules)} is a rule of the sweep")
   out["rule_overrides"] = {
-      r: _deep_merge(base["rule_overrides"].get(r, {}), overrides) for r in out["rules"]
+    r: _deep_merge(base["rule_overrides"].get(r, {}), overrides) for r in out["rules"]
   }
   out["task_rule_overrides"] = {
-      task: {r: o for r, o in per_rule.items() if r in out["rules"]}
-      for task, per_rule in base["task_rule_overrides"].items()
+    task: {r: o for r, o in per_rule.items() if r in out["rules"]}
+    for task, per_rule in base["task_rule_overrides"].items()
   }
   return ml_collections.ConfigDict(out)
 
 
 def plan(
-    repro: ml_collections.ConfigDict,
-    tasks: Sequence[str] | None = None,
-    variants: Sequence[str] | None = None,
+  repro: ml_collections.ConfigDict,
+  tasks: Sequence[str] | None = None,
+  variants: Sequence[str] | None = None,
 ) -> list[tuple[str, str, ml_collections.ConfigDict]]:
   """``(task, variant, sweep)`` for every sweep of the reproduction, base sweeps first per task.
 

@@ -70,10 +70,10 @@ def _project_out(w: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def arnoldi(
-    matvec: MatVec,
-    v0: PyTree,
-    num_steps: int,
-    breakdown_tol: float | None = None,
+  matvec: MatVec,
+  v0: PyTree,
+  num_steps: int,
+  breakdown_tol: float | None = None,
 ) -> ArnoldiResult:
   r"""``num_steps`` Arnoldi steps with full (twice) reorthogonalization.
 
@@ -119,8 +119,7 @@ def arnoldi(
     column, w = _project_out(w, basis)
     beta = jnp.linalg.norm(w)
     broke = beta <= tol * scale
-    _, fresh = _project_out(jax.random.normal(jax.random.fold_in(fresh_key, j), (n,), dtype),
-                            basis)
+    _, fresh = _project_out(jax.random.normal(jax.random.fold_in(fresh_key, j), (n,), dtype), basis)
     fresh = fresh / jnp.maximum(jnp.linalg.norm(fresh), tiny)
     q_next = jnp.where(broke, fresh, w / jnp.where(broke, 1.0, beta))
     beta = jnp.where(broke, jnp.zeros_like(beta), beta)
@@ -154,7 +153,7 @@ class UpdateMapSpectrum(NamedTuple):
 
 
 def update_map_spectrum(
-    jvp: MatVec, v0: PyTree, eta: jax.Array | float, num_steps: int
+  jvp: MatVec, v0: PyTree, eta: jax.Array | float, num_steps: int
 ) -> UpdateMapSpectrum:
   r"""Ritz values of :math:`I - \eta J` by Arnoldi on :math:`J`.
 
@@ -179,18 +178,18 @@ def update_map_spectrum(
   mu = 1.0 - eta * theta
   real = res.hessenberg.dtype
   return UpdateMapSpectrum(
-      rule_eigs=theta,
-      map_eigs=mu,
-      radius=jnp.max(jnp.abs(mu)).astype(real),
-      min_real=jnp.min(jnp.real(mu)).astype(real),
-      max_real_rule=jnp.max(jnp.real(theta)).astype(real),
+    rule_eigs=theta,
+    map_eigs=mu,
+    radius=jnp.max(jnp.abs(mu)).astype(real),
+    min_real=jnp.min(jnp.real(mu)).astype(real),
+    max_real_rule=jnp.max(jnp.real(theta)).astype(real),
   )
 
 
 def _vdot(a: PyTree, b: PyTree) -> jax.Array:
   return sum(
-      jnp.vdot(x, y, precision=HIGHEST)
-      for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    jnp.vdot(x, y, precision=HIGHEST)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
   )
 
 

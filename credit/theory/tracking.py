@@ -65,8 +65,13 @@ def metric_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   for i in range(2, k + 1):
     names += [f"theory_lambda_{i}", f"theory_c_{i}"]
   names += [
-      "theory_eta", "predicted_lambda_bound", "theory_stability_ratio", "update_map_radius",
-      "update_map_min_real", "rule_jac_max_real", "theory_align_cos",
+    "theory_eta",
+    "predicted_lambda_bound",
+    "theory_stability_ratio",
+    "update_map_radius",
+    "update_map_min_real",
+    "rule_jac_max_real",
+    "theory_align_cos",
   ]
   return tuple(names)
 
@@ -90,11 +95,11 @@ def _dimension(spec: rnn.RNNSpec, subset) -> int:
 
 
 def make_theory_probe(
-    config: ml_collections.ConfigDict,
-    spec: rnn.RNNSpec,
-    task: Task,
-    rule: GradientRule,
-    total_loss: Callable[[rnn.Params, Batch], jax.Array],
+  config: ml_collections.ConfigDict,
+  spec: rnn.RNNSpec,
+  task: Task,
+  rule: GradientRule,
+  total_loss: Callable[[rnn.Params, Batch], jax.Array],
 ) -> Callable[[rnn.Params, Any, jax.Array, jax.Array], Metrics]:
   """Builds ``probe(params, rule_state, key, step) -> metrics`` (see the module docstring).
 
@@ -116,8 +121,8 @@ def make_theory_probe(
   dim = _dimension(spec, subset)
   if not 1 <= t.top_k <= t.lanczos_steps <= dim or not 1 <= t.arnoldi_steps <= dim:
     raise ValueError(
-        f"need 1 <= theory.top_k ({t.top_k}) <= theory.lanczos_steps ({t.lanczos_steps}) "
-        f"<= dimension ({dim}) and 1 <= theory.arnoldi_steps ({t.arnoldi_steps}) <= {dim}"
+      f"need 1 <= theory.top_k ({t.top_k}) <= theory.lanczos_steps ({t.lanczos_steps}) "
+      f"<= dimension ({dim}) and 1 <= theory.arnoldi_steps ({t.arnoldi_steps}) <= {dim}"
     )
   names = metric_names(config)
   every = int(t.every)
@@ -134,10 +139,12 @@ def make_theory_probe(
     # gradient (BPTT's descent direction, for the cosine) comes with the HVP.
     g_ref, hvp_linear = jax.linearize(make_grad(total_loss, params, fixed, subset), point)
     hvp = lambda v: apply(hvp_linear(apply(v)))
-    g_rule, jvp = linearize_rule(rule, spec, task, reg_l2, params, rule_state, fixed, k_rule,
-                                 subset, mask, method=t.jvp)
-    top = lanczos_top_k(hvp, _gaussian_like(k_lanczos, point, mask), t.lanczos_steps, t.top_k,
-                        return_vectors=True)
+    g_rule, jvp = linearize_rule(
+      rule, spec, task, reg_l2, params, rule_state, fixed, k_rule, subset, mask, method=t.jvp
+    )
+    top = lanczos_top_k(
+      hvp, _gaussian_like(k_lanczos, point, mask), t.lanczos_steps, t.top_k, return_vectors=True
+    )
     dtype = params["w_rec"].dtype
     eta = jnp.asarray(eta_at(step), dtype)
     out = {}
@@ -150,8 +157,9 @@ def make_theory_probe(
     out["theory_eta"] = eta
     out["predicted_lambda_bound"] = predicted_bound(eta, c)
     out["theory_stability_ratio"] = eta * c * out["theory_lambda_max"] / 2.0
-    spectrum = update_map_spectrum(jvp, _gaussian_like(k_arnoldi, point, mask), eta,
-                                   t.arnoldi_steps)
+    spectrum = update_map_spectrum(
+      jvp, _gaussian_like(k_arnoldi, point, mask), eta, t.arnoldi_steps
+    )
     out["update_map_radius"] = spectrum.radius
     out["update_map_min_real"] = spectrum.min_real
     out["rule_jac_max_real"] = spectrum.max_real_rule

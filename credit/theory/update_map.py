@@ -55,15 +55,15 @@ _OPAQUE_TO_JVP = ("stop_gradient", "custom_vjp")
 
 
 def make_rule_grad(
-    rule: GradientRule,
-    spec: rnn.RNNSpec,
-    task: Task,
-    reg_l2: float,
-    params: rnn.Params,
-    rule_state: Any,
-    batch: Batch,
-    key: jax.Array,
-    subset: Sequence[str] | None = None,
+  rule: GradientRule,
+  spec: rnn.RNNSpec,
+  task: Task,
+  reg_l2: float,
+  params: rnn.Params,
+  rule_state: Any,
+  batch: Batch,
+  key: jax.Array,
+  subset: Sequence[str] | None = None,
 ) -> Callable[[dict], dict]:
   r"""The rule's descent direction as a function of the measured parameters.
 
@@ -129,12 +129,12 @@ def opaque_to_forward_mode(fn: Callable, *args) -> bool:
 
 
 def rule_needs_finite_differences(
-    rule: GradientRule,
-    spec: rnn.RNNSpec,
-    params: rnn.Params,
-    rule_state: Any,
-    batch: Batch,
-    key: jax.Array,
+  rule: GradientRule,
+  spec: rnn.RNNSpec,
+  params: rnn.Params,
+  rule_state: Any,
+  batch: Batch,
+  key: jax.Array,
 ) -> bool:
   """True for a non-exact rule whose ``grads`` forward mode cannot differentiate exactly."""
   if rule.exact:
@@ -142,16 +142,16 @@ def rule_needs_finite_differences(
   traj = jax.eval_shape(lambda p: rnn.forward(p, spec, batch.inputs), params)
   errors = jax.ShapeDtypeStruct(traj.y.shape, traj.y.dtype)
   return opaque_to_forward_mode(
-      lambda p, tr, e: rule.grads(p, rule_state, tr, e, key), params, traj, errors
+    lambda p, tr, e: rule.grads(p, rule_state, tr, e, key), params, traj, errors
   )
 
 
 def jvp_operator(
-    fn: Callable[[PyTree], PyTree],
-    point: PyTree,
-    method: str = "jvp",
-    fd_step: float | None = None,
-    mask: PyTree | None = None,
+  fn: Callable[[PyTree], PyTree],
+  point: PyTree,
+  method: str = "jvp",
+  fd_step: float | None = None,
+  mask: PyTree | None = None,
 ) -> MatVec:
   r"""The Jacobian-vector product :math:`v \mapsto \partial f(\theta)\, v` of ``fn`` at ``point``.
 
@@ -211,17 +211,17 @@ def jvp_operator(
 
 
 def linearize_rule(
-    rule: GradientRule,
-    spec: rnn.RNNSpec,
-    task: Task,
-    reg_l2: float,
-    params: rnn.Params,
-    rule_state: Any,
-    batch: Batch,
-    key: jax.Array,
-    subset: Sequence[str] | None = None,
-    mask: PyTree | None = None,
-    method: str = "auto",
+  rule: GradientRule,
+  spec: rnn.RNNSpec,
+  task: Task,
+  reg_l2: float,
+  params: rnn.Params,
+  rule_state: Any,
+  batch: Batch,
+  key: jax.Array,
+  subset: Sequence[str] | None = None,
+  mask: PyTree | None = None,
+  method: str = "auto",
 ) -> tuple[dict, MatVec]:
   r"""The rule's descent direction at ``params`` and its Jacobian, computed once for many products.
 
@@ -261,17 +261,17 @@ def _resolve(method, rule, spec, params, rule_state, batch, key) -> str:
 
 
 def make_rule_jvp(
-    rule: GradientRule,
-    spec: rnn.RNNSpec,
-    task: Task,
-    reg_l2: float,
-    params: rnn.Params,
-    rule_state: Any,
-    batch: Batch,
-    key: jax.Array,
-    subset: Sequence[str] | None = None,
-    mask: PyTree | None = None,
-    method: str = "auto",
+  rule: GradientRule,
+  spec: rnn.RNNSpec,
+  task: Task,
+  reg_l2: float,
+  params: rnn.Params,
+  rule_state: Any,
+  batch: Batch,
+  key: jax.Array,
+  subset: Sequence[str] | None = None,
+  mask: PyTree | None = None,
+  method: str = "auto",
 ) -> MatVec:
   r"""The linearized update map's Jacobian, :math:`v \mapsto J_{rule} v`, of one rule at ``params``.
 

@@ -23,13 +23,14 @@ def base_config(task: str = "seq_mnist") -> ml_collections.ConfigDict:
   c.task = task
   c.task_options = tasks.default_options(task)
   c.model = ml_collections.ConfigDict(
-      dict(n_hidden=128, activation="relu", alpha=1.0, no_autapse=True, dale=False, frac_exc=0.8)
+    dict(n_hidden=128, activation="relu", alpha=1.0, no_autapse=True, dale=False, frac_exc=0.8)
   )
   c.rule = "bptt"
   c.rule_options = rules.default_options()
   c.optimizer = ml_collections.ConfigDict(
-      dict(name="sgd", learning_rate=1e-2, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8,
-           weight_decay=1e-4)
+    dict(
+      name="sgd", learning_rate=1e-2, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4
+    )
   )
   c.reg_l2 = 1e-2
   c.batch_size = 256
@@ -40,45 +41,45 @@ def base_config(task: str = "seq_mnist") -> ml_collections.ConfigDict:
   c.dtype = "float32"
   # Probes measured inside the compiled run (see credit.training.probes).
   c.curvature = ml_collections.ConfigDict(
-      dict(
-          every=0,  # steps between measurements (0: off); a multiple of eval_every
-          params="w_rec",  # Hessian w.r.t. "w_rec" (as the reference) or "all"
-          lanczos_steps=10,  # benchmarks/curvature.py: 1e-7 of power iteration at 27% of its HVPs
-          top_k=3,
-          batch_size=256,  # validation examples the Hessian is measured on
-          chunk_size=0,  # examples per HVP chunk (0: the whole batch at once)
-          trace_probes=0,  # Hutchinson probes for Tr H (0: off)
-          flatness_probes=0,  # Hutchinson probes for relative flatness of W_rec (0: off)
-      )
+    dict(
+      every=0,  # steps between measurements (0: off); a multiple of eval_every
+      params="w_rec",  # Hessian w.r.t. "w_rec" (as the reference) or "all"
+      lanczos_steps=10,  # benchmarks/curvature.py: 1e-7 of power iteration at 27% of its HVPs
+      top_k=3,
+      batch_size=256,  # validation examples the Hessian is measured on
+      chunk_size=0,  # examples per HVP chunk (0: the whole batch at once)
+      trace_probes=0,  # Hutchinson probes for Tr H (0: off)
+      flatness_probes=0,  # Hutchinson probes for relative flatness of W_rec (0: off)
+    )
   )
   c.alignment = ml_collections.ConfigDict(
-      dict(
-          every=0,  # steps between cosine(rule, BPTT) measurements (0: off)
-          batch_size=256,  # validation examples
-      )
+    dict(
+      every=0,  # steps between cosine(rule, BPTT) measurements (0: off)
+      batch_size=256,  # validation examples
+    )
   )
   # Stability of the rule's update map (see credit.theory.tracking).
   c.theory = ml_collections.ConfigDict(
-      dict(
-          every=0,  # steps between measurements (0: off); a multiple of eval_every
-          params="w_rec",  # parameters the Hessian and the rule's Jacobian act on, or "all"
-          batch_size=256,  # validation examples (a fixed batch, as for curvature)
-          lanczos_steps=20,  # Hessian Lanczos steps (top eigenvectors)
-          top_k=1,  # alignment factor c along the top_k Hessian eigenvectors
-          arnoldi_steps=20,  # Arnoldi steps on the rule's Jacobian J
-          jvp="auto",  # "jvp" (forward mode), "fd" (central differences) or "auto"
-      )
+    dict(
+      every=0,  # steps between measurements (0: off); a multiple of eval_every
+      params="w_rec",  # parameters the Hessian and the rule's Jacobian act on, or "all"
+      batch_size=256,  # validation examples (a fixed batch, as for curvature)
+      lanczos_steps=20,  # Hessian Lanczos steps (top eigenvectors)
+      top_k=1,  # alignment factor c along the top_k Hessian eigenvectors
+      arnoldi_steps=20,  # Arnoldi steps on the rule's Jacobian J
+      jvp="auto",  # "jvp" (forward mode), "fd" (central differences) or "auto"
+    )
   )
   # Remedies (see credit.training.optimizers.schedule and credit.theory.remedies);
   # the defaults leave training exactly as without them.
   c.remedies = ml_collections.ConfigDict(
-      dict(
-          lr_scale=1.0,  # multiplies optimizer.learning_rate (per-rule, e.g. 1/c)
-          late_lr_factor=1.0,  # late-phase learning-rate multiplier (1: off)
-          late_lr_start=0.5,  # late phase start: fraction of num_steps (< 1) or a step (>= 1)
-          weight_noise_std=0.0,  # gradient taken at weights + N(0, std^2) (perturbed GD)
-          activity_noise_std=0.0,  # N(0, std^2) added to pre-activations in training passes
-      )
+    dict(
+      lr_scale=1.0,  # multiplies optimizer.learning_rate (per-rule, e.g. 1/c)
+      late_lr_factor=1.0,  # late-phase learning-rate multiplier (1: off)
+      late_lr_start=0.5,  # late phase start: fraction of num_steps (< 1) or a step (>= 1)
+      weight_noise_std=0.0,  # gradient taken at weights + N(0, std^2) (perturbed GD)
+      activity_noise_std=0.0,  # N(0, std^2) added to pre-activations in training passes
+    )
   )
   return c
 
@@ -119,12 +120,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     every = config[block].every
     if not isinstance(every, int) or every < 0 or (every and every % config.eval_every):
       raise ValueError(
-          f"{block}.every must be 0 (off) or a positive multiple of eval_every="
-          f"{config.eval_every}, got {every!r}"
+        f"{block}.every must be 0 (off) or a positive multiple of eval_every="
+        f"{config.eval_every}, got {every!r}"
       )
   if config.curvature.params not in ("w_rec", "all"):
-    raise ValueError(f"curvature.params must be one of ('w_rec', 'all'), got "
-                     f"{config.curvature.params!r}")
+    raise ValueError(
+      f"curvature.params must be one of ('w_rec', 'all'), got {config.curvature.params!r}"
+    )
   if "theory" in config:
     _validate_theory(config.theory)
   if "remedies" in config:
@@ -149,7 +151,7 @@ def _validate_theory(t: ml_collections.ConfigDict) -> None:
       raise ValueError(f"theory.{field} must be a positive integer, got {value!r}")
   if t.top_k > t.lanczos_steps:
     raise ValueError(
-        f"theory.top_k ({t.top_k}) must be at most theory.lanczos_steps ({t.lanczos_steps})"
+      f"theory.top_k ({t.top_k}) must be at most theory.lanczos_steps ({t.lanczos_steps})"
     )
   if t.jvp not in ("auto", "jvp", "fd"):
     raise ValueError(f"theory.jvp must be one of ('auto', 'jvp', 'fd'), got {t.jvp!r}")
@@ -165,8 +167,8 @@ def _validate_remedies(r: ml_collections.ConfigDict, num_steps: int) -> None:
   start = optimizers.late_start_step(r.late_lr_start, num_steps)
   if r.late_lr_factor != 1.0 and not 0 < start <= num_steps:
     raise ValueError(
-        f"remedies.late_lr_start={r.late_lr_start} gives step {start}, outside (0, "
-        f"num_steps={num_steps}]"
+      f"remedies.late_lr_start={r.late_lr_start} gives step {start}, outside (0, "
+      f"num_steps={num_steps}]"
     )
 
 
@@ -175,6 +177,6 @@ def validate_against_task(config: ml_collections.ConfigDict, task: Task) -> None
   size = task.train_size
   if size is not None and config.batch_size > size:
     raise ValueError(
-        f"batch_size={config.batch_size} is larger than the {size} training examples of "
-        f"task {task.name!r}; use at most {size}"
+      f"batch_size={config.batch_size} is larger than the {size} training examples of "
+      f"task {task.name!r}; use at most {size}"
     )

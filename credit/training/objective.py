@@ -17,7 +17,7 @@ import jax
 
 
 def make_total_loss(
-    spec: rnn.RNNSpec, task: Task, reg_l2: float
+  spec: rnn.RNNSpec, task: Task, reg_l2: float
 ) -> Callable[[rnn.Params, Batch], jax.Array]:
   """``(params, batch) -> data loss + L2``: the exact objective."""
 
@@ -29,15 +29,15 @@ def make_total_loss(
 
 
 def loss_and_grads(
-    rule: GradientRule,
-    spec: rnn.RNNSpec,
-    task: Task,
-    reg_l2: float,
-    params: rnn.Params,
-    rule_state,
-    batch: Batch,
-    key: jax.Array,
-    noise: jax.Array | None = None,
+  rule: GradientRule,
+  spec: rnn.RNNSpec,
+  task: Task,
+  reg_l2: float,
+  params: rnn.Params,
+  rule_state,
+  batch: Batch,
+  key: jax.Array,
+  noise: jax.Array | None = None,
 ) -> tuple[jax.Array, rnn.Params]:
   """Data loss and the rule's gradient of (data loss + L2) on one batch.
 
@@ -49,7 +49,6 @@ def loss_and_grads(
   gradient is added for every rule.
   """
   if rule.exact:
-
     # ``outputs`` keeps no [B, T, N] history to transpose: ~10% faster than ``forward``.
     def data_loss(p):
       if noise is None:

@@ -43,7 +43,7 @@ def late_start_step(start: float, num_steps: int) -> int:
     return int(round(start * num_steps))
   if float(start) != int(start):
     raise ValueError(
-        f"remedies.late_lr_start >= 1 is a step count and must be an integer, got {start}"
+      f"remedies.late_lr_start >= 1 is a step count and must be an integer, got {start}"
     )
   return int(start)
 
@@ -98,7 +98,7 @@ def learning_rate_at(config: ml_collections.ConfigDict) -> Callable[[jax.Array],
 
 
 def make_optimizer(
-    opt: ml_collections.ConfigDict, learning_rate: optax.ScalarOrSchedule | None = None
+  opt: ml_collections.ConfigDict, learning_rate: optax.ScalarOrSchedule | None = None
 ) -> optax.GradientTransformation:
   """Builds the optimizer; ``learning_rate`` overrides ``opt.learning_rate`` (e.g. a schedule)."""
   validate(opt)

@@ -30,16 +30,16 @@ def _scalar(value):
 
 def run_identity(config: ml_collections.ConfigDict) -> dict:
   return {
-      "task": config.task,
-      "rule": config.rule,
-      "learning_rate": float(config.optimizer.learning_rate),
+    "task": config.task,
+    "rule": config.rule,
+    "learning_rate": float(config.optimizer.learning_rate),
   }
 
 
 def metric_rows(
-    config: ml_collections.ConfigDict,
-    history: Mapping[str, np.ndarray],
-    seeds: Sequence[int],
+  config: ml_collections.ConfigDict,
+  history: Mapping[str, np.ndarray],
+  seeds: Sequence[int],
 ) -> list[dict]:
   """Tidy rows from ``history[name] [num_seeds, num_evals]``."""
   ident = run_identity(config)
@@ -55,9 +55,9 @@ def metric_rows(
 
 
 def summary_records(
-    config: ml_collections.ConfigDict,
-    history: Mapping[str, np.ndarray],
-    seeds: Sequence[int],
+  config: ml_collections.ConfigDict,
+  history: Mapping[str, np.ndarray],
+  seeds: Sequence[int],
 ) -> list[dict]:
   """One record per seed: identity, number of steps and every final metric."""
   ident = run_identity(config)
@@ -119,17 +119,17 @@ def write_json(path: str, obj) -> None:
 
 
 def write_run(
-    workdir: str,
-    config: ml_collections.ConfigDict,
-    history: Mapping[str, np.ndarray],
-    seeds: Sequence[int],
+  workdir: str,
+  config: ml_collections.ConfigDict,
+  history: Mapping[str, np.ndarray],
+  seeds: Sequence[int],
 ) -> dict[str, str]:
   """Writes ``config.json``, ``metrics.csv`` and ``summary.json``; returns their paths."""
   os.makedirs(workdir, exist_ok=True)
   paths = {
-      "config": os.path.join(workdir, "config.json"),
-      "metrics": os.path.join(workdir, "metrics.csv"),
-      "summary": os.path.join(workdir, "summary.json"),
+    "config": os.path.join(workdir, "config.json"),
+    "metrics": os.path.join(workdir, "metrics.csv"),
+    "summary": os.path.join(workdir, "summary.json"),
   }
   with open(paths["config"], "w") as f:
     f.write(config.to_json_best_effort(indent=2))

@@ -34,11 +34,11 @@ import ml_collections
 
 
 def make_probes(
-    config: ml_collections.ConfigDict,
-    spec: RNNSpec,
-    task: Task,
-    rule: GradientRule,
-    total_loss: Callable,
+  config: ml_collections.ConfigDict,
+  spec: RNNSpec,
+  task: Task,
+  rule: GradientRule,
+  total_loss: Callable,
 ) -> tuple:
   """The probes enabled in ``config`` (none by default)."""
   probes = []

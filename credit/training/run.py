@@ -46,9 +46,9 @@ class CompiledSeeds(NamedTuple):
 
 def compile_seeds(trainer: Trainer) -> CompiledSeeds:
   return CompiledSeeds(
-      init=jax.jit(jax.vmap(trainer.init)),
-      run_chunk=jax.jit(jax.vmap(trainer.run_chunk, in_axes=(0, None)), static_argnums=1),
-      evaluate=jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None))),
+    init=jax.jit(jax.vmap(trainer.init)),
+    run_chunk=jax.jit(jax.vmap(trainer.run_chunk, in_axes=(0, None)), static_argnums=1),
+    evaluate=jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None))),
   )
 
 
@@ -74,8 +74,10 @@ def headline(metrics: Metrics) -> str:
   gap = np.asarray(metrics["gap_acc"], float).reshape(-1)
   if alive.any():
     acc, gap = acc[alive], gap[alive]
-  return (f"val_acc {np.nanmean(acc):.3f} gap_acc {np.nanmean(gap):+.3f} | "
-          f"diverged {int(np.sum(~alive))}/{alive.size}")
+  return (
+    f"val_acc {np.nanmean(acc):.3f} gap_acc {np.nanmean(gap):+.3f} | "
+    f"diverged {int(np.sum(~alive))}/{alive.size}"
+  )
 
 
 class Progress:
@@ -103,19 +105,19 @@ class Progress:
     else:
       eta = float("nan")
     line = (
-        f"{self.label}step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%) | "
-        f"{format_seconds(now - self.start)} elapsed, ETA {format_seconds(eta)} | "
-        f"{headline(metrics)}"
+      f"{self.label}step {step}/{self.total} ({100 * step / max(self.total, 1):.0f}%) | "
+      f"{format_seconds(now - self.start)} elapsed, ETA {format_seconds(eta)} | "
+      f"{headline(metrics)}"
     )
     print(line, file=self.stream, flush=True)
     return line
 
 
 def run_seeds(
-    trainer: Trainer,
-    keys: jax.Array,
-    progress: Progress | None = None,
-    compiled: CompiledSeeds | None = None,
+  trainer: Trainer,
+  keys: jax.Array,
+  progress: Progress | None = None,
+  compiled: CompiledSeeds | None = None,
 ) -> tuple[TrainState, dict[str, np.ndarray]]:
   """Trains all seeds together, evaluating at ``trainer.eval_steps``."""
   fns = compiled or compile_seeds(trainer)

@@ -85,14 +85,14 @@ class Trainer(NamedTuple):
 def model_spec(config: ml_collections.ConfigDict, task: Task) -> rnn.RNNSpec:
   m = config.model
   return rnn.RNNSpec(
-      n_in=task.n_in,
-      n_hidden=m.n_hidden,
-      n_out=task.n_out,
-      alpha=float(m.alpha),
-      activation=m.activation,
-      no_autapse=bool(m.no_autapse),
-      dale=bool(m.dale),
-      frac_exc=float(m.frac_exc),
+    n_in=task.n_in,
+    n_hidden=m.n_hidden,
+    n_out=task.n_out,
+    alpha=float(m.alpha),
+    activation=m.activation,
+    no_autapse=bool(m.no_autapse),
+    dale=bool(m.dale),
+    frac_exc=float(m.frac_exc),
   )
 
 
@@ -117,9 +117,9 @@ def _where_tree(pred: jax.Array, new, old):
 
 
 def make_trainer(
-    config: ml_collections.ConfigDict,
-    task: Task | None = None,
-    probes: tuple[Probe, ...] | None = None,
+  config: ml_collections.ConfigDict,
+  task: Task | None = None,
+  probes: tuple[Probe, ...] | None = None,
 ) -> Trainer:
   """Builds the training pieces from a validated config.
 
@@ -153,25 +153,33 @@ def make_trainer(
   def gradient(state: TrainState, batch: Batch, k_rule: jax.Array):
     if not noise.active:
       return loss_and_grads(
-          rule, spec, task, config.reg_l2, state.params, state.rule_state, batch, k_rule
+        rule, spec, task, config.reg_l2, state.params, state.rule_state, batch, k_rule
       )
     # A key of its own, so that the batch and rule keys do not change with the noise.
     k_noise = jax.random.fold_in(state.key, _NOISE_SALT)
     return remedies.noisy_loss_and_grads(
-        rule, spec, task, config.reg_l2, state.params, state.rule_state, batch, k_rule, k_noise,
-        noise,
+      rule,
+      spec,
+      task,
+      config.reg_l2,
+      state.params,
+      state.rule_state,
+      batch,
+      k_rule,
+      k_noise,
+      noise,
     )
 
   def init(key: jax.Array) -> TrainState:
     k_params, k_rule, k_run = jax.random.split(key, 3)
     params = rnn.project(rnn.init_params(k_params, spec, dtype), spec)
     return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        opt_state=optimizer.init(params),
-        rule_state=rule.init(k_rule, params),
-        key=k_run,
-        diverged=jnp.zeros((), bool),
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=optimizer.init(params),
+      rule_state=rule.init(k_rule, params),
+      key=k_run,
+      diverged=jnp.zeros((), bool),
     )
 
   def train_step(state: TrainState, _) -> tuple[TrainState, None]:
@@ -181,19 +189,19 @@ def make_trainer(
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = rnn.project(optax.apply_updates(state.params, updates), spec)
     finite = jnp.isfinite(loss) & jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])
+      jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])
     )
     ok = finite & ~state.diverged
     return (
-        TrainState(
-            step=state.step + 1,
-            params=_where_tree(ok, params, state.params),
-            opt_state=_where_tree(ok, opt_state, state.opt_state),
-            rule_state=state.rule_state,
-            key=key,
-            diverged=state.diverged | ~finite,
-        ),
-        None,
+      TrainState(
+        step=state.step + 1,
+        params=_where_tree(ok, params, state.params),
+        opt_state=_where_tree(ok, opt_state, state.opt_state),
+        rule_state=state.rule_state,
+        key=key,
+        diverged=state.diverged | ~finite,
+      ),
+      None,
     )
 
   def run_chunk(state: TrainState, num_steps: int) -> TrainState:
@@ -220,20 +228,20 @@ def make_trainer(
     return out
 
   return Trainer(
-      init=init,
-      run_chunk=run_chunk,
-      evaluate=evaluate,
-      eval_steps=evaluation_steps(config.num_steps, config.eval_every),
-      spec=spec,
-      task=task,
-      rule=rule,
-      optimizer=optimizer,
-      total_loss=total_loss,
+    init=init,
+    run_chunk=run_chunk,
+    evaluate=evaluate,
+    eval_steps=evaluation_steps(config.num_steps, config.eval_every),
+    spec=spec,
+    task=task,
+    rule=rule,
+    optimizer=optimizer,
+    total_loss=total_loss,
   )
 
 
 def make_train(
-    config: ml_collections.ConfigDict, task: Task | None = None
+  config: ml_collections.ConfigDict, task: Task | None = None
 ) -> Callable[[jax.Array], tuple[TrainState, Metrics]]:
   """Returns a pure ``train(key) -> (final_state, metrics)``.
 
