@@ -122,6 +122,27 @@ def test_diverged_seed_is_frozen_and_others_go_on(smoke_task):
   assert bool(metrics["diverged"][0]) and np.isfinite(metrics["train_loss"][1])
 
 
+def test_a_finite_loss_above_max_loss_marks_the_seed_diverged(smoke_task):
+  config = smoke(num_steps=20, eval_every=20, max_loss=50.0)
+  fns = compile_seeds(make_trainer(config, smoke_task))
+  state = fns.init(seed_keys(config))
+  # Seed 0's logits times 1e3: its cross-entropy is large (hundreds) but finite.
+  params = dict(state.params)
+  params["w_out"] = params["w_out"].at[0].multiply(1e3)
+  state = state._replace(params=params)
+  loss = fns.evaluate(state, jnp.asarray(0))["train_loss"]
+  assert np.isfinite(loss[0]) and 50.0 < loss[0] < 1e6 and loss[1] < 50.0
+  before = jax.tree.map(lambda x: x[0], state.params)
+  after = fns.run_chunk(state, 20)
+  assert bool(after.diverged[0]) and not bool(after.diverged[1])
+  assert_trees_close(jax.tree.map(lambda x: x[0], after.params), before, rtol=0)
+  # With the bound off, the same seed takes its step (it blows up to inf later).
+  loose = smoke(num_steps=20, eval_every=20, max_loss=float("inf"))
+  one = compile_seeds(make_trainer(loose, smoke_task)).run_chunk(state, 1)
+  assert not bool(one.diverged[0])
+  assert not np.allclose(one.params["w_rec"][0], before["w_rec"])
+
+
 @pytest.mark.parametrize(
   "overrides,message",
   [
@@ -132,6 +153,7 @@ def test_diverged_seed_is_frozen_and_others_go_on(smoke_task):
     ({"batch_size": 10**6}, "batch_size=1000000 is larger than the 4000 training examples"),
     ({"model.alpha": 1.5}, "model.alpha must be in (0, 1]"),
     ({"num_seeds": 0}, "num_seeds must be a positive integer"),
+    ({"max_loss": 0.0}, "max_loss must be > 0"),
     ({"curvature.every": 150}, "curvature.every must be 0 (off) or a positive multiple"),
   ],
 )

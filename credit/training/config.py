@@ -7,6 +7,8 @@ compiled, and each error names the field and the allowed values.
 
 from __future__ import annotations
 
+import math
+
 from credit import rules, tasks
 from credit.models.rnn import ACTIVATIONS
 from credit.tasks.base import Task
@@ -38,6 +40,10 @@ def base_config(task: str = "seq_mnist") -> ml_collections.ConfigDict:
   c.eval_every = 250
   c.num_seeds = 5
   c.seed = 0
+  # A seed whose training loss exceeds this (or turns non-finite) is marked diverged and
+  # frozen: a blown-up run's metrics sit at chance and its lambda_max is astronomical, so
+  # it must not enter the statistics as a trained network. inf: only non-finite losses.
+  c.max_loss = 1e3
   c.dtype = "float32"
   # Probes measured inside the compiled run (see credit.training.probes).
   c.curvature = ml_collections.ConfigDict(
@@ -112,6 +118,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive_int(config, field)
   if config.reg_l2 < 0:
     raise ValueError(f"reg_l2 must be >= 0, got {config.reg_l2}")
+  if not config.get("max_loss", math.inf) > 0:
+    raise ValueError(f"max_loss must be > 0 (inf: off), got {config.max_loss}")
   if config.dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
   for block in ("curvature", "alignment", "theory"):

@@ -16,14 +16,15 @@ The remedies of ``config.remedies`` enter here: the learning-rate schedule
 noise of the gradient (:mod:`credit.theory.remedies`); off by default, and
 then the program is the same as without them.
 
-A seed whose loss or gradient turns non-finite is marked ``diverged`` and
-frozen: it gets no further updates (its parameters stay those at which the loss
-first turned non-finite, so its later metrics are usually non-finite too); the
-other seeds go on.
+A seed whose training loss exceeds ``config.max_loss`` or whose loss or
+parameters turn non-finite is marked ``diverged`` and frozen: it gets no further
+updates (its parameters stay those of the step before the blow-up); the other
+seeds go on. Reports leave diverged seeds out and count them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -148,6 +149,7 @@ def make_trainer(
   if probes is None:
     probes = probes_lib.make_probes(config, spec, task, rule, total_loss)
   batch_size = config.batch_size
+  max_loss = float(config.get("max_loss", math.inf))  # configs saved before the field: off
   noise = remedies.Noise.from_config(config)
 
   def gradient(state: TrainState, batch: Batch, k_rule: jax.Array):
@@ -188,8 +190,10 @@ def make_trainer(
     loss, grads = gradient(state, batch, k_rule)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = rnn.project(optax.apply_updates(state.params, updates), spec)
-    finite = jnp.isfinite(loss) & jnp.all(
-      jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])
+    finite = (
+      jnp.isfinite(loss)
+      & (loss <= max_loss)
+      & jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
     )
     ok = finite & ~state.diverged
     return (
