@@ -28,6 +28,7 @@ rule), and links to the figures. :math:`\lambda_{max}` is the curvature probe's
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -127,6 +128,16 @@ def _final_runs(sweep_dir: str) -> tuple[list[dict], list[dict]]:
   return [r for r in finals if not r["diverged"]], [r for r in finals if r["diverged"]]
 
 
+def _optimizer(sweep_dir: str, task: str) -> str | None:
+  """The task's optimizer in the sweep's ``sweep.json`` (None when it is not there)."""
+  path = os.path.join(sweep_dir, "sweep.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    tasks = json.load(f).get("tasks", {})
+  return tasks.get(task, {}).get("optimizer", {}).get("name")
+
+
 def lambda_metric(records: Sequence[Mapping]) -> str | None:
   """``lambda_max`` if any run measured it, else ``theory_lambda_max``, else None."""
   for name in LAMBDA_METRICS:
@@ -161,7 +172,13 @@ def _task_numbers(task: str, variants: Mapping[str, str]) -> dict:
   lam = lambda_metric(kept)
   rules = _rules(kept + diverged)
   reference = _by_rule(kept, REFERENCE_RULE)
-  out: dict = {"lambda_metric": lam, "rules": {}, "correlations": {}, "remedies": {}}
+  out: dict = {
+    "lambda_metric": lam,
+    "optimizer": _optimizer(variants[BASE], task),
+    "rules": {},
+    "correlations": {},
+    "remedies": {},
+  }
   for rule in rules:
     runs = _by_rule(kept, rule)
     entry = {
@@ -391,11 +408,12 @@ def summary(numbers: Mapping) -> list[str]:
         d = e[metric]
         vs = d.get("vs_bptt")
         diff = d["mean"] - ref[metric]["mean"] if ref and vs else math.nan
-        cells += [_pm(d), _fmt(diff), _fmt(vs["mw_p"], 3) if vs else ""]
+        cells += [_pm(d), _fmt(diff) if vs else "", _fmt(vs["mw_p"], 3) if vs else ""]
       th = e["theory"]
       rows.append(
         [
           task,
+          t["optimizer"] or "?",
           rule,
           f"{e['gap_acc']['n']}/{e['runs']}",
           *cells,
@@ -410,6 +428,7 @@ def summary(numbers: Mapping) -> list[str]:
     *_table(
       [
         "task",
+        "optimizer",
         "rule",
         "n kept/runs",
         "gap_acc",
@@ -558,8 +577,13 @@ def markdown(workdir: str, numbers: Mapping, figures: Mapping[str, Sequence[str]
       lines += [
         "c = vᵀJv / vᵀHv along the top Hessian eigenvector v; the bound is that of",
         "plain SGD (with Adam or momentum it describes an SGD step at the same η).",
-        "",
       ]
+      if t["optimizer"] and t["optimizer"] != "sgd":
+        lines += [
+          f"**This task trains with `{t['optimizer']}`**: its step along v is not η times",
+          "the gradient, so 2/η and 2/(ηc) are reference lines here, not predictions.",
+        ]
+      lines += [""]
     else:
       lines += ["No theory probe in this sweep (`theory.every = 0`).", ""]
     lines += ["### (e) remedies: effect on λ_max and the gap (vs the same rule, base)", ""]
