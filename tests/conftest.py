@@ -46,3 +46,19 @@ def smoke_config(**overrides):
       target = target[p]
     target[last] = value
   return config
+
+
+def xent_task(spec):
+  """A cross-entropy :class:`credit.tasks.base.Task` shell for ``spec`` (losses only, no data)."""
+  from credit.tasks.base import Task
+
+  return Task(
+    name="tiny",
+    n_in=spec.n_in,
+    n_out=spec.n_out,
+    n_steps=0,
+    objective="xent",
+    sample_train=None,
+    eval_sets={},
+    shift="",
+  )

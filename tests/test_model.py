@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from tests.conftest import assert_trees_close
+from tests.conftest import assert_trees_close, xent_task
 
 
 def tiny_problem(
@@ -70,7 +70,7 @@ def test_forward_matches_loop_implementation(x64, activation, alpha):
 @pytest.mark.parametrize("activation,alpha", [("tanh", 0.6), ("relu", 1.0)])
 def test_bptt_gradient_matches_central_finite_differences(x64, activation, alpha):
   spec, params, batch = tiny_problem(jax.random.key(1), activation=activation, alpha=alpha)
-  loss = make_total_loss(spec, _xent_task(spec), reg_l2=1e-2)
+  loss = make_total_loss(spec, xent_task(spec), reg_l2=1e-2)
   grads = jax.grad(loss)(params, batch)
   flat, unravel = ravel_pytree(params)
   f = jax.jit(lambda v: loss(unravel(v), batch))
@@ -85,7 +85,7 @@ def test_bptt_gradient_matches_central_finite_differences(x64, activation, alpha
 
 def test_bptt_from_traces_equals_jax_grad(x64):
   spec, params, batch = tiny_problem(jax.random.key(2), activation="tanh", alpha=0.5)
-  task = _xent_task(spec)
+  task = xent_task(spec)
   traj = rnn.forward(params, spec, batch.inputs)
   errors = jax.grad(lambda y: task.loss(y, batch))(traj.y)
   rule = bptt.make(spec)
@@ -143,18 +143,3 @@ def test_reference_initialization_statistics():
   limit = np.sqrt(6 / 410)
   assert np.abs(np.asarray(p["w_out"])).max() <= limit
   assert np.all(np.diag(np.asarray(p["w_rec"])) == 0)
-
-
-def _xent_task(spec):
-  from credit.tasks.base import Task
-
-  return Task(
-    name="tiny",
-    n_in=spec.n_in,
-    n_out=spec.n_out,
-    n_steps=0,
-    objective="xent",
-    sample_train=None,
-    eval_sets={},
-    shift="",
-  )

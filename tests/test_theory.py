@@ -6,7 +6,7 @@ from credit.curvature.tracking import parameter_mask
 from credit.models import rnn
 from credit.rules import bptt
 from credit.rules.base import GradientRule
-from credit.tasks.base import Batch, Task
+from credit.tasks.base import Batch
 from credit.theory import remedies
 from credit.theory.stability import (
   alignment_factor,
@@ -25,23 +25,10 @@ import numpy as np
 import pytest
 
 from configs.seq_mnist import get_config
-from tests.conftest import assert_trees_close, relative_error
+from tests.conftest import assert_trees_close, relative_error, xent_task
 from tests.conftest import smoke_config as smoke
 
 # ------------------------------------------------------------------ helpers
-
-
-def _xent_task(spec):
-  return Task(
-    name="tiny",
-    n_in=spec.n_in,
-    n_out=spec.n_out,
-    n_steps=0,
-    objective="xent",
-    sample_train=None,
-    eval_sets={},
-    shift="",
-  )
 
 
 def tiny_problem(key, *, n=5, n_in=3, n_out=2, t=6, b=4, activation="tanh", alpha=0.7):
@@ -55,7 +42,7 @@ def tiny_problem(key, *, n=5, n_in=3, n_out=2, t=6, b=4, activation="tanh", alph
   targets = jnp.broadcast_to(
     jax.nn.one_hot(labels, n_out, dtype=jnp.float64)[:, None], (b, t, n_out)
   )
-  return spec, params, Batch(x, targets, mask), _xent_task(spec)
+  return spec, params, Batch(x, targets, mask), xent_task(spec)
 
 
 def _iterate(a, w0, eta, steps):
