@@ -587,3 +587,22 @@ def test_reproduction_report_is_computed_from_the_results(tmp_path):
   assert (work / "REPORT.md").read_text() == text
   assert report_lib.cliffs_delta([1, 2, 3], [0, 0, 5]) == pytest.approx(1 / 3)
   np.testing.assert_allclose(report_lib.cohens_d([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]), -1.0)
+
+
+def test_committed_reproduction_report_regenerates_from_its_results(tmp_path):
+  """results/reproduction/REPORT.md is what experiments.report makes of the files beside it."""
+  import os
+  import shutil
+
+  from credit.theory import report as report_lib
+
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  committed = os.path.join(repo, "results", "reproduction")
+  if not os.path.exists(os.path.join(committed, "REPORT.md")):
+    pytest.skip("no committed reproduction")
+  work = tmp_path / "reproduction"
+  shutil.copytree(committed, work, ignore=shutil.ignore_patterns("REPORT.md", "report.json"))
+  report_lib.write_report(str(work))
+  want = open(os.path.join(committed, "REPORT.md")).read()
+  got = (work / "REPORT.md").read_text().replace(str(work), "results/reproduction")
+  assert got == want
