@@ -3,7 +3,7 @@ r"""The whole reproduction: every task's sweep with the theory probe, plus the r
 Per task, the sweep of ``configs/sweeps`` (seq-MNIST: the reference protocol
 ``paper_seq_mnist``; the others: ``configs/sweeps/common.py``) with the theory
 probe measured wherever lambda_max is (:func:`credit.theory.reproduction.with_theory`),
-then one sweep per remedy variant for the approximate rules. Launch::
+then one sweep per remedy variant for each distinct approximate rule (``REMEDY_RULES``). Launch::
 
   python -m experiments.reproduce --config=configs/reproduce/all.py --workdir=/tmp/repro
   python -m experiments.reproduce --config=configs/reproduce/all.py:smoke --workdir=/tmp/rs

@@ -75,9 +75,24 @@ def parameter_mask(params: rnn.Params, spec: rnn.RNNSpec, subset) -> dict | None
   return mask
 
 
-def _gaussian_like(key: jax.Array, like: Any) -> Any:
+def measured_subset(params_option: str) -> tuple[str, ...] | None:
+  """The parameter subset of a probe's ``params`` option (``"w_rec"`` or ``"all"``: None)."""
+  return ("w_rec",) if params_option == "w_rec" else None
+
+
+def subset_dimension(spec: rnn.RNNSpec, subset: tuple[str, ...] | None) -> int:
+  """Number of coordinates of the measured subset (masked synapses included)."""
+  n = spec.n_hidden
+  if subset == ("w_rec",):
+    return n * n
+  return n * n + n * spec.n_in + n + spec.n_out * n + spec.n_out
+
+
+def random_start(key: jax.Array, like: Any, mask: Any | None) -> Any:
+  """A standard Gaussian pytree shaped like ``like``, zero where ``mask`` is (Krylov start)."""
   flat, unravel = ravel_pytree(like)
-  return unravel(jax.random.normal(key, flat.shape, flat.dtype))
+  v = unravel(jax.random.normal(key, flat.shape, flat.dtype))
+  return v if mask is None else jax.tree.map(jnp.multiply, mask, v)
 
 
 def make_curvature_probe(
@@ -101,11 +116,8 @@ def make_curvature_probe(
   if c.every <= 0:
     raise ValueError(f"curvature.every must be > 0 for a curvature probe, got {c.every}")
   batch = curvature_batch(task, c.batch_size)
-  subset = ("w_rec",) if c.params == "w_rec" else None
-  n = spec.n_hidden
-  dim = n * n
-  if subset is None:
-    dim += n * spec.n_in + n + spec.n_out * n + spec.n_out
+  subset = measured_subset(c.params)
+  dim = subset_dimension(spec, subset)
   if not 1 <= c.top_k <= c.lanczos_steps <= dim:
     raise ValueError(
       f"need 1 <= curvature.top_k ({c.top_k}) <= curvature.lanczos_steps "
@@ -125,10 +137,7 @@ def make_curvature_probe(
     mask = parameter_mask(params, spec, subset)
     hvp = make_hvp(total_loss, params, fixed, subset, c.chunk_size, mask, linearize)
     point = select(params, subset)
-    v0 = _gaussian_like(k_v0, point)
-    if mask is not None:
-      v0 = jax.tree.map(jnp.multiply, mask, v0)
-    top = lanczos_top_k(hvp, v0, c.lanczos_steps, c.top_k)
+    top = lanczos_top_k(hvp, random_start(k_v0, point, mask), c.lanczos_steps, c.top_k)
     out = {"lambda_max": top.eigenvalues[0]}
     for i in range(2, c.top_k + 1):
       out[f"lambda_{i}"] = top.eigenvalues[i - 1]

@@ -401,14 +401,11 @@ def summary(numbers: Mapping) -> list[str]:
   for task, t in numbers.items():
     corr = t["correlations"].get("gap_acc", {})
     r = f"{_fmt(corr.get('pearson_r'), 3)} (p {_fmt(corr.get('pearson_p'), 3)})"
-    ref = t["rules"].get(REFERENCE_RULE)
     for rule, e in t["rules"].items():
       cells = []
       for metric in ("gap_acc", "lambda"):
-        d = e[metric]
-        vs = d.get("vs_bptt")
-        diff = d["mean"] - ref[metric]["mean"] if ref and vs else math.nan
-        cells += [_pm(d), _fmt(diff) if vs else "", _fmt(vs["mw_p"], 3) if vs else ""]
+        vs = e[metric].get("vs_bptt")
+        cells += [_pm(e[metric]), *((_fmt(vs["diff"]), _fmt(vs["mw_p"], 3)) if vs else ("", ""))]
       th = e["theory"]
       rows.append(
         [

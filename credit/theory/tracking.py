@@ -41,7 +41,12 @@ from typing import Any
 
 from credit.curvature.hvp import make_grad, select
 from credit.curvature.lanczos import lanczos_top_k
-from credit.curvature.tracking import parameter_mask
+from credit.curvature.tracking import (
+  measured_subset,
+  parameter_mask,
+  random_start,
+  subset_dimension,
+)
 from credit.models import rnn
 from credit.rules.alignment import cosine_alignment
 from credit.rules.base import GradientRule
@@ -81,19 +86,6 @@ def theory_batch(task: Task, batch_size: int) -> Batch:
   return validation_batch(task, batch_size, "theory.batch_size")
 
 
-def _gaussian_like(key: jax.Array, like: Any, mask: Any | None) -> Any:
-  flat, unravel = ravel_pytree(like)
-  v = unravel(jax.random.normal(key, flat.shape, flat.dtype))
-  return v if mask is None else jax.tree.map(jnp.multiply, mask, v)
-
-
-def _dimension(spec: rnn.RNNSpec, subset) -> int:
-  n = spec.n_hidden
-  if subset == ("w_rec",):
-    return n * n
-  return n * n + n * spec.n_in + n + spec.n_out * n + spec.n_out
-
-
 def make_theory_probe(
   config: ml_collections.ConfigDict,
   spec: rnn.RNNSpec,
@@ -117,8 +109,8 @@ def make_theory_probe(
   if t.every <= 0:
     raise ValueError(f"theory.every must be > 0 for a theory probe, got {t.every}")
   batch = theory_batch(task, t.batch_size)
-  subset = ("w_rec",) if t.params == "w_rec" else None
-  dim = _dimension(spec, subset)
+  subset = measured_subset(t.params)
+  dim = subset_dimension(spec, subset)
   if not 1 <= t.top_k <= t.lanczos_steps <= dim or not 1 <= t.arnoldi_steps <= dim:
     raise ValueError(
       f"need 1 <= theory.top_k ({t.top_k}) <= theory.lanczos_steps ({t.lanczos_steps}) "
@@ -143,7 +135,7 @@ def make_theory_probe(
       rule, spec, task, reg_l2, params, rule_state, fixed, k_rule, subset, mask, method=t.jvp
     )
     top = lanczos_top_k(
-      hvp, _gaussian_like(k_lanczos, point, mask), t.lanczos_steps, t.top_k, return_vectors=True
+      hvp, random_start(k_lanczos, point, mask), t.lanczos_steps, t.top_k, return_vectors=True
     )
     dtype = params["w_rec"].dtype
     eta = jnp.asarray(eta_at(step), dtype)
@@ -157,9 +149,7 @@ def make_theory_probe(
     out["theory_eta"] = eta
     out["predicted_lambda_bound"] = predicted_bound(eta, c)
     out["theory_stability_ratio"] = eta * c * out["theory_lambda_max"] / 2.0
-    spectrum = update_map_spectrum(
-      jvp, _gaussian_like(k_arnoldi, point, mask), eta, t.arnoldi_steps
-    )
+    spectrum = update_map_spectrum(jvp, random_start(k_arnoldi, point, mask), eta, t.arnoldi_steps)
     out["update_map_radius"] = spectrum.radius
     out["update_map_min_real"] = spectrum.min_real
     out["rule_jac_max_real"] = spectrum.max_real_rule
