@@ -1,17 +1,24 @@
 """Process-wide JAX/XLA settings that credit relies on, applied at import.
 
-1. ``--xla_cpu_experimental_ynn_fusion_type=`` (empty: off). With jax/jaxlib
-   0.10.2 the XLA CPU backend's YNNPACK fusions miscompile a vmapped
-   ``log_softmax`` followed by a slice: under ``jit(vmap(f))`` seeds 2 and 3
-   silently returned the values of seeds 0 and 1. ``tests/test_training.py``
-   keeps a regression test (vmapped seeds == each seed alone). XLA reads
-   ``XLA_FLAGS`` when its CPU backend starts, so this works as long as no
-   JAX computation ran before credit was imported.
-2. ``JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS=1``: arrays closed over by a jitted
+1. ``--xla_cpu_experimental_ynn_fusion_type=dot``: XLA's CPU backend keeps its
+   YNNPACK kernels for matrix products but not for elementwise or reduction
+   fusions. With jax/jaxlib 0.10.2 those two fusion kinds (each on its own)
+   miscompile a float32 ``log_softmax`` followed by a slice under
+   ``jit(vmap(f))``: seeds 2 and 3 silently returned the values of seeds 0
+   and 1 (float64 programs are not affected: YNNPACK does not fuse them).
+   ``dot`` alone is the smallest setting that passes
+   ``tests/test_training.py::test_vmapped_float32_seeds_equal_each_seed_alone``,
+   and it is faster than turning YNNPACK off altogether
+   (``benchmarks/train_step.py`` reports both).
+2. ``jax_use_simplified_jaxpr_constants``: arrays closed over by a jitted
    function (task data closed over by ``train(key)``) are passed to XLA as
-   buffers rather than embedded as program constants. JAX reads it at import,
-   so it only takes effect when credit is imported before jax; without it,
-   programs are correct but compile more slowly.
+   buffers rather than embedded as program constants (faster compiles).
+
+XLA reads ``XLA_FLAGS`` when its CPU backend starts, at the first JAX
+computation, not at ``import jax``; so ``import jax`` before ``import credit``
+is fine. When a computation already ran with the unsafe fusions on,
+:func:`check` (called before any training program is built) raises instead of
+letting vmapped seeds be silently wrong.
 """
 
 from __future__ import annotations
@@ -20,7 +27,13 @@ import os
 import sys
 import warnings
 
-YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
+YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+YNN_FLAG = f"--{YNN_OPTION}=dot"
+# YNNPACK fusion kinds known to miscompile vmapped float32 programs (see above).
+UNSAFE_YNN_KINDS = ("eltwise", "reduce")
+
+# Whether XLA's CPU backend runs (or will run) with safe fusion settings; set by configure().
+SAFE = True
 
 
 def _backend_started() -> bool:
@@ -34,18 +47,57 @@ def _backend_started() -> bool:
     return True
 
 
+def _ynn_setting(flags: str) -> str | None:
+  """The value given to the YNN fusion flag in ``flags``, or ``None`` when it is absent."""
+  for token in flags.split():
+    if token.lstrip("-").startswith(YNN_OPTION + "="):
+      return token.split("=", 1)[1]
+  return None
+
+
+def _safe(setting: str | None) -> bool:
+  if setting is None:  # XLA's default turns every fusion kind on
+    return False
+  return not any(kind in setting.split(",") for kind in UNSAFE_YNN_KINDS)
+
+
 def configure() -> None:
-  """Applies the settings above (idempotent)."""
+  """Applies the settings above (idempotent); records whether the backend is safe."""
+  global SAFE
   flags = os.environ.get("XLA_FLAGS", "")
-  if "xla_cpu_experimental_ynn_fusion_type" not in flags:
-    if _backend_started():
-      warnings.warn(
-        "credit was imported after JAX started its backend, so XLA's CPU YNNPACK "
-        f"fusions stay on; set XLA_FLAGS={YNN_FLAG} before starting Python (they "
-        "miscompile some vmapped programs in jaxlib 0.10.2).",
-        stacklevel=3,
-      )
-    else:
-      os.environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}".strip()
-  if "jax" not in sys.modules:
-    os.environ.setdefault("JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS", "1")
+  setting = _ynn_setting(flags)
+  if setting is None and not _backend_started():
+    os.environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}".strip()
+    setting = "dot"
+  SAFE = _safe(setting)
+  if not SAFE:
+    warnings.warn(
+      "XLA's CPU YNNPACK elementwise/reduction fusions are on (JAX ran a computation "
+      "before credit was imported, or XLA_FLAGS asks for them); they miscompile vmapped "
+      f"float32 programs in jaxlib 0.10.2. Import credit first, or set XLA_FLAGS={YNN_FLAG}.",
+      RuntimeWarning,
+      stacklevel=3,
+    )
+  import jax
+
+  jax.config.update("jax_use_simplified_jaxpr_constants", True)
+
+
+def check() -> None:
+  """Raises when a CPU backend runs with the fusions that miscompile vmapped seeds.
+
+  Raises:
+    RuntimeError: naming the cause and the fix (restart, import credit first).
+  """
+  if SAFE:
+    return
+  import jax
+
+  if jax.default_backend() != "cpu":
+    return
+  raise RuntimeError(
+    "XLA's CPU backend was started with YNNPACK elementwise/reduction fusions, which "
+    "silently mix up vmapped seeds in jaxlib 0.10.2 (see credit/runtime.py). Restart "
+    "Python and either import credit before running any JAX computation, or set "
+    f"XLA_FLAGS={YNN_FLAG}."
+  )

@@ -27,11 +27,9 @@ def smoke_task():
   return tasks.make("seq_mnist", get_config("smoke").task_options)
 
 
-def test_vmapped_seeds_equal_each_seed_alone(x64):
-  config = smoke(
-    dtype="float64", num_steps=60, eval_every=20, num_seeds=4, **{"model.n_hidden": 16}
-  )
-  task = tasks.make("seq_mnist", config.task_options, jnp.float64)
+def _vmapped_seeds_equal_each_seed_alone(dtype: str, rtol: float):
+  config = smoke(dtype=dtype, num_steps=60, eval_every=20, num_seeds=4, **{"model.n_hidden": 16})
+  task = tasks.make("seq_mnist", config.task_options, jnp.dtype(dtype))
   train = make_train(config, task)
   keys = seed_keys(config)
   state, metrics = jax.jit(jax.vmap(train))(keys)
@@ -39,10 +37,29 @@ def test_vmapped_seeds_equal_each_seed_alone(x64):
   # Four seeds: XLA CPU once mixed up seeds 2, 3 with 0, 1 under jit(vmap) (credit.runtime).
   for i in range(4):
     s_i, m_i = single(keys[i])
-    assert_trees_close(jax.tree.map(lambda x, i=i: x[i], state.params), s_i.params, rtol=1e-9)
+    assert_trees_close(jax.tree.map(lambda x, i=i: x[i], state.params), s_i.params, rtol=rtol)
     for name in ("train_loss", "val_acc", "test_loss", "gap_acc"):
-      np.testing.assert_allclose(metrics[name][i], m_i[name], rtol=1e-9, err_msg=name)
+      np.testing.assert_allclose(metrics[name][i], m_i[name], rtol=rtol, err_msg=name)
   assert len({float(metrics["train_loss"][i, -1]) for i in range(4)}) == 4
+
+
+def test_vmapped_seeds_equal_each_seed_alone(x64):
+  _vmapped_seeds_equal_each_seed_alone("float64", rtol=1e-9)
+
+
+def test_vmapped_float32_seeds_equal_each_seed_alone():
+  # The miscompile of credit.runtime shows in float32 only (YNNPACK does not fuse float64);
+  # with XLA's default fusions this test fails (seeds 2, 3 return seeds 0, 1's losses).
+  _vmapped_seeds_equal_each_seed_alone("float32", rtol=2e-5)
+
+
+@pytest.mark.parametrize("layout", ["map", "vmap"])
+def test_seed_layouts_give_the_same_run(smoke_task, layout):
+  config = smoke(num_steps=40, eval_every=20, seed_layout=layout)
+  state, history = run_seeds(make_trainer(config, smoke_task), seed_keys(config))
+  _, reference = jax.jit(jax.vmap(make_train(config, smoke_task)))(seed_keys(config))
+  for name in ("train_loss", "val_acc", "test_loss"):
+    np.testing.assert_allclose(history[name], reference[name], rtol=2e-5, err_msg=name)
 
 
 def test_host_driver_equals_pure_train(smoke_task):

@@ -6,10 +6,11 @@ and the metrics carry ``NamedSharding(mesh, P("seeds"))``; the Trainer's
 pieces are jitted with those in/out shardings, so one program runs on one
 CPU, many GPUs, TPU cores, or every device of several hosts after
 ``jax.distributed.initialize()`` (``jax.devices()`` is then global).
-Training chunks are vmapped over each device's seeds; evaluation runs under
-``shard_map`` with ``lax.map`` over them, one seed at a time, because a
-vmapped evaluation's reductions over examples change order with the number
-of seeds per device. Per-seed results are then bitwise the same on any
+Training chunks run under ``shard_map`` over each device's seeds, laid out
+as the config's ``seed_layout`` (:mod:`credit.training.seeds`: one after the
+other on CPU, vmapped on accelerators); evaluation runs with ``lax.map`` over
+them, one seed at a time, because a vmapped evaluation's reductions over
+examples change order with the number of seeds per device. Per-seed results are then bitwise the same on any
 device count (tests/test_sweep.py; XLA:CPU needs the same thread-pool size,
 see :mod:`credit.sweeps.runner`).
 
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from credit.training.run import seed_keys
+from credit.training.seeds import over_seeds
 from credit.training.train import Metrics, Trainer, TrainState
 
 import jax
@@ -65,7 +67,7 @@ def _pad_index(num_seeds: int, size: int) -> np.ndarray:
 
 
 class ShardedSeeds(NamedTuple):
-  """A Trainer's pieces, vmapped over seeds, jitted with the seed axis sharded.
+  """A Trainer's pieces over the stacked seeds, jitted with the seed axis sharded.
 
   Attributes:
     init: ``() -> state``: the stacked initial state of the (padded) seeds.
@@ -123,8 +125,19 @@ def compile_sharded(
     return jax.vmap(trainer.init)(seed_keys(config)[index])
 
   init_fn = jax.jit(init, out_shardings=seeds)
+  run_local = over_seeds(trainer.run_chunk, trainer.seed_layout)
+
+  def run_chunk(state: TrainState, num_steps: int) -> TrainState:
+    return jax.shard_map(
+      lambda s: run_local(s, num_steps),
+      mesh=mesh,
+      in_specs=P(SEED_AXIS),
+      out_specs=P(SEED_AXIS),
+      check_vma=False,
+    )(state)
+
   chunk_fn = jax.jit(
-    jax.vmap(trainer.run_chunk, in_axes=(0, None)),
+    run_chunk,
     static_argnums=1,
     in_shardings=(seeds,),
     out_shardings=seeds,

@@ -13,6 +13,7 @@ from credit import rules, tasks
 from credit.models.rnn import ACTIVATIONS
 from credit.tasks.base import Task
 from credit.training import optimizers
+from credit.training.seeds import SEED_LAYOUTS
 
 import ml_collections
 
@@ -45,6 +46,9 @@ def base_config(task: str = "seq_mnist") -> ml_collections.ConfigDict:
   # it must not enter the statistics as a trained network. inf: only non-finite losses.
   c.max_loss = 1e3
   c.dtype = "float32"
+  # How a device runs its seeds: "map" (one after the other), "vmap" (vectorized), or
+  # "auto" (map on CPU, vmap elsewhere; see credit.training.seeds).
+  c.seed_layout = "auto"
   # Probes measured inside the compiled run (see credit.training.probes).
   c.curvature = ml_collections.ConfigDict(
     dict(
@@ -122,6 +126,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"max_loss must be > 0 (inf: off), got {config.max_loss}")
   if config.dtype not in DTYPES:
     raise ValueError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
+  layout = config.get("seed_layout", "auto")
+  if layout not in SEED_LAYOUTS:
+    raise ValueError(f"seed_layout must be one of {SEED_LAYOUTS}, got {layout!r}")
   for block in ("curvature", "alignment", "theory"):
     if block not in config:  # configs written before the block existed: off
       continue

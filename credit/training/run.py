@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from credit.training import outputs
+from credit.training.seeds import over_seeds
 from credit.training.train import Metrics, Trainer, TrainState, make_trainer
 
 import jax
@@ -37,7 +38,7 @@ def seed_keys(config: ml_collections.ConfigDict) -> jax.Array:
 
 
 class CompiledSeeds(NamedTuple):
-  """A trainer's pieces, jitted and vmapped over the seed axis."""
+  """A trainer's pieces, jitted over the seed axis (laid out as ``trainer.seed_layout``)."""
 
   init: Callable[[jax.Array], TrainState]
   run_chunk: Callable[[TrainState, int], TrainState]
@@ -45,10 +46,11 @@ class CompiledSeeds(NamedTuple):
 
 
 def compile_seeds(trainer: Trainer) -> CompiledSeeds:
+  layout = trainer.seed_layout
   return CompiledSeeds(
     init=jax.jit(jax.vmap(trainer.init)),
-    run_chunk=jax.jit(jax.vmap(trainer.run_chunk, in_axes=(0, None)), static_argnums=1),
-    evaluate=jax.jit(jax.vmap(trainer.evaluate, in_axes=(0, None))),
+    run_chunk=jax.jit(over_seeds(trainer.run_chunk, layout), static_argnums=1),
+    evaluate=jax.jit(over_seeds(trainer.evaluate, layout)),
   )
 
 

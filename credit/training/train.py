@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from credit import rules, tasks
+from credit import rules, runtime, tasks
 from credit.models import rnn
 from credit.tasks.base import Batch, Task
 from credit.theory import remedies
@@ -70,6 +70,8 @@ class Trainer(NamedTuple):
       ``vmap`` over seeds pass it with ``in_axes=None``.
     eval_steps: the steps at which ``train`` evaluates (0 included).
     spec, task, rule, optimizer, total_loss: what the run is made of.
+    seed_layout: how drivers lay several seeds on a device
+      (:mod:`credit.training.seeds`).
   """
 
   init: Callable[[jax.Array], TrainState]
@@ -81,6 +83,11 @@ class Trainer(NamedTuple):
   rule: rules.GradientRule
   optimizer: optax.GradientTransformation
   total_loss: Callable[[rnn.Params, Batch], jax.Array]
+  seed_layout: str = "auto"
+
+
+# Evaluation sets are run this many examples at a time (rnn.outputs_in_chunks).
+EVAL_CHUNK = 1024
 
 
 def model_spec(config: ml_collections.ConfigDict, task: Task) -> rnn.RNNSpec:
@@ -138,6 +145,7 @@ def make_trainer(
   from credit.training import probes as probes_lib
 
   config_lib.validate(config)
+  runtime.check()
   dtype = dtype_of(config)
   if task is None:
     task = tasks.make(config.task, config.task_options, dtype)
@@ -219,7 +227,7 @@ def make_trainer(
     # at compile time, which costs seconds per set.
     eval_sets = jax.lax.optimization_barrier(task.eval_sets)
     for split, batch in eval_sets.items():
-      y = rnn.outputs(state.params, spec, batch.inputs)
+      y = rnn.outputs_in_chunks(state.params, spec, batch.inputs, EVAL_CHUNK)
       out[f"{split}_loss"] = task.loss(y, batch)
       out[f"{split}_acc"] = task.score(y, batch)
     out["gap_acc"] = out["train_acc"] - out["test_acc"]
@@ -241,6 +249,7 @@ def make_trainer(
     rule=rule,
     optimizer=optimizer,
     total_loss=total_loss,
+    seed_layout=config.get("seed_layout", "auto"),
   )
 
 
