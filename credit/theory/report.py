@@ -160,9 +160,8 @@ def _by_rule(records: Sequence[Mapping], rule: str) -> list[Mapping]:
 
 
 def _column(records: Sequence[Mapping], metric: str | None) -> list[float]:
-  if metric is None:
-    return []
-  return [stats.as_float(r.get(metric)) for r in records]
+  """One value per record (NaN throughout when the metric was never measured: ``None``)."""
+  return [stats.as_float(r.get(metric)) if metric else math.nan for r in records]
 
 
 # ------------------------------------------------------------------- numbers
