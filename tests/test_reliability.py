@@ -200,7 +200,7 @@ def test_sweep_config_is_validated_in_full(change, error, message):
   assert message in str(err.value)
 
 
-def test_reproduction_config_every_sweep_is_validated_before_any_runs():
+def test_config_reproduction_every_sweep_is_validated_before_any_runs():
   repro = repro_seq_mnist.get_config("smoke")
   repro.remedies.weight_noise.remedies.weight_noise_std = NAN
   with pytest.raises(ConfigError, match="sweep seq_mnist/weight_noise: cell .*weight_noise_std"):
