@@ -269,6 +269,8 @@ def test_workdir_config_is_written_before_anything_compiles(tmp_path, monkeypatc
   with pytest.raises(RuntimeError, match="stop before compiling"):
     train_and_evaluate(smoke(num_steps=40), str(tmp_path))
   assert json.loads((tmp_path / "config.json").read_text())["num_steps"] == 40
+  # Nothing was evaluated: a corrected config may take the workdir.
+  assert outputs.RunWriter(str(tmp_path), smoke(num_steps=50), range(2)).start()
 
 
 def test_workdir_crash_at_step_k_keeps_every_evaluation_up_to_k(tmp_path, monkeypatch):

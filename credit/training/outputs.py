@@ -273,8 +273,9 @@ class RunWriter:
 
     A workdir holding a finished run (its ``summary.json``) with the same
     config needs nothing: this returns ``False``. With another config it is
-    refused, and so is an unfinished run of another config. An unfinished run
-    of the same config starts over (a single run keeps no checkpoints).
+    refused, and so is an unfinished run of another config that has written
+    metrics. An unfinished run of the same config starts over (a single run
+    keeps no checkpoints).
     ``overwrite=True`` replaces whatever run is there.
 
     Raises:
@@ -284,7 +285,9 @@ class RunWriter:
     current = config_dict(self.config)
     stored = read_config(self.paths["config"])
     finished = os.path.exists(self.paths["summary"])
-    present = finished or stored is not None or os.path.exists(self.paths["metrics"])
+    # A config.json alone is a run stopped before its first evaluation (e.g. a batch
+    # larger than the data): nothing to lose, so a corrected config may replace it.
+    present = finished or os.path.exists(self.paths["metrics"])
     if present and not overwrite:
       same = stored == current
       if finished and same:
