@@ -13,9 +13,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; before anything imports pyplot
 
+from credit import cli  # noqa: E402
 from credit.analysis.figures import write_figures  # noqa: E402
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Sweep folder holding results.csv.")
@@ -26,7 +27,7 @@ flags.mark_flags_as_required(["workdir"])
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+    cli.fail(f"too many command-line arguments: {argv[1:]}")
   report = write_figures(FLAGS.workdir, FLAGS.out_dir, FLAGS.formats)  # logs skipped figures
   logging.info("%d files written", len(report.written))
   for path in report.written:
@@ -34,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

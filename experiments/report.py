@@ -11,9 +11,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; before anything imports pyplot
 
+from credit import cli  # noqa: E402
 from credit.theory.report import write_report  # noqa: E402
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Reproduction folder (see experiments/reproduce.py).")
@@ -23,9 +24,9 @@ flags.mark_flags_as_required(["workdir"])
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+    cli.fail(f"too many command-line arguments: {argv[1:]}")
   print(write_report(FLAGS.workdir, FLAGS.formats))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -21,13 +21,15 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; before anything imports pyplot
 
+from credit import cli  # noqa: E402
 from credit.analysis.figures import write_figures  # noqa: E402
 from credit.sweeps import cells as cells_lib  # noqa: E402
 from credit.sweeps.runner import describe, quiet_orbax_logs, run_sweep  # noqa: E402
 from credit.theory.report import write_report  # noqa: E402
 from credit.theory.reproduction import plan  # noqa: E402
+from credit.training.outputs import check_workdir  # noqa: E402
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -43,14 +45,16 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+    cli.fail(f"too many command-line arguments: {argv[1:]}")
   quiet_orbax_logs()
-  sweeps = plan(FLAGS.config, FLAGS.tasks, FLAGS.variants)
+  # Every sweep of the plan is validated here, before the first one runs.
+  sweeps = plan(FLAGS.config, FLAGS.tasks, FLAGS.variants, validate=not FLAGS.dry_run)
   if FLAGS.dry_run:
     for task, variant, sweep in sweeps:
       print(f"== {task}/{variant}")
       print(describe(cells_lib.expand(sweep, validate=False)))
     return
+  check_workdir(FLAGS.workdir)
   for task, variant, sweep in sweeps:
     folder = os.path.join(FLAGS.workdir, task, variant)
     print(f"== {task}/{variant} -> {folder}", flush=True)
@@ -60,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -8,7 +8,8 @@ Each cell runs its seeds vmapped, with the seed axis sharded over all visible
 devices (``--num_devices`` to use fewer). Re-running the same command on the
 same ``--workdir`` resumes: finished cells are skipped and an interrupted cell
 continues from its last checkpoint. A second sweep on a workdir in use is
-refused. Outputs: ``results.csv``, ``summary.csv`` and ``cells/<id>/``; see
+refused, and so is a sweep whose cells were started with another config
+(before anything is written). Outputs: ``results.csv``, ``summary.csv`` and ``cells/<id>/``; see
 :mod:`credit.sweeps.results`.
 
 Several hosts: start the same command on every host with ``--distributed``.
@@ -19,10 +20,11 @@ device of every host; process 0 alone reads and writes ``--workdir``.
 """
 
 import credit  # noqa: F401  (first: sets JAX flags before jax is imported)
+from credit import cli
 from credit.sweeps import cells as cells_lib
 from credit.sweeps.runner import describe, quiet_orbax_logs, run_sweep
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -41,7 +43,7 @@ def main(argv):
   import jax  # after credit (see credit.runtime)
 
   if len(argv) > 1:
-    raise app.UsageError(f"Too many command-line arguments: {argv[1:]}")
+    cli.fail(f"too many command-line arguments: {argv[1:]}")
   if FLAGS.distributed:
     jax.distributed.initialize(
       coordinator_address=FLAGS.coordinator_address,
@@ -59,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

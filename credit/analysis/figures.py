@@ -17,9 +17,10 @@ Per task:
   has more than one).
 
 A figure whose metrics are absent (no curvature probe, one learning rate) is
-skipped with a note. Seeds that diverged are left out and counted in the
-labels. Figures are built on ``matplotlib.figure.Figure`` without pyplot, so
-they work under any backend (``experiments/figures.py`` uses Agg).
+skipped with a note. Seeds that diverged (:mod:`credit.analysis.stats`) are
+left out of every figure, and counted in each figure's heading. Figures are
+built on ``matplotlib.figure.Figure`` without pyplot, so they work under any
+backend (``experiments/figures.py`` uses Agg).
 """
 
 from __future__ import annotations
@@ -449,6 +450,7 @@ def make_figures(
   figures: dict[str, Figure] = {}
   notes: list[str] = []
   correlations: dict[str, stats.Correlation] = {}
+  drawn: set[str] = set()
   with matplotlib.rc_context(STYLE):
     for (task,), task_rows in stats.group_rows(rows, ("task",)).items():
       score = _score_of(objective_of.get(task))
@@ -501,6 +503,13 @@ def make_figures(
         figures[f"lr_sweep_{task}"] = lr_sweep_plot(finals, task, score)
       else:
         notes.append(f"lr_sweep_{task}: skipped, the sweep has one learning rate")
+      n_div = sum(bool(r["diverged"]) for r in finals)
+      if n_div:  # every figure of the task says how many runs it leaves out
+        for stem in set(figures) - drawn:
+          figures[stem].suptitle(
+            f"{n_div} of {len(finals)} runs diverged and are left out", fontsize=9, color="0.3"
+          )
+      drawn = set(figures)
   return figures, notes, correlations
 
 
@@ -510,13 +519,21 @@ def write_figures(
   """Writes every figure of the sweep in ``workdir`` to ``out_dir`` (``<workdir>/figures``).
 
   Also writes ``figure_stats.json`` with the correlations shown in titles.
+
+  Raises:
+    ResultsFileError: ``results.csv`` is missing, empty or malformed, or allows
+      no figure (nothing is written then).
   """
+  from credit.errors import ResultsFileError
   from credit.training import outputs
 
-  rows = outputs.read_csv(os.path.join(workdir, "results.csv"))
+  path = os.path.join(workdir, "results.csv")
+  rows = outputs.read_results(path)  # refuses a missing, empty or malformed file
+  figures, notes, correlations = make_figures(rows, objectives(workdir))
+  if not figures:
+    raise ResultsFileError(f"{path} allows no figure: {'; '.join(notes)}")
   out_dir = out_dir or os.path.join(workdir, "figures")
   os.makedirs(out_dir, exist_ok=True)
-  figures, notes, correlations = make_figures(rows, objectives(workdir))
   written = []
   with matplotlib.rc_context(STYLE):
     for stem, fig in figures.items():

@@ -1,10 +1,20 @@
 """Statistics over tidy metric rows: final values per seed, per-cell summaries, correlations.
 
 Rows are dicts as in ``results.csv`` (one per task, rule, learning rate, seed
-and evaluation step). A seed's *final* value of a metric is its value at the
-last evaluation where it was measured (not NaN), so probes run less often
-than evaluations still have one. Seeds whose run diverged are left out of
-every mean and correlation and counted apart.
+and evaluation step).
+
+**Divergence.** A seed is *diverged* from the first evaluation whose
+``diverged`` flag is set (its training loss turned non-finite or exceeded
+``max_loss``) or at which any evaluation metric (a loss or score of an
+evaluation set, or a gap: the names :func:`checked_for_divergence` accepts) is
+NaN or infinite. Diverged seeds are left out of every mean, statistic and
+correlation and counted apart.
+
+**Final values.** All evaluation metrics of a seed's final record come from
+one evaluation: the last one (a seed that never diverged) or the last one
+before its divergence. A probe measured less often than evaluations
+(``curvature.every`` a multiple of ``eval_every``; NaN means "not measured
+here") contributes its latest measurement up to that evaluation.
 """
 
 from __future__ import annotations
@@ -17,7 +27,12 @@ import numpy as np
 
 RUN_COLUMNS = ("task", "rule", "learning_rate", "seed")
 CELL_COLUMNS = ("task", "rule", "learning_rate")
-NON_METRICS = frozenset(RUN_COLUMNS + ("step", "diverged"))
+NON_METRICS = frozenset(RUN_COLUMNS + ("step", "diverged", "diverged_step", "diverged_reason"))
+# Metrics measured at every evaluation on the evaluation sets (losses, scores, gaps):
+# non-finite means the network blew up. Probes' metrics are not checked: NaN there
+# means "not measured at this evaluation", and +inf is a legitimate value of some
+# (``predicted_lambda_bound`` when c <= 0).
+DIVERGENCE_SUFFIXES = ("_loss", "_acc")
 # Shown first in summaries; other metrics follow in name order.
 HEADLINE = (
   "gap_acc",
@@ -61,24 +76,67 @@ def group_rows(rows: Iterable[Mapping], columns: Sequence[str]) -> dict[tuple, l
   return groups
 
 
-def final_records(rows: Sequence[Mapping]) -> list[dict]:
-  """One record per run (task, rule, learning rate, seed) with final metric values.
+def checked_for_divergence(name: str) -> bool:
+  """Whether a non-finite value of metric ``name`` at an evaluation marks the seed diverged."""
+  return name.endswith(DIVERGENCE_SUFFIXES) and name not in NON_METRICS
 
-  Each record has the run's columns, ``step`` (its last evaluation),
-  ``diverged`` (at the last evaluation) and, per metric, the value at the
-  last evaluation where it is not NaN (NaN if never measured).
+
+def _non_finite(row: Mapping, names: Sequence[str]) -> list[str]:
+  return [n for n in names if n in row and not math.isfinite(as_float(row[n]))]
+
+
+def divergence_reason(row: Mapping, names: Sequence[str], previous_step) -> str:
+  """Why a seed is diverged at its first diverged evaluation ``row``."""
+  bad = _non_finite(row, names)
+  if bad:
+    return f"non-finite {', '.join(bad)} at the evaluation of step {row['step']}"
+  since = f" after step {previous_step}" if previous_step is not None else ""
+  return (
+    f"training loss non-finite or above max_loss (or non-finite parameters){since}, "
+    f"found at the evaluation of step {row['step']}"
+  )
+
+
+def final_records(rows: Sequence[Mapping]) -> list[dict]:
+  """One record per run (task, rule, learning rate, seed) with its final metric values.
+
+  Each record has the run's columns; ``diverged`` (see the module docstring),
+  ``diverged_step`` (the first diverged evaluation, NaN if none) and
+  ``diverged_reason`` (``""`` if none); ``step``, the evaluation its values come
+  from (the last one, or the last one before divergence); and per metric its
+  value there (a sparse probe: its latest measurement up to ``step``). A seed
+  diverged at its first evaluation has NaN values.
   """
   names = metric_names(rows)
+  checked = [n for n in names if checked_for_divergence(n)]
   records = []
   for key, group in group_rows(rows, RUN_COLUMNS).items():
     group = sorted(group, key=lambda r: r["step"])
+    first_bad = next(
+      (
+        i
+        for i, r in enumerate(group)
+        if as_float(r.get("diverged", False)) == 1.0 or _non_finite(r, checked)
+      ),
+      None,
+    )
+    healthy = group if first_bad is None else group[:first_bad]
     rec = dict(zip(RUN_COLUMNS, key, strict=True))
-    rec["step"] = group[-1]["step"]
-    rec["diverged"] = as_float(group[-1].get("diverged", False)) == 1.0
+    rec["step"] = healthy[-1]["step"] if healthy else group[0]["step"]
+    rec["diverged"] = first_bad is not None
+    rec["diverged_step"] = group[first_bad]["step"] if first_bad is not None else math.nan
+    rec["diverged_reason"] = (
+      divergence_reason(group[first_bad], checked, healthy[-1]["step"] if healthy else None)
+      if first_bad is not None
+      else ""
+    )
     for name in names:
-      values = [as_float(r.get(name)) for r in group]
-      finite = [v for v in values if not math.isnan(v)]
-      rec[name] = finite[-1] if finite else math.nan
+      values = [as_float(r.get(name)) for r in healthy]
+      if name in checked:
+        rec[name] = values[-1] if values else math.nan
+      else:
+        measured = [v for v in values if not math.isnan(v)]
+        rec[name] = measured[-1] if measured else math.nan
     records.append(rec)
   return records
 

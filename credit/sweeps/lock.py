@@ -20,10 +20,12 @@ import socket
 import time
 import warnings
 
+from credit.errors import UserError
+
 LOCK_NAME = "sweep.lock"
 
 
-class WorkdirInUseError(RuntimeError):
+class WorkdirInUseError(UserError, RuntimeError):
   """Another live sweep holds the workdir."""
 
 

@@ -17,16 +17,15 @@ Layout of a sweep workdir::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 
 from credit.analysis import stats
+from credit.errors import WorkdirError
 from credit.sweeps.cells import Cell
 from credit.training import outputs
 
-import ml_collections
 import numpy as np
 
 RESULTS = "results.csv"
@@ -42,44 +41,29 @@ def is_finished(workdir: str, cell: Cell) -> bool:
   return os.path.exists(os.path.join(cell_dir(workdir, cell), "summary.json"))
 
 
-def _config_dict(config: ml_collections.ConfigDict) -> dict:
-  return json.loads(config.to_json_best_effort(sort_keys=True))
-
-
-def _flat(d: Mapping, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, Mapping):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
 def check_cell_config(workdir: str, cell: Cell) -> None:
-  """Writes the cell's ``config.json``, or checks it against the one already there.
+  """Checks the cell's ``config.json``, if any, against the cell's config (writes nothing).
 
   Raises:
-    ValueError: the cell was started with another config; resuming would mix
+    WorkdirError: the cell was started with another config; resuming would mix
       two experiments in one folder.
   """
   path = os.path.join(cell_dir(workdir, cell), "config.json")
-  current = _config_dict(cell.config)
-  if os.path.exists(path):
-    with open(path) as f:
-      stored = json.load(f)
-    if stored != current:
-      a, b = _flat(stored), _flat(current)
-      diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-      shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6])
-      raise ValueError(
-        f"cell {cell.id} in {workdir} was started with another config ({shown}"
-        f"{', ...' if len(diff) > 6 else ''}). Use a new --workdir, or delete "
-        f"{cell_dir(workdir, cell)} to restart that cell."
-      )
-    return
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  outputs.write_json(path, current)
+  stored = outputs.read_config(path)
+  if stored is not None and stored != outputs.config_dict(cell.config):
+    diff = outputs.config_differences(stored, outputs.config_dict(cell.config))
+    raise WorkdirError(
+      f"cell {cell.id} in {workdir} was started with another config ({diff}). Use a new "
+      f"--workdir, or delete {cell_dir(workdir, cell)} to restart that cell."
+    )
+
+
+def write_cell_config(workdir: str, cell: Cell) -> None:
+  """Writes the cell's ``config.json`` unless it is there (checked by :func:`check_cell_config`)."""
+  path = os.path.join(cell_dir(workdir, cell), "config.json")
+  if not os.path.exists(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    outputs.write_config(path, cell.config)
 
 
 def write_cell(
@@ -124,8 +108,12 @@ def write_results(workdir: str, cells: Sequence[Cell]) -> dict[str, str]:
 
 
 def load(workdir: str) -> tuple[list[dict], list[dict]]:
-  """``(results rows, summary rows)`` of a sweep workdir, numbers converted."""
+  """``(results rows, summary rows)`` of a sweep workdir, numbers converted.
+
+  Raises:
+    ResultsFileError: either file is missing, empty or malformed.
+  """
   return (
-    outputs.read_csv(os.path.join(workdir, RESULTS)),
-    outputs.read_csv(os.path.join(workdir, SUMMARY)),
+    outputs.read_results(os.path.join(workdir, RESULTS)),
+    outputs.read_results(os.path.join(workdir, SUMMARY), required=stats.CELL_COLUMNS),
   )

@@ -41,6 +41,7 @@ from credit.sweeps import cells as cells_lib
 from credit.sweeps import results, sharding
 from credit.sweeps.checkpointing import CellCheckpointer, Restored
 from credit.sweeps.lock import WorkdirInUseError, WorkdirLock
+from credit.training import divergence, outputs
 from credit.training.run import format_seconds, headline
 from credit.training.train import dtype_of, make_trainer
 
@@ -257,7 +258,8 @@ def run_cell(
       if step > previous:
         state = fns.run_chunk(state, step - previous)
         previous = step
-      metrics = fns.to_host(fns.evaluate(state, step))
+      state, metrics = divergence.after_evaluation(state, fns.evaluate(state, step))
+      metrics = fns.to_host(metrics)
       for name, value in metrics.items():
         history[name][:, j] = value
       progress.update(step, metrics)
@@ -316,11 +318,15 @@ def run_sweep(
 
   Raises:
     WorkdirInUseError: another live sweep holds ``workdir``.
-    ValueError: an invalid sweep, or a cell started with another config.
+    WorkdirError: ``workdir`` is a file or not writable, or a cell in it was
+      started with another config (nothing is written then).
+    ConfigError: an invalid sweep (found before anything runs).
   """
   start = time.perf_counter()
   cells = cells_lib.expand(sweep)
   workdir = os.path.abspath(workdir)
+  if is_primary():
+    outputs.check_workdir(workdir)
   mesh = sharding.make_mesh(num_devices)
   lock = WorkdirLock(workdir)
   refusal = None
@@ -334,10 +340,14 @@ def run_sweep(
     raise WorkdirInUseError(refusal)
   try:
     if is_primary():
+      # Every cell is checked before anything is written: a refused sweep leaves the
+      # workdir (sweep.json included) as it was.
+      for cell in cells:
+        results.check_cell_config(workdir, cell)
       with open(os.path.join(workdir, "sweep.json"), "w") as f:
         f.write(sweep.to_json_best_effort(indent=2))
       for cell in cells:
-        results.check_cell_config(workdir, cell)
+        results.write_cell_config(workdir, cell)
     finished = _broadcast_json([results.is_finished(workdir, c) for c in cells])
     progress = SweepProgress(
       {c.id: 0 if done else c.config.num_steps for c, done in zip(cells, finished, strict=True)},

@@ -10,9 +10,9 @@ Training chunks run under ``shard_map`` over each device's seeds, laid out
 as the config's ``seed_layout`` (:mod:`credit.training.seeds`: one after the
 other on CPU, vmapped on accelerators); evaluation runs with ``lax.map`` over
 them, one seed at a time, because a vmapped evaluation's reductions over
-examples change order with the number of seeds per device. Per-seed results are then bitwise the same on any
-device count (tests/test_sweep.py; XLA:CPU needs the same thread-pool size,
-see :mod:`credit.sweeps.runner`).
+examples change order with the number of seeds per device. Per-seed results
+are then bitwise the same on any device count (tests/test_sweep.py; XLA:CPU
+needs the same thread-pool size, see :mod:`credit.sweeps.runner`).
 
 **Padding.** When ``num_seeds`` is not a multiple of the device count, the
 seed axis is padded with copies of the last seed's key, computed and dropped.

@@ -34,6 +34,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from credit.analysis import stats
+from credit.errors import ResultsFileError
 from credit.training import outputs
 
 import numpy as np
@@ -123,7 +124,7 @@ def find_sweeps(workdir: str) -> dict[str, dict[str, str]]:
 
 def _final_runs(sweep_dir: str) -> tuple[list[dict], list[dict]]:
   """``(kept, diverged)`` final records of a sweep's runs."""
-  rows = outputs.read_csv(os.path.join(sweep_dir, "results.csv"))
+  rows = outputs.read_results(os.path.join(sweep_dir, "results.csv"))
   finals = stats.final_records(rows)
   return [r for r in finals if not r["diverged"]], [r for r in finals if r["diverged"]]
 
@@ -159,9 +160,8 @@ def _by_rule(records: Sequence[Mapping], rule: str) -> list[Mapping]:
 
 
 def _column(records: Sequence[Mapping], metric: str | None) -> list[float]:
-  if metric is None:
-    return []
-  return [stats.as_float(r.get(metric)) for r in records]
+  """One value per record (NaN throughout when the metric was never measured: ``None``)."""
+  return [stats.as_float(r.get(metric)) if metric else math.nan for r in records]
 
 
 # ------------------------------------------------------------------- numbers
@@ -273,7 +273,7 @@ def theory_figures(workdir: str, formats: Sequence[str] = ("png",)) -> dict[str,
       if BASE not in variants:
         continue
       figs = {}
-      rows = outputs.read_csv(os.path.join(variants[BASE], "results.csv"))
+      rows = outputs.read_results(os.path.join(variants[BASE], "results.csv"))
       if any(math.isfinite(stats.as_float(r.get("theory_lambda_max"))) for r in rows):
         figs[f"theory_bound_{task}"] = _bound_figure(rows, task, rule_color, rule_label)
       if len(variants) > 1:
@@ -291,8 +291,16 @@ def _bound_figure(rows, task, rule_color, rule_label):
 
   fig = Figure(figsize=(6.4, 4.4))
   ax = fig.subplots()
+  finals = stats.final_records(rows)
+  diverged = {tuple(r[c] for c in stats.RUN_COLUMNS) for r in finals if r["diverged"]}
+  if diverged:
+    fig.suptitle(f"{len(diverged)} of {len(finals)} runs diverged and are left out", fontsize=9)
   for rule in _rules(rows):
-    runs = [r for r in rows if r["rule"] == rule and not r.get("diverged")]
+    runs = [
+      r
+      for r in rows
+      if r["rule"] == rule and tuple(r[c] for c in stats.RUN_COLUMNS) not in diverged
+    ]
     steps = sorted(
       {r["step"] for r in runs if math.isfinite(stats.as_float(r.get("theory_lambda_max")))}
     )
@@ -632,16 +640,40 @@ def markdown(workdir: str, numbers: Mapping, figures: Mapping[str, Sequence[str]
   return "\n".join(lines)
 
 
-def write_report(workdir: str, formats: Sequence[str] = ("png",)) -> str:
-  """Writes ``REPORT.md``, ``report.json`` and the theory figures; returns the report's path."""
-  numbers = build(workdir)
+def check_numbers(workdir: str, numbers: Mapping) -> None:
+  """Refuses numbers that would make an empty report (a task without any run).
+
+  Raises:
+    ResultsFileError: no task, or a task whose base sweep has no run.
+  """
   if not numbers:
-    raise FileNotFoundError(
+    raise ResultsFileError(
       f"no <task>/{BASE}/results.csv under {workdir}; run experiments/reproduce.py first"
     )
-  figures = theory_figures(workdir, formats)
+  for task, t in numbers.items():
+    if not t["rules"] or not any(e["runs"] for e in t["rules"].values()):
+      raise ResultsFileError(f"{os.path.join(workdir, task, BASE, 'results.csv')} holds no run")
+
+
+def write_report(workdir: str, formats: Sequence[str] = ("png",)) -> str:
+  """Writes ``REPORT.md``, ``report.json`` and the theory figures; returns the report's path.
+
+  Every results file is read and checked first (:func:`build`, :func:`check_numbers`);
+  the report is written to a temporary file and renamed over ``REPORT.md`` only when
+  complete, so a failure leaves a previous report as it was.
+
+  Raises:
+    ResultsFileError: a missing, empty or malformed ``results.csv``, or no run at all.
+  """
+  if not os.path.isdir(workdir):
+    raise ResultsFileError(f"{workdir} is not a folder (the reproduction's --workdir)")
+  numbers = build(workdir)
+  check_numbers(workdir, numbers)
+  text = markdown(workdir, numbers, theory_figures(workdir, formats))
   outputs.write_json(os.path.join(workdir, "report.json"), numbers)
   path = os.path.join(workdir, "REPORT.md")
-  with open(path, "w") as f:
-    f.write(markdown(workdir, numbers, figures))
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
   return path

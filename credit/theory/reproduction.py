@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from credit.errors import ConfigError, UnknownFieldError
+
 import ml_collections
 
 BASE = "base"
@@ -88,7 +90,7 @@ def remedy_rules(repro: ml_collections.ConfigDict, task: str) -> tuple[str, ...]
     chosen = tuple(listed[task])
     unknown = sorted(set(chosen) - set(rules))
     if unknown:
-      raise ValueError(f"remedy_rules.{task} names rules not in its sweep: {unknown}")
+      raise ConfigError(f"remedy_rules.{task} names rules not in its sweep: {unknown}")
     return chosen
   return tuple(r for r in rules if r != REFERENCE_RULE)
 
@@ -110,7 +112,7 @@ def remedy_sweep(
   out["name"] = f"{base['name']}_{variant}"
   out["rules"] = tuple(r for r in base["rules"] if r in rules)
   if not out["rules"]:
-    raise ValueError(f"variant {variant!r}: none of {tuple(rules)} is a rule of the sweep")
+    raise ConfigError(f"variant {variant!r}: none of {tuple(rules)} is a rule of the sweep")
   out["rule_overrides"] = {
     r: _deep_merge(base["rule_overrides"].get(r, {}), overrides) for r in out["rules"]
   }
@@ -121,10 +123,41 @@ def remedy_sweep(
   return ml_collections.ConfigDict(out)
 
 
+REPRODUCTION_FIELDS = ("name", "tasks", "remedies", "remedy_rules")
+
+
+def validate_reproduction(repro: ml_collections.ConfigDict) -> None:
+  """Checks the reproduction config's own fields (its sweeps: :func:`plan`).
+
+  Raises:
+    ConfigError: a missing, unknown or invalid field.
+  """
+  unknown = sorted(set(repro.keys()) - set(REPRODUCTION_FIELDS))
+  if unknown:
+    raise UnknownFieldError(
+      f"unknown reproduction config field(s) {unknown}; the known fields are "
+      f"{sorted(REPRODUCTION_FIELDS)}"
+    )
+  missing = [f for f in ("name", "tasks", "remedies") if f not in repro]
+  if missing:
+    raise ConfigError(f"reproduction config lacks field(s) {missing}")
+  if not repro.tasks:
+    raise ConfigError("the reproduction's tasks is empty; it maps task names to sweep configs")
+  for variant, overrides in repro.remedies.items():
+    if not isinstance(overrides, Mapping | ml_collections.ConfigDict):
+      raise ConfigError(
+        f"remedies.{variant} must be a partial run config (a block), got {overrides!r}"
+      )
+  for task in (repro.get("remedy_rules") or {}).keys():
+    if task not in repro.tasks:
+      raise ConfigError(f"remedy_rules names task {task!r}, not in tasks {sorted(repro.tasks)}")
+
+
 def plan(
   repro: ml_collections.ConfigDict,
   tasks: Sequence[str] | None = None,
   variants: Sequence[str] | None = None,
+  validate: bool = True,
 ) -> list[tuple[str, str, ml_collections.ConfigDict]]:
   """``(task, variant, sweep)`` for every sweep of the reproduction, base sweeps first per task.
 
@@ -132,22 +165,27 @@ def plan(
     repro: a reproduction config (module docstring).
     tasks: a subset of ``repro.tasks`` (default: all, in name order).
     variants: a subset of ``repro.remedies`` (default: all); ``()`` for none.
+    validate: validate the reproduction config and every cell of every planned
+      sweep (:func:`credit.sweeps.cells.expand`) before returning, so that a bad
+      remedy is found before the first sweep runs, not hours later.
 
   Raises:
-    ValueError: an unknown task or variant.
+    ConfigError: an unknown task or variant, or an invalid field anywhere.
   """
+  if validate:
+    validate_reproduction(repro)
   all_tasks = sorted(repro.tasks)
   tasks = all_tasks if tasks is None else list(tasks)
   unknown = sorted(set(tasks) - set(all_tasks))
   if unknown:
-    raise ValueError(f"unknown task(s) {unknown}; the reproduction has {all_tasks}")
+    raise ConfigError(f"unknown task(s) {unknown}; the reproduction has {all_tasks}")
   all_variants = sorted(repro.remedies)
   variants = all_variants if variants is None else list(variants)
   unknown = sorted(set(variants) - set(all_variants))
   if unknown:
-    raise ValueError(f"unknown remedy variant(s) {unknown}; the reproduction has {all_variants}")
+    raise ConfigError(f"unknown remedy variant(s) {unknown}; the reproduction has {all_variants}")
   if BASE in variants:
-    raise ValueError(f"{BASE!r} is the name of the sweep without remedies")
+    raise ConfigError(f"{BASE!r} is the name of the sweep without remedies")
   out = []
   for task in tasks:
     sweep = repro.tasks[task]
@@ -155,4 +193,14 @@ def plan(
     rules = remedy_rules(repro, task)
     for variant in variants:
       out.append((task, variant, remedy_sweep(sweep, variant, repro.remedies[variant], rules)))
+  if validate:
+    from credit.sweeps import cells as cells_lib
+
+    for task, variant, sweep in out:
+      try:
+        cells_lib.expand(sweep)
+      except UnknownFieldError as err:
+        raise UnknownFieldError(f"sweep {task}/{variant}: {err}") from None
+      except ConfigError as err:
+        raise ConfigError(f"sweep {task}/{variant}: {err}") from None
   return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from credit import rules, tasks
+from credit.errors import ConfigError, UnknownFieldError
 from credit.models.rnn import ACTIVATIONS
 from credit.tasks.base import Task
 from credit.training import optimizers
@@ -99,89 +100,199 @@ def parse_variants(arg: str | None, known: tuple[str, ...] = ("smoke",)) -> set[
   variants = {v.strip() for v in (arg or "").split(",") if v.strip()}
   unknown = variants - set(known)
   if unknown:
-    raise ValueError(f"unknown config variant(s) {sorted(unknown)}; known: {list(known)}")
+    raise ConfigError(f"unknown config variant(s) {sorted(unknown)}; known: {list(known)}")
   return variants
 
 
-def _positive_int(config, field):
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# Fields whose value may be +inf (never NaN): max_loss=inf turns the loss bound off.
+INFINITY_ALLOWED = frozenset({"max_loss"})
+
+
+def known_fields(block: ml_collections.ConfigDict) -> list[str]:
+  return sorted(block.keys())
+
+
+def check_fields(
+  config: ml_collections.ConfigDict | dict,
+  reference: ml_collections.ConfigDict | dict,
+  path: str = "",
+  what: str = "the run config",
+) -> None:
+  """Checks every field of ``config`` against the defaults in ``reference``, recursively.
+
+  A field must exist in ``reference`` and have its kind: a block, True/False, an
+  integer, a finite number (``+inf`` only for :data:`INFINITY_ALLOWED`), a string, or
+  a tuple of finite numbers. Fields of ``reference`` missing from ``config`` are left
+  to the semantic checks (older configs lack some optional blocks).
+
+  Raises:
+    UnknownFieldError: a field ``reference`` does not have (lists the known ones).
+    ConfigError: a value of the wrong kind, NaN or infinite.
+  """
+  for key in config.keys():
+    field = f"{path}{key}"
+    if key not in reference:
+      block = f" of {path[:-1]}" if path else f" of {what}"
+      raise UnknownFieldError(
+        f"unknown config field {field!r}; the known fields{block} are {known_fields(reference)}"
+      )
+    value, default = config[key], reference[key]
+    if isinstance(default, ml_collections.ConfigDict | dict):
+      if not isinstance(value, ml_collections.ConfigDict | dict):
+        raise ConfigError(f"{field} must be a block of fields, got {value!r}")
+      check_fields(value, default, f"{field}.", what)
+    elif isinstance(default, bool):
+      if not isinstance(value, bool):
+        raise ConfigError(f"{field} must be True or False, got {value!r}")
+    elif _is_int(default):
+      if not _is_int(value):
+        raise ConfigError(f"{field} must be an integer, got {value!r}")
+    elif isinstance(default, float):
+      check_number(field, value, allow_inf=key in INFINITY_ALLOWED)
+    elif isinstance(default, str):
+      if not isinstance(value, str):
+        raise ConfigError(f"{field} must be a string, got {value!r}")
+    elif isinstance(default, tuple | list):
+      if not isinstance(value, tuple | list):
+        raise ConfigError(f"{field} must be a tuple of numbers, got {value!r}")
+      for item in value:
+        check_number(field, item, what="a tuple of finite numbers", shown=tuple(value))
+
+
+def check_number(
+  field: str, value, allow_inf: bool = False, what: str | None = None, shown=None
+) -> None:
+  """``value`` must be an int or float, not NaN, and finite unless ``allow_inf`` (+inf only)."""
+  ok = _is_number(value) and not math.isnan(value)
+  if ok and math.isinf(value):
+    ok = allow_inf and value > 0
+  if not ok:
+    allowed = what or ("a number or inf" if allow_inf else "a finite number")
+    raise ConfigError(f"{field} must be {allowed}, got {shown if shown is not None else value!r}")
+
+
+def _positive_int(config, field, prefix=""):
   value = config[field]
-  if not isinstance(value, int) or value < 1:
-    raise ValueError(f"{field} must be a positive integer, got {value!r}")
+  if not _is_int(value) or value < 1:
+    raise ConfigError(f"{prefix}{field} must be a positive integer, got {value!r}")
+
+
+def _nonnegative_int(config, field, prefix=""):
+  value = config[field]
+  if not _is_int(value) or value < 0:
+    raise ConfigError(f"{prefix}{field} must be an integer >= 0 (0: off), got {value!r}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks every field whose value can be judged without loading data."""
-  if config.task not in tasks.names():
-    raise ValueError(f"task must be one of {tasks.names()}, got {config.task!r}")
+  """Checks every field whose value can be judged without loading data.
+
+  First the kind of every field (:func:`check_fields`: unknown fields, wrong types,
+  NaN and infinities), then the allowed values. Any failure is a :class:`ConfigError`
+  naming the field, the value and what is allowed.
+  """
+  try:
+    _validate(config)
+  except ConfigError:
+    raise
+  except ValueError as err:  # from the task, rule and optimizer modules' own checks
+    raise ConfigError(str(err)) from None
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+  if "task" not in config or config.task not in tasks.names():
+    raise ConfigError(f"task must be one of {tasks.names()}, got {config.get('task')!r}")
+  reference = base_config(config.task)
+  check_fields(config, reference)
   tasks.validate(config.task, config.task_options)
   if config.rule not in rules.names():
-    raise ValueError(f"rule must be one of {rules.names()}, got {config.rule!r}")
+    raise ConfigError(f"rule must be one of {rules.names()}, got {config.rule!r}")
   rules.validate(config.rule, config.rule_options)
   optimizers.validate(config.optimizer)
   for field in ("batch_size", "num_steps", "eval_every", "num_seeds"):
     _positive_int(config, field)
-  if config.reg_l2 < 0:
-    raise ValueError(f"reg_l2 must be >= 0, got {config.reg_l2}")
+  if not _is_int(config.seed) or not 0 <= config.seed < 2**32:
+    raise ConfigError(f"seed must be an integer in [0, 2**32), got {config.seed!r}")
+  if not config.reg_l2 >= 0:
+    raise ConfigError(f"reg_l2 must be >= 0, got {config.reg_l2}")
   if not config.get("max_loss", math.inf) > 0:
-    raise ValueError(f"max_loss must be > 0 (inf: off), got {config.max_loss}")
-  if config.dtype not in DTYPES:
-    raise ValueError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
+    raise ConfigError(f"max_loss must be > 0 (inf: off), got {config.max_loss}")
+  if config.get("dtype", "float32") not in DTYPES:
+    raise ConfigError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
   layout = config.get("seed_layout", "auto")
   if layout not in SEED_LAYOUTS:
-    raise ValueError(f"seed_layout must be one of {SEED_LAYOUTS}, got {layout!r}")
+    raise ConfigError(f"seed_layout must be one of {SEED_LAYOUTS}, got {layout!r}")
   for block in ("curvature", "alignment", "theory"):
     if block not in config:  # configs written before the block existed: off
       continue
     every = config[block].every
-    if not isinstance(every, int) or every < 0 or (every and every % config.eval_every):
-      raise ValueError(
+    if not _is_int(every) or every < 0 or (every and every % config.eval_every):
+      raise ConfigError(
         f"{block}.every must be 0 (off) or a positive multiple of eval_every="
         f"{config.eval_every}, got {every!r}"
       )
-  if config.curvature.params not in ("w_rec", "all"):
-    raise ValueError(
-      f"curvature.params must be one of ('w_rec', 'all'), got {config.curvature.params!r}"
-    )
+  if "curvature" in config:
+    _validate_curvature(config.curvature)
+  if "alignment" in config:
+    _positive_int(config.alignment, "batch_size", "alignment.")
   if "theory" in config:
     _validate_theory(config.theory)
   if "remedies" in config:
     _validate_remedies(config.remedies, config.num_steps)
   m = config.model
-  if not isinstance(m.n_hidden, int) or m.n_hidden < 1:
-    raise ValueError(f"model.n_hidden must be a positive integer, got {m.n_hidden!r}")
+  if not _is_int(m.n_hidden) or m.n_hidden < 1:
+    raise ConfigError(f"model.n_hidden must be a positive integer, got {m.n_hidden!r}")
   if m.activation not in ACTIVATIONS:
-    raise ValueError(f"model.activation must be one of {ACTIVATIONS}, got {m.activation!r}")
+    raise ConfigError(f"model.activation must be one of {ACTIVATIONS}, got {m.activation!r}")
   if not 0 < m.alpha <= 1:
-    raise ValueError(f"model.alpha must be in (0, 1], got {m.alpha}")
+    raise ConfigError(f"model.alpha must be in (0, 1], got {m.alpha}")
   if m.dale and not 0 < m.frac_exc < 1:
-    raise ValueError(f"model.frac_exc must be in (0, 1) under Dale's law, got {m.frac_exc}")
+    raise ConfigError(f"model.frac_exc must be in (0, 1) under Dale's law, got {m.frac_exc}")
+
+
+def _validate_curvature(c: ml_collections.ConfigDict) -> None:
+  if c.params not in ("w_rec", "all"):
+    raise ConfigError(f"curvature.params must be one of ('w_rec', 'all'), got {c.params!r}")
+  for field in ("lanczos_steps", "top_k", "batch_size"):
+    _positive_int(c, field, "curvature.")
+  for field in ("chunk_size", "trace_probes", "flatness_probes"):
+    _nonnegative_int(c, field, "curvature.")
+  if c.top_k > c.lanczos_steps:
+    raise ConfigError(
+      f"curvature.top_k ({c.top_k}) must be at most curvature.lanczos_steps ({c.lanczos_steps})"
+    )
 
 
 def _validate_theory(t: ml_collections.ConfigDict) -> None:
   if t.params not in ("w_rec", "all"):
-    raise ValueError(f"theory.params must be one of ('w_rec', 'all'), got {t.params!r}")
+    raise ConfigError(f"theory.params must be one of ('w_rec', 'all'), got {t.params!r}")
   for field in ("batch_size", "lanczos_steps", "top_k", "arnoldi_steps"):
-    value = t[field]
-    if not isinstance(value, int) or value < 1:
-      raise ValueError(f"theory.{field} must be a positive integer, got {value!r}")
+    _positive_int(t, field, "theory.")
   if t.top_k > t.lanczos_steps:
-    raise ValueError(
+    raise ConfigError(
       f"theory.top_k ({t.top_k}) must be at most theory.lanczos_steps ({t.lanczos_steps})"
     )
   if t.jvp not in ("auto", "jvp", "fd"):
-    raise ValueError(f"theory.jvp must be one of ('auto', 'jvp', 'fd'), got {t.jvp!r}")
+    raise ConfigError(f"theory.jvp must be one of ('auto', 'jvp', 'fd'), got {t.jvp!r}")
 
 
 def _validate_remedies(r: ml_collections.ConfigDict, num_steps: int) -> None:
   for field in ("lr_scale", "late_lr_factor"):
     if not r[field] > 0:
-      raise ValueError(f"remedies.{field} must be > 0, got {r[field]}")
+      raise ConfigError(f"remedies.{field} must be > 0, got {r[field]}")
   for field in ("weight_noise_std", "activity_noise_std"):
     if not r[field] >= 0:
-      raise ValueError(f"remedies.{field} must be >= 0 (0: off), got {r[field]}")
+      raise ConfigError(f"remedies.{field} must be >= 0 (0: off), got {r[field]}")
   start = optimizers.late_start_step(r.late_lr_start, num_steps)
   if r.late_lr_factor != 1.0 and not 0 < start <= num_steps:
-    raise ValueError(
+    raise ConfigError(
       f"remedies.late_lr_start={r.late_lr_start} gives step {start}, outside (0, "
       f"num_steps={num_steps}]"
     )
@@ -191,7 +302,7 @@ def validate_against_task(config: ml_collections.ConfigDict, task: Task) -> None
   """Checks that need the built task (split sizes)."""
   size = task.train_size
   if size is not None and config.batch_size > size:
-    raise ValueError(
+    raise ConfigError(
       f"batch_size={config.batch_size} is larger than the {size} training examples of "
       f"task {task.name!r}; use at most {size}"
     )

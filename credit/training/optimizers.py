@@ -7,6 +7,7 @@ gets the plain float ``optimizer.learning_rate``, exactly as before.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -20,10 +21,18 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 def validate(opt: ml_collections.ConfigDict) -> None:
   if opt.name not in OPTIMIZERS:
     raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}, got {opt.name!r}")
-  if not opt.learning_rate > 0:
-    raise ValueError(f"optimizer.learning_rate must be > 0, got {opt.learning_rate}")
+  # Written so that NaN fails every check (a comparison with NaN is False).
+  if not 0 < opt.learning_rate < math.inf:
+    raise ValueError(f"optimizer.learning_rate must be > 0 and finite, got {opt.learning_rate}")
   if opt.name == "momentum" and not 0 <= opt.momentum < 1:
     raise ValueError(f"optimizer.momentum must be in [0, 1), got {opt.momentum}")
+  for field in ("b1", "b2"):
+    if field in opt and not 0 <= opt[field] < 1:
+      raise ValueError(f"optimizer.{field} must be in [0, 1), got {opt[field]}")
+  if "eps" in opt and not 0 < opt.eps < math.inf:
+    raise ValueError(f"optimizer.eps must be > 0 and finite, got {opt.eps}")
+  if "weight_decay" in opt and not 0 <= opt.weight_decay < math.inf:
+    raise ValueError(f"optimizer.weight_decay must be >= 0 and finite, got {opt.weight_decay}")
 
 
 def late_start_step(start: float, num_steps: int) -> int:

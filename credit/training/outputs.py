@@ -1,22 +1,38 @@
 """What a run writes: the resolved config, a tidy ``metrics.csv`` and ``summary.json``.
 
 ``metrics.csv`` has one row per seed and evaluation step; ``summary.json`` one
-record per seed with the final metrics. Both carry the identifying columns
-(task, rule, learning_rate, seed) so that tables of many runs concatenate.
+record per seed with the final metrics (:func:`credit.analysis.stats.final_records`:
+every value from one evaluation, divergence marked with its step and reason).
+Both carry the identifying columns (task, rule, learning_rate, seed) so that
+tables of many runs concatenate.
+
+:class:`RunWriter` writes them as the run goes: the workdir is checked and
+``config.json`` written before anything is compiled, ``metrics.csv`` grows by
+one block of rows per evaluation, and ``summary.json`` comes last, so it marks
+a finished run and a crash at step k keeps every evaluation up to k. A
+finished run is never replaced silently (:meth:`RunWriter.start`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
+
+from credit.analysis import stats
+from credit.errors import ResultsFileError, WorkdirError
 
 import ml_collections
 import numpy as np
 
 ID_COLUMNS = ("task", "rule", "learning_rate", "seed", "step")
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+SUMMARY = "summary.json"
 
 
 def _scalar(value):
@@ -59,14 +75,25 @@ def summary_records(
   history: Mapping[str, np.ndarray],
   seeds: Sequence[int],
 ) -> list[dict]:
-  """One record per seed: identity, number of steps and every final metric."""
-  ident = run_identity(config)
-  names = sorted(k for k in history if k != "step")
+  """One record per seed: identity, run length and final metrics.
+
+  ``steps`` is the run's last evaluation; the metric values, ``diverged``,
+  ``diverged_step``, ``diverged_reason`` and ``step`` (the evaluation the values
+  are from: ``steps``, or the last evaluation before the seed diverged) are those
+  of :func:`credit.analysis.stats.final_records`, as in a sweep's ``summary.csv``.
+  """
+  rows = metric_rows(config, history, seeds)
+  last = int(np.max(np.asarray(history["step"])))
   records = []
-  for i, seed in enumerate(seeds):
-    rec = {**ident, "seed": int(seed), "steps": int(np.asarray(history["step"])[i, -1])}
-    rec.update({k: _scalar(history[k][i, -1]) for k in names})
-    records.append(rec)
+  for rec in stats.final_records(rows):
+    out = {k: rec[k] for k in stats.RUN_COLUMNS}
+    out["steps"] = last
+    out["step"] = rec["step"]
+    out["diverged"] = rec["diverged"]
+    out["diverged_step"] = rec["diverged_step"] if rec["diverged"] else None
+    out["diverged_reason"] = rec["diverged_reason"] or None
+    out.update({k: v for k, v in rec.items() if k not in out and k not in stats.NON_METRICS})
+    records.append(out)
   return records
 
 
@@ -100,6 +127,45 @@ def read_csv(path: str) -> list[dict]:
     return [{k: convert(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+RESULTS_COLUMNS = ("task", "rule", "learning_rate", "seed", "step")
+
+
+def read_results(path: str, required: Sequence[str] = RESULTS_COLUMNS) -> list[dict]:
+  """Reads a results table (``results.csv``, ``metrics.csv``), refusing a bad one.
+
+  Raises:
+    ResultsFileError: the file is missing, empty, has no data rows, lacks a
+      column of ``required``, has rows longer or shorter than its header, or a
+      non-numeric ``learning_rate``, ``seed`` or ``step``.
+  """
+  if not os.path.isfile(path):
+    raise ResultsFileError(f"{path} does not exist (run the sweep or experiment first)")
+  if os.path.getsize(path) == 0:
+    raise ResultsFileError(f"{path} is empty (0 bytes): a run that wrote nothing")
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    header = reader.fieldnames or []
+    raw = list(reader)
+  missing = [c for c in required if c not in header]
+  if missing:
+    raise ResultsFileError(f"{path} lacks the column(s) {missing}; its header is {header}")
+  if not raw:
+    raise ResultsFileError(f"{path} has a header but no rows")
+  for line, row in enumerate(raw, start=2):
+    if None in row or any(v is None for v in row.values()):
+      raise ResultsFileError(
+        f"{path}, line {line}: the row has a different number of fields than the header"
+      )
+  rows = read_csv(path)
+  for line, row in enumerate(rows, start=2):
+    for column in ("learning_rate", "seed", "step"):
+      if column in required and not isinstance(row[column], int | float):
+        raise ResultsFileError(
+          f"{path}, line {line}: {column} must be a number, got {row[column]!r}"
+        )
+  return rows
+
+
 def _json_safe(obj):
   if isinstance(obj, float) and not math.isfinite(obj):
     return None
@@ -118,21 +184,144 @@ def write_json(path: str, obj) -> None:
   os.replace(tmp, path)
 
 
-def write_run(
-  workdir: str,
-  config: ml_collections.ConfigDict,
-  history: Mapping[str, np.ndarray],
-  seeds: Sequence[int],
-) -> dict[str, str]:
-  """Writes ``config.json``, ``metrics.csv`` and ``summary.json``; returns their paths."""
-  os.makedirs(workdir, exist_ok=True)
-  paths = {
-    "config": os.path.join(workdir, "config.json"),
-    "metrics": os.path.join(workdir, "metrics.csv"),
-    "summary": os.path.join(workdir, "summary.json"),
-  }
-  with open(paths["config"], "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
-  write_csv(paths["metrics"], metric_rows(config, history, seeds))
-  write_json(paths["summary"], summary_records(config, history, seeds))
-  return paths
+def check_workdir(workdir: str) -> str:
+  """Creates ``workdir`` if needed and checks that files can be written in it.
+
+  Returns:
+    Its absolute path.
+
+  Raises:
+    WorkdirError: it is an existing file, cannot be created, or is not writable.
+  """
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise WorkdirError(f"workdir {path} is an existing file, not a folder")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as err:
+    raise WorkdirError(f"cannot create workdir {path}: {err.strerror or err}") from None
+  try:
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+      pass
+  except OSError as err:
+    raise WorkdirError(f"workdir {path} is not writable: {err.strerror or err}") from None
+  return path
+
+
+def _flat(d: Mapping, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, Mapping):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def config_differences(stored: Mapping, current: Mapping, limit: int = 6) -> str:
+  """``field: old -> new, ...`` for the fields where two config dicts differ."""
+  a, b = _flat(stored), _flat(current)
+  diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+  shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:limit])
+  return shown + (", ..." if len(diff) > limit else "")
+
+
+def config_dict(config: ml_collections.ConfigDict) -> dict:
+  """The config as plain JSON data (what ``config.json`` holds)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def write_config(path: str, config: ml_collections.ConfigDict) -> None:
+  """Writes ``config.json`` atomically; ``inf`` stays ``Infinity`` so it reads back equal."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  os.replace(tmp, path)
+
+
+def read_config(path: str) -> dict | None:
+  """A stored ``config.json`` (``None`` when missing; unreadable: a dict saying so)."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return {"<unreadable config.json>": True}
+
+
+class RunWriter:
+  """Writes one run's files into its workdir as the run goes.
+
+  ``start`` (before anything is compiled), then ``append`` at each evaluation,
+  then ``finish``.
+  """
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict, seeds: Sequence[int]):
+    self.workdir = os.path.abspath(workdir)
+    self.config = config
+    self.seeds = tuple(seeds)
+    self.paths = {
+      "config": os.path.join(self.workdir, CONFIG),
+      "metrics": os.path.join(self.workdir, METRICS),
+      "summary": os.path.join(self.workdir, SUMMARY),
+    }
+    self.columns: list[str] | None = None
+
+  def start(self, overwrite: bool = False) -> bool:
+    """Checks the workdir and writes ``config.json``; ``False``: the run is already done.
+
+    A workdir holding a finished run (its ``summary.json``) with the same
+    config needs nothing: this returns ``False``. With another config it is
+    refused, and so is an unfinished run of another config that has written
+    metrics. An unfinished run of the same config starts over (a single run
+    keeps no checkpoints).
+    ``overwrite=True`` replaces whatever run is there.
+
+    Raises:
+      WorkdirError: the workdir is unusable or holds another run.
+    """
+    check_workdir(self.workdir)
+    current = config_dict(self.config)
+    stored = read_config(self.paths["config"])
+    finished = os.path.exists(self.paths["summary"])
+    # A config.json alone is a run stopped before its first evaluation (e.g. a batch
+    # larger than the data): nothing to lose, so a corrected config may replace it.
+    present = finished or os.path.exists(self.paths["metrics"])
+    if present and not overwrite:
+      same = stored == current
+      if finished and same:
+        return False
+      state = "a finished run" if finished else "an unfinished run"
+      if not same:
+        diff = config_differences(stored or {}, current) if stored else "no readable config.json"
+        raise WorkdirError(
+          f"workdir {self.workdir} holds {state} with another config ({diff}). Use a new "
+          "--workdir, or --overwrite to replace that run."
+        )
+    for path in self.paths.values():
+      if os.path.exists(path):
+        os.remove(path)
+    write_config(self.paths["config"], self.config)
+    return True
+
+  def append(self, metrics: Mapping[str, np.ndarray]) -> None:
+    """Appends one evaluation (``metrics[name]``: one value per seed) to ``metrics.csv``."""
+    history = {k: np.asarray(v).reshape(len(self.seeds), 1) for k, v in metrics.items()}
+    rows = metric_rows(self.config, history, self.seeds)
+    first = self.columns is None
+    if first:
+      self.columns = list(rows[0])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=self.columns)
+    if first:
+      writer.writeheader()
+    writer.writerows(rows)
+    with open(self.paths["metrics"], "w" if first else "a", newline="") as f:
+      f.write(buf.getvalue())  # one write per evaluation: whole rows or nothing lost
+      f.flush()
+
+  def finish(self, history: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """Writes ``summary.json`` (last: it marks the run finished); returns the paths."""
+    write_json(self.paths["summary"], summary_records(self.config, history, self.seeds))
+    return dict(self.paths)

@@ -3,7 +3,8 @@
 It runs the same pure pieces as :func:`credit.training.train.make_train`
 (init, ``eval_every``-step chunks, evaluation), each compiled once and
 vmapped over seeds, but returns to the host between chunks to print progress
-with an ETA. The results equal those of ``jax.jit(jax.vmap(train))(keys)``.
+with an ETA and to write ``metrics.csv`` as it goes. The results equal those of
+``jax.jit(jax.vmap(train))(keys)``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from credit.training import outputs
+from credit.training import config as config_lib
+from credit.training import divergence, outputs
 from credit.training.seeds import over_seeds
 from credit.training.train import Metrics, Trainer, TrainState, make_trainer
 
@@ -120,8 +122,14 @@ def run_seeds(
   keys: jax.Array,
   progress: Progress | None = None,
   compiled: CompiledSeeds | None = None,
+  on_evaluation: Callable[[int, Metrics], None] | None = None,
 ) -> tuple[TrainState, dict[str, np.ndarray]]:
-  """Trains all seeds together, evaluating at ``trainer.eval_steps``."""
+  """Trains all seeds together, evaluating at ``trainer.eval_steps``.
+
+  After each evaluation, seeds with a non-finite metric are marked diverged
+  (:func:`credit.training.divergence.after_evaluation`), then
+  ``on_evaluation(step, host metrics)`` runs (e.g. appending to ``metrics.csv``).
+  """
   fns = compiled or compile_seeds(trainer)
   state = fns.init(keys)
   history: list[Metrics] = []
@@ -130,31 +138,63 @@ def run_seeds(
     if step > previous:
       state = fns.run_chunk(state, step - previous)
       previous = step
-    metrics = jax.device_get(fns.evaluate(state, jnp.asarray(step, jnp.int32)))
+    state, metrics = divergence.after_evaluation(
+      state, fns.evaluate(state, jnp.asarray(step, jnp.int32))
+    )
+    metrics = jax.device_get(metrics)
     history.append(metrics)
+    if on_evaluation is not None:
+      on_evaluation(step, metrics)
     if progress is not None:
       progress.update(step, metrics)
   stacked = {k: np.stack([np.asarray(m[k]) for m in history], axis=1) for k in history[0]}
   return state, stacked
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | None) -> RunResult:
-  """Trains ``config.num_seeds`` seeds of one config and writes the run's files.
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str | None, overwrite: bool = False
+) -> RunResult | None:
+  """Trains ``config.num_seeds`` seeds of one config, writing the run's files as it goes.
+
+  The config is validated and the workdir checked before any data is loaded
+  or anything compiled; ``config.json`` is written first, ``metrics.csv``
+  grows at each evaluation and ``summary.json`` comes last
+  (:class:`credit.training.outputs.RunWriter`).
 
   Args:
-    config: a run config (see ``configs/``); validated before anything loads.
+    config: a run config (see ``configs/``).
     workdir: where ``config.json``, ``metrics.csv`` and ``summary.json`` go;
       ``None`` writes nothing.
+    overwrite: replace a run already in ``workdir``; without it a finished run
+      of the same config is left as it is (returns ``None``) and a run of
+      another config is refused.
 
   Returns:
-    A :class:`RunResult`.
+    A :class:`RunResult`, or ``None`` when ``workdir`` already holds this
+    run, finished.
+
+  Raises:
+    ConfigError: an invalid config.
+    WorkdirError: an unusable workdir, or one holding another run.
   """
   start = time.perf_counter()
+  config_lib.validate(config)
+  seeds = tuple(range(config.num_seeds))
+  writer = None
+  if workdir is not None:
+    writer = outputs.RunWriter(workdir, config, seeds)
+    if not writer.start(overwrite):
+      print(
+        f"{writer.workdir} already holds this run, finished, with the same config: nothing "
+        "to do (pass --overwrite to run it again).",
+        flush=True,
+      )
+      return None
   trainer = make_trainer(config)
   progress = Progress(config.num_steps, label=f"[{config.task}/{config.rule}] ")
-  state, history = run_seeds(trainer, seed_keys(config), progress)
-  seeds = tuple(range(config.num_seeds))
+  on_evaluation = (lambda step, metrics: writer.append(metrics)) if writer else None
+  state, history = run_seeds(trainer, seed_keys(config), progress, on_evaluation=on_evaluation)
+  if writer is not None:
+    writer.finish(history)
   wall = time.perf_counter() - start
-  if workdir is not None:
-    outputs.write_run(workdir, config, history, seeds)
   return RunResult(state=state, history=history, seeds=seeds, wall_time_s=wall)

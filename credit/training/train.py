@@ -19,7 +19,9 @@ then the program is the same as without them.
 A seed whose training loss exceeds ``config.max_loss`` or whose loss or
 parameters turn non-finite is marked ``diverged`` and frozen: it gets no further
 updates (its parameters stay those of the step before the blow-up); the other
-seeds go on. Reports leave diverged seeds out and count them.
+seeds go on. A seed with a non-finite loss or score at an evaluation is marked
+the same way there (:mod:`credit.training.divergence`). Reports leave diverged
+seeds out and count them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from credit import rules, runtime, tasks
 from credit.models import rnn
 from credit.tasks.base import Batch, Task
 from credit.theory import remedies
-from credit.training import optimizers
+from credit.training import divergence, optimizers
 from credit.training.objective import loss_and_grads, make_total_loss
 
 import jax
@@ -266,20 +268,21 @@ def make_train(
   chunk = config.eval_every
   n_full, remainder = divmod(config.num_steps, chunk)
 
+  def evaluate(s: TrainState, step) -> tuple[TrainState, Metrics]:
+    return divergence.after_evaluation(s, trainer.evaluate(s, step))
+
   def train(key: jax.Array) -> tuple[TrainState, Metrics]:
     state = trainer.init(key)
-    first = trainer.evaluate(state, jnp.asarray(0, jnp.int32))
+    state, first = evaluate(state, jnp.asarray(0, jnp.int32))
 
     def body(s, step):
-      s = trainer.run_chunk(s, chunk)
-      return s, trainer.evaluate(s, step)
+      return evaluate(trainer.run_chunk(s, chunk), step)
 
     full_steps = jnp.asarray(steps[1 : 1 + n_full], jnp.int32)
     state, history = jax.lax.scan(body, state, full_steps)
     parts = [jax.tree.map(lambda x: x[None], first), history]
     if remainder:
-      state = trainer.run_chunk(state, remainder)
-      last = trainer.evaluate(state, jnp.asarray(steps[-1], jnp.int32))
+      state, last = evaluate(trainer.run_chunk(state, remainder), jnp.asarray(steps[-1], jnp.int32))
       parts.append(jax.tree.map(lambda x: x[None], last))
     return state, jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
