@@ -40,14 +40,18 @@ class GradientRule(NamedTuple):
     init: ``(key, params) -> state``, the rule's per-seed constants.
     grads: ``(params, state, traj, errors, key) -> grads`` of the data loss.
     exact: True when ``grads`` is the true gradient (BPTT, RTRL; TBPTT is False since
-      T is unknown when it is built, although TBPTT(K>=T) is exact),
-      in which case training may use the fused ``value_and_grad`` path.
+      T is unknown when it is built, although TBPTT(K>=T) is exact).
+    autodiff: train through ``jax.value_and_grad`` of the loss instead of calling
+      ``grads`` (only for exact rules whose ``grads`` is slower than reverse mode,
+      e.g. RTRL's influence tensor). BPTT's trace form is faster than reverse mode
+      through the forward scan (``benchmarks/train_step.py``), so BPTT trains through it.
   """
 
   name: str
   init: Callable[[jax.Array, Params], Any]
   grads: GradsFn
   exact: bool = False
+  autodiff: bool = False
 
 
 def no_state(key: jax.Array, params: Params) -> dict:

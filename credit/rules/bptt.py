@@ -10,14 +10,17 @@ From the stored trajectory, credit flows backward through the exact Jacobian
   \delta_t = D_t \odot c_t,
 
 where :math:`q_t = W_{out}^\top e_t`. Then :math:`\nabla W_{rec} = \sum_t \delta_t
-h_{t-1}^\top` and likewise for ``W_in`` and ``b``. This equals ``jax.grad``
-through the forward scan; training uses ``jax.value_and_grad`` directly
-(``exact=True``), and the trace form serves tests and gradient alignment.
+h_{t-1}^\top` and likewise for ``W_in`` and ``b``: one contraction of the
+credits against the packed presynaptic vectors ``[B*T, N + N_in + 1]``
+after the backward recursion, instead of reverse mode's per-step weight
+products inside the scan. It equals ``jax.grad`` through the forward scan
+(``tests/test_rules.py``) and is what training uses: on 2 CPU cores it is
+faster than ``jax.value_and_grad`` (``benchmarks/train_step.py``).
 """
 
 from __future__ import annotations
 
-from credit.models.rnn import Params, RNNSpec, Trajectory, effective_w_rec
+from credit.models.rnn import SCAN_UNROLL, Params, RNNSpec, Trajectory, effective_w_rec
 from credit.rules.base import GradientRule, input_grads, learning_signal, no_state, readout_grads
 
 import jax
@@ -37,7 +40,9 @@ def backward_credit(params: Params, spec: RNNSpec, traj: Trajectory, q: jax.Arra
     return (1.0 - spec.alpha) * c + delta @ w_rec, delta
 
   zeros = jnp.zeros_like(q[:, 0])
-  _, delta = jax.lax.scan(body, zeros, (jnp.swapaxes(q, 0, 1), jnp.swapaxes(d, 0, 1)), reverse=True)
+  _, delta = jax.lax.scan(
+    body, zeros, (jnp.swapaxes(q, 0, 1), jnp.swapaxes(d, 0, 1)), reverse=True, unroll=SCAN_UNROLL
+  )
   return jnp.swapaxes(delta, 0, 1)
 
 

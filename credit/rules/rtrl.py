@@ -16,7 +16,7 @@ example and step, so the rule refuses networks whose recurrent-side parameter
 count :math:`P = N m` exceeds ``rule_options.rtrl_max_params``.
 
 Since it is exact, training takes the fused ``value_and_grad`` path
-(``exact=True``); the influence tensor is built when ``grads`` is called
+(``autodiff=True``); the influence tensor is built when ``grads`` is called
 (tests, gradient alignment).
 """
 
@@ -79,4 +79,4 @@ def make(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
     del state, key
     return rtrl_grads(params, spec, traj, errors)
 
-  return GradientRule(name="rtrl", init=no_state, grads=grads, exact=True)
+  return GradientRule(name="rtrl", init=no_state, grads=grads, exact=True, autodiff=True)

@@ -41,14 +41,15 @@ def loss_and_grads(
 ) -> tuple[jax.Array, rnn.Params]:
   """Data loss and the rule's gradient of (data loss + L2) on one batch.
 
-  Exact rules go through ``jax.value_and_grad`` of the fused forward pass.
+  Rules with ``autodiff=True`` (RTRL) go through ``jax.value_and_grad`` of the
+  fused forward pass.
   ``noise`` (``[B, T, N]``, optional) is activity noise added to the
   pre-activations of the forward pass (the training-time remedy).
   Other rules run the forward pass once, take the per-step output errors
   ``dL/dy_t`` and build their gradient from the trajectory. The exact L2
   gradient is added for every rule.
   """
-  if rule.exact:
+  if rule.autodiff:
     # ``outputs`` keeps no [B, T, N] history to transpose: ~10% faster than ``forward``.
     def data_loss(p):
       if noise is None:
