@@ -10,6 +10,8 @@ import functools
 from credit import losses, rules
 from credit.models import rnn
 from credit.rules import snap
+from credit.tasks.base import Batch
+from credit.theory import update_map
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +19,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tests.conftest import relative_error
+from tests.conftest import relative_error, xent_task
 
 N, N_IN, N_OUT, T, B = 5, 2, 2, 6, 2
 RECURRENT = ("w_rec", "w_in", "b")
@@ -142,6 +144,25 @@ def test_kf_rtrl_is_exact_for_one_step(x64):
   assert relative_error(got[1], want) < 1e-12
 
 
+def test_forward_mode_through_an_estimate_matches_finite_differences(x64):
+  # The rule's update map (credit.theory) differentiates the estimate at a fixed key:
+  # the guarded norms keep it finite at the zero factors of the first step.
+  spec, params, traj, _ = make_net(dense_w_rec())
+  rng = np.random.default_rng(4)
+  targets = jax.nn.one_hot(jnp.asarray(rng.integers(0, N_OUT, (B, T))), N_OUT, dtype=jnp.float64)
+  batch = Batch(traj.x, targets, jnp.ones((B, T), jnp.float64))
+  rule = rules.make("uoro", spec)
+  assert not update_map.rule_needs_finite_differences(
+    rule, spec, params, {}, batch, jax.random.key(5)
+  )
+  args = (rule, spec, xent_task(spec), 0.0, params, {}, batch, jax.random.key(5), ("w_rec",))
+  v = {"w_rec": jnp.asarray(rng.normal(size=(N, N)))}
+  jvp = update_map.make_rule_jvp(*args, method="jvp")(v)
+  fd = update_map.make_rule_jvp(*args, method="fd")(v)
+  assert np.all(np.isfinite(np.asarray(jvp["w_rec"])))
+  assert relative_error(jvp, fd) < 1e-5
+
+
 # --------------------------------------------------------------------------- SnAp
 
 
@@ -250,14 +271,14 @@ def recall_results():
       return end
 
     x, targets = sample(jax.random.key(99))
-    names = ("uoro", "kf_rtrl", "eprop")
+    names = ("uoro", "kf_rtrl", "snap2", "eprop")
     ends = jax.jit(lambda: {name: train(name) for name in names})()
     out = {name: float(loss(p, x, targets)) for name, p in ends.items()}
     out["init"] = float(loss(params, x, targets))
     return out
 
 
-@pytest.mark.parametrize("name", ["uoro", "kf_rtrl"])
+@pytest.mark.parametrize("name", ["uoro", "kf_rtrl", "snap2"])
 def test_rule_learns_a_recall_task_that_eprop_cannot(recall_results, name):
   assert abs(recall_results["init"] - np.log(2)) < 0.02
   assert recall_results["eprop"] > 0.6  # local credit does not carry the pulse
