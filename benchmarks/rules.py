@@ -29,7 +29,8 @@ report ``gflop_per_step``: the leading-order cost of their influence update
 (per example and time step, rules.md section 2, counting a multiply-add as 2
 FLOPs) times batch and ``T``. A case whose estimate exceeds ``--max-gflop`` (the
 sizes where it is impractical) is listed as skipped with that estimate rather
-than timed; ``snap2`` (RTRL's cost on a dense ``W_rec``) also needs ``--rtrl``.
+than timed; ``snap2`` (RTRL's cost on a dense ``W_rec``) is measured when RTRL is
+(``--rtrl``, within the size guard).
 
   python benchmarks/rules.py [--sizes 128,512] [--reps 15] [--rtrl] [--only eprop/fast,...]
                              [--single-thread] [--max-gflop 200]
@@ -159,10 +160,11 @@ def approximation_cases(spec: rnn.RNNSpec, batch: int, with_rtrl: bool, max_gflo
   practical, skipped = [], {}
   for name in APPROXIMATIONS:
     gflop = influence_flops(name, spec) * batch * T / 1e9
-    if name == "snap2" and not (
-      with_rtrl and rtrl.num_params(spec) <= rules.default_options().rtrl_max_params
-    ):
-      skipped[name] = {"gflop_per_step": gflop, "skipped": "needs --rtrl, within rtrl_max_params"}
+    if name == "snap2":  # RTRL's cost: measured exactly when RTRL is
+      if with_rtrl and rtrl.num_params(spec) <= rules.default_options().rtrl_max_params:
+        practical.append((name, rules.make(name, spec), gflop))
+      else:
+        skipped[name] = {"gflop_per_step": gflop, "skipped": "needs --rtrl, within rtrl_max_params"}
     elif gflop > max_gflop:
       skipped[name] = {"gflop_per_step": gflop, "skipped": f"above --max-gflop={max_gflop}"}
     else:
