@@ -24,8 +24,16 @@ training default; ``online``: traces carried forward in time). RTRL is skipped
 unless ``--rtrl`` (N = 128 needs ~2.6 GB and ~2 TFLOP per step; N = 512
 exceeds the size guard).
 
+The RTRL approximations (``uoro``, ``kf_rtrl``, ``r_kf_rtrl``, ``snap2``) also
+report ``gflop_per_step``: the leading-order cost of their influence update
+(per example and time step, rules.md section 2, counting a multiply-add as 2
+FLOPs) times batch and ``T``. A case whose estimate exceeds ``--max-gflop`` (the
+sizes where it is impractical) is listed as skipped with that estimate rather
+than timed; ``snap2`` (RTRL's cost on a dense ``W_rec``) is measured when RTRL is
+(``--rtrl``, within the size guard).
+
   python benchmarks/rules.py [--sizes 128,512] [--reps 15] [--rtrl] [--only eprop/fast,...]
-                             [--single-thread]
+                             [--single-thread] [--max-gflop 200]
 """
 
 from __future__ import annotations
@@ -126,6 +134,44 @@ def measure(cases_: list, spec: rnn.RNNSpec, task: Task, batch: Batch, reps: int
   return rows
 
 
+def influence_flops(name: str, spec: rnn.RNNSpec) -> float:
+  """Leading-order FLOPs of a rule's influence update, per example and time step.
+
+  With ``m = N + N_in + 1`` (rules.md section 2; lower-order terms counted roughly):
+  UORO ``2 N^2 + 10 N m`` (``J A``, the ``N x m`` updates, norms and gradient),
+  KF-RTRL ``2 N^3 + 8 N^2 + 2 N m`` (``W_rec B``), R-KF-RTRL ``2 N^2 m + 14 N m``
+  (``W_rec B``), SnAp (stored dense) and RTRL ``2 N^3 m + 6 N^2 m`` (``W_rec M``).
+  """
+  n, m = spec.n_hidden, spec.n_hidden + spec.n_in + 1
+  return {
+    "uoro": 2 * n**2 + 10 * n * m,
+    "kf_rtrl": 2 * n**3 + 8 * n**2 + 2 * n * m,
+    "r_kf_rtrl": 2 * n**2 * m + 14 * n * m,
+    "snap2": 2 * n**3 * m + 6 * n**2 * m,
+    "rtrl": 2 * n**3 * m + 6 * n**2 * m,
+  }[name]
+
+
+APPROXIMATIONS = ("uoro", "kf_rtrl", "r_kf_rtrl", "snap2")
+
+
+def approximation_cases(spec: rnn.RNNSpec, batch: int, with_rtrl: bool, max_gflop: float):
+  """``(label, rule, gflop)`` for the RTRL approximations practical at this size, and the others."""
+  practical, skipped = [], {}
+  for name in APPROXIMATIONS:
+    gflop = influence_flops(name, spec) * batch * T / 1e9
+    if name == "snap2":  # RTRL's cost: measured exactly when RTRL is
+      if with_rtrl and rtrl.num_params(spec) <= rules.default_options().rtrl_max_params:
+        practical.append((name, rules.make(name, spec), gflop))
+      else:
+        skipped[name] = {"gflop_per_step": gflop, "skipped": "needs --rtrl, within rtrl_max_params"}
+    elif gflop > max_gflop:
+      skipped[name] = {"gflop_per_step": gflop, "skipped": f"above --max-gflop={max_gflop}"}
+    else:
+      practical.append((name, rules.make(name, spec), gflop))
+  return practical, skipped
+
+
 def cases(spec: rnn.RNNSpec, with_rtrl: bool):
   """``(label, rule)`` for every benchmarked configuration."""
 
@@ -148,6 +194,12 @@ def main():
   parser.add_argument("--batch", type=int, default=BATCH)
   parser.add_argument("--reps", type=int, default=15)
   parser.add_argument("--rtrl", action="store_true")
+  parser.add_argument(
+    "--max-gflop",
+    type=float,
+    default=200.0,
+    help="skip RTRL approximations whose influence update costs more per training step",
+  )
   parser.add_argument("--only", default="", help="comma-separated case labels (bptt always)")
   parser.add_argument(
     "--single-thread",
@@ -178,12 +230,19 @@ def main():
   }
   for n in (int(s) for s in args.sizes.split(",")):
     spec = rnn.RNNSpec(N_IN, n, N_OUT)
+    approx, skipped = approximation_cases(spec, args.batch, args.rtrl, args.max_gflop)
+    gflop = {label: g for label, _, g in approx}
+    if "rtrl(influence)" in dict(cases(spec, args.rtrl)):
+      gflop["rtrl(influence)"] = influence_flops("rtrl", spec) * args.batch * T / 1e9
     selected = [
       c
-      for c in cases(spec, args.rtrl)
+      for c in cases(spec, args.rtrl) + [(label, rule) for label, rule, _ in approx]
       if not args.only or c[0] == "bptt" or c[0] in args.only.split(",")
     ]
     rows = measure(selected, spec, task, batch, args.reps)
+    for label, g in gflop.items():
+      if label in rows:
+        rows[label]["gflop_per_step"] = g
     base = rows["bptt"]
     for row in rows.values():
       row["time_vs_bptt"] = row["time_ms"] / base["time_ms"]
@@ -197,6 +256,10 @@ def main():
         "its influence tensor is measured only with --rtrl, within "
         "rule_options.rtrl_max_params"
       }
+    if not args.only:
+      rows.update(skipped)
+    else:
+      rows.update({k: v for k, v in skipped.items() if k in args.only.split(",")})
     report["results"][f"N={n}"] = rows
     print(json.dumps({f"N={n}": rows}), flush=True)
   print(json.dumps(report, indent=2))

@@ -224,7 +224,9 @@ def test_eprop_equals_bptt_without_recurrence(x64, kind):
     assert relative_error(got, reference(spec, params, traj, errors)) < 1e-10
 
 
-@pytest.mark.parametrize("name", rules.names())
+# Rank-one estimates of the immediate influence stay random for one step (their
+# unbiasedness is tested in test_rules_rtrl_approx.py); KF-RTRL's is exact.
+@pytest.mark.parametrize("name", [n for n in rules.names() if n not in ("uoro", "r_kf_rtrl")])
 def test_every_rule_equals_bptt_for_one_step(x64, name):
   spec, params, traj, errors = make_net("tanh_leaky", steps=1)
   want = reference(spec, params, traj, errors)
@@ -476,6 +478,11 @@ def smoke():
   return base, tasks.make(base.task, base.task_options)
 
 
+# SnAp stores RTRL's dense influence tensor (~1 TFLOP for this run); it learns a
+# smaller task in test_rules_rtrl_approx.py.
+TRAINED_RULES = tuple(n for n in rules.names() if n not in ("snap", "snap2"))
+
+
 @pytest.fixture(scope="module")
 def trained(smoke):
   """Trains every rule (and an alignment-probed run) on the smoke config in ONE program.
@@ -492,11 +499,13 @@ def trained(smoke):
     config = base.copy_and_resolve_references()
     config.rule = rule
     config.model.dale = rule.startswith("mdgl")  # MDGL with E/I cell types
+    if rule in ("uoro", "r_kf_rtrl"):  # rank-one estimates: ~8x BPTT's norm here, too noisy
+      config.optimizer.learning_rate = 3e-3  # for lr 1e-2 on every seed
     for k, v in changes.items():
       config[k] = v
     return config
 
-  trainers = {name: make_trainer(configured(name), task=task, probes=()) for name in rules.names()}
+  trainers = {name: make_trainer(configured(name), task=task, probes=()) for name in TRAINED_RULES}
   probed = configured("mdgl", num_seeds=2, num_steps=20, eval_every=10)
   probed.alignment.every = 20
   probed.alignment.batch_size = 32
@@ -519,7 +528,7 @@ def trained(smoke):
   return jax.device_get(jax.jit(run)(jax.random.key(base.seed)))
 
 
-@pytest.mark.parametrize("name", rules.names())
+@pytest.mark.parametrize("name", TRAINED_RULES)
 def test_rule_lowers_training_loss(trained, name):
   before, after, diverged = (np.asarray(v) for v in trained[name])
   assert not np.any(diverged) and np.all(np.isfinite(after))

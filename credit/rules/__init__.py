@@ -16,12 +16,16 @@ Registered rules (rate RNN):
 * ``mdgl``: e-prop plus the cell-type-averaged one-hop modulatory term.
 * ``mdgl_exact``: the same with the cell-specific ``W_rec`` (two-step truncation).
 * ``three_factor_autodiff``: the reference code's stop-gradient rule (an oracle).
+* ``uoro``: UORO, an unbiased rank-one estimate of the influence tensor.
+* ``kf_rtrl``, ``r_kf_rtrl``: unbiased Kronecker-factored influence estimates.
+* ``snap``, ``snap2``: SnAp-n (RTRL kept on the n-step sparsity pattern), ``n =
+  snap_order`` or 2.
 """
 
 from __future__ import annotations
 
 from credit.models.rnn import RNNSpec
-from credit.rules import bptt, eprop, mdgl, rtrl, tbptt, three_factor
+from credit.rules import bptt, eprop, kf_rtrl, mdgl, rtrl, snap, tbptt, three_factor, uoro
 from credit.rules.base import GradientRule, RuleFactory
 
 import ml_collections
@@ -36,12 +40,19 @@ _FACTORIES: dict[str, RuleFactory] = {
   "mdgl": mdgl.make_mdgl,
   "mdgl_exact": mdgl.make_mdgl_exact,
   "three_factor_autodiff": three_factor.make,
+  "uoro": uoro.make,
+  "kf_rtrl": kf_rtrl.make_kf_rtrl,
+  "r_kf_rtrl": kf_rtrl.make_r_kf_rtrl,
+  "snap": snap.make_snap,
+  "snap2": snap.make_snap2,
 }
 
 # Rules that have both an online and an offline implementation (``online``).
 ONLINE_RULES = ("eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact")
 # Rules whose state holds a random feedback matrix ``{"feedback": B [N, N_out]}``.
 RANDOM_FEEDBACK_RULES = ("eprop_random", "rflo")
+# Rules whose gradient is a random (unbiased) estimate drawn from ``key``.
+STOCHASTIC_RULES = ("uoro", "kf_rtrl", "r_kf_rtrl")
 
 
 def names() -> tuple[str, ...]:
@@ -68,9 +79,11 @@ def default_options() -> ml_collections.ConfigDict:
     self_coupling: ``eprop``, ``eprop_random``, ``mdgl``, ``mdgl_exact``: keep the
       self-coupling ``D_i W_rec,ii`` in the trace decay (with ``no_autapse`` the
       diagonal is zero and this changes nothing); ``rflo`` is always leak-only.
-    rtrl_max_params: ``rtrl`` refuses networks with more recurrent-side
-      parameters ``P = N (N + N_in + 1)`` (the influence tensor has ``N P`` entries
-      per example).
+    rtrl_max_params: ``rtrl``, ``snap`` and ``snap2`` refuse networks with more
+      recurrent-side parameters ``P = N (N + N_in + 1)`` (the influence tensor has
+      ``N P`` entries per example).
+    snap_order: ``snap``: the order ``n >= 1`` of SnAp-n (influence entries kept
+      where a parameter reaches a unit within ``n`` steps; ``snap2`` is ``n = 2``).
   """
   return ml_collections.ConfigDict(
     dict(
@@ -79,6 +92,7 @@ def default_options() -> ml_collections.ConfigDict:
       online=False,
       self_coupling=True,
       rtrl_max_params=65_536,
+      snap_order=2,
     )
   )
 
@@ -119,6 +133,9 @@ def validate(name: str, options: ml_collections.ConfigDict) -> None:
     "a positive integer",
     o.rtrl_max_params,
   )
+  _check(
+    _is_int(o.snap_order) and o.snap_order >= 1, "snap_order", "a positive integer", o.snap_order
+  )
 
 
 def _complete(options: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:
@@ -141,6 +158,7 @@ def make(
 __all__ = [
   "ONLINE_RULES",
   "RANDOM_FEEDBACK_RULES",
+  "STOCHASTIC_RULES",
   "GradientRule",
   "default_options",
   "get",

@@ -36,11 +36,12 @@ def num_params(spec: RNNSpec) -> int:
   return spec.n_hidden * (spec.n_hidden + spec.n_in + 1)
 
 
-def check_size(spec: RNNSpec, max_params: int) -> None:
+def check_size(spec: RNNSpec, max_params: int, rule: str = "rtrl") -> None:
+  """Refuses a network whose full influence tensor is above the size guard."""
   p = num_params(spec)
   if p > max_params:
     raise ValueError(
-      f"rtrl: the network has P = N*(N+N_in+1) = {p} recurrent-side parameters, above "
+      f"{rule}: the network has P = N*(N+N_in+1) = {p} recurrent-side parameters, above "
       f"rule_options.rtrl_max_params={max_params} (the influence tensor would hold "
       f"N*P = {spec.n_hidden * p} entries per example); raise rule_options.rtrl_max_params "
       "or use a smaller network"
