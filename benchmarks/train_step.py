@@ -1,111 +1,204 @@
-"""BPTT training-step throughput on seq-MNIST, against this machine's matmul rate.
+"""Training-step throughput of every rule on seq-MNIST, against BLAS and a PyTorch loop.
 
-  python benchmarks/train_step.py                 # step times, GFLOP/s, matmul rate
-  python benchmarks/train_step.py --end_to_end    # + the default 5-seed, 10,000-step run
+  python benchmarks/train_step.py                  # all e-prop-family rules, torch if installed
+  python benchmarks/train_step.py --rules=bptt,eprop --compare_ynn
+  pip install -e ".[bench]"                        # the PyTorch baseline (optional)
 
-Prints one JSON object. Ratios are measured within one run (shared machines are
-noisy): ``bptt_fraction_of_matmul`` is the BPTT step's achieved GFLOP/s over a
-float32 2048x2048 matmul's, and ``seeds8_over_seeds1`` the cost of 8 vmapped
-seeds relative to one.
+Prints one JSON object. The machines are shared and noisy, so everything is
+measured in one process, interleaved (each repeat times every variant once),
+and compared as ratios:
 
-FLOPs are counted analytically for the matmuls of one step (the elementwise work
-is ignored): forward ``2 B T (N N + N N_in + N N_out)``; the backward pass costs
-twice the forward for each matmul (one product for the input cotangent, one for
-the weight gradient), so a step is three times the forward.
+* ``step_ms``: per seed-step time of the whole compiled training step
+  (batch sampling, the rule's gradient, the SGD update, the divergence check)
+  as ``make_trainer`` runs it, for 1 seed and for ``--seeds`` seeds together
+  in the config's seed layout (``map`` on CPU); ``vmap`` rows show the
+  vectorized layout for comparison;
+* ``blas``: numpy float32 GEMM rate at the step's recurrent shape
+  (``[B, N] x [N, N]``) and at 2048^2, and XLA's own rate at both;
+* ``torch_ms``: the same network in a plain PyTorch eager loop
+  (``benchmarks/torch_baseline.py``: BPTT by autograd, the three-factor rule
+  by detaching the recurrent input);
+* ``ratios``: BPTT's GFLOP/s over the BLAS rate, each rule's step over BPTT's,
+  and the PyTorch loop's time over credit's (> 1: credit is faster);
+* ``peak_rss_mb``: the process's peak resident memory.
+
+FLOPs are counted for BPTT's matmuls only: forward ``2 B T (N^2 + N N_in + N N_out)``,
+and a step is three times the forward (each matmul's backward costs two products).
+``--compare_ynn`` times BPTT and e-prop again in subprocesses with XLA's YNNPACK
+fusions off altogether (``--xla_cpu_experimental_ynn_fusion_type=``) and with
+credit's setting (``=dot``), alternating, to show what the miscompile workaround
+of :mod:`credit.runtime` costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
+import resource
+import subprocess
+import sys
 import time
 
-import credit  # noqa: F401  (before jax: see credit.runtime)
-from credit.training.run import compile_seeds, seed_keys, train_and_evaluate
+import credit  # noqa: F401  (sets the XLA options first; see credit.runtime)
+from credit.training.run import compile_seeds, seed_keys
 from credit.training.train import make_trainer
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from configs.seq_mnist import get_config
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import torch_baseline  # noqa: E402
+from configs.seq_mnist import get_config  # noqa: E402
 
-
-def median_time(fn, *args, repeats: int = 5) -> float:
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
-
-
-def matmul_gflops(n: int = 2048) -> float:
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-  t = median_time(jax.jit(jnp.matmul), a, b, repeats=10)
-  return 2 * n**3 / t / 1e9
+RULES = "bptt,tbptt,eprop,eprop_random,rflo,mdgl,mdgl_exact,three_factor_autodiff"
 
 
 def step_flops(batch: int, t: int, n: int, n_in: int, n_out: int) -> float:
   return 3 * 2 * batch * t * (n * n + n * n_in + n * n_out)
 
 
-def step_time(config, task, num_seeds: int, steps: int) -> float:
-  config = config.copy_and_resolve_references()
-  config.num_seeds = num_seeds
-  trainer = make_trainer(config, task)
-  fns = compile_seeds(trainer)
-  state = fns.init(seed_keys(config))
-  return median_time(lambda s: fns.run_chunk(s, steps), state, repeats=3) / steps
+def gemm_rates(b: int, n: int, repeats: int) -> dict[str, float]:
+  """GFLOP/s of numpy's and XLA's float32 GEMM at ``[b, n] x [n, n]`` and 2048^2."""
+  out = {}
+  rng = np.random.default_rng(0)
+  for label, (m, k, p) in {"step_shape": (b, n, n), "2048": (2048, 2048, 2048)}.items():
+    a = rng.standard_normal((m, k), np.float32)
+    c = rng.standard_normal((k, p), np.float32)
+    reps = 200 if m * k * p < 1e8 else 5
+    ja, jc = jnp.asarray(a), jnp.asarray(c)
+    mm = jax.jit(jnp.matmul)
+    jax.block_until_ready(mm(ja, jc))
+    for name, fn in {"numpy": lambda: a @ c, "xla": lambda: mm(ja, jc)}.items():
+      best = float("inf")
+      for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+          r = fn()
+        jax.block_until_ready(r)
+        best = min(best, (time.perf_counter() - t0) / reps)
+      out[f"{name}_{label}_gflops"] = round(2 * m * k * p / best / 1e9, 1)
+  return out
+
+
+def time_steps(variants: dict, steps: int, repeats: int) -> dict[str, float]:
+  """Per seed-step seconds of each ``name -> (run_chunk, state, seeds)``, interleaved.
+
+  Reports the 25th percentile of the repeats: the machine's noise only ever adds time.
+  """
+  for run_chunk, state, _ in variants.values():
+    jax.block_until_ready(run_chunk(state, steps))  # compiles
+  times = {name: [] for name in variants}
+  for _ in range(repeats):
+    for name, (run_chunk, state, seeds) in variants.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(run_chunk(state, steps))
+      times[name].append((time.perf_counter() - t0) / steps / seeds)
+  return {name: float(np.percentile(t, 25)) for name, t in times.items()}
+
+
+def build_variants(config, task, rules: list[str], seeds: int, vmap_rules: list[str]):
+  variants = {}
+  for rule in rules:
+    layouts = [(1, "auto"), (seeds, "auto")] + ([(seeds, "vmap")] if rule in vmap_rules else [])
+    for num_seeds, layout in layouts:
+      c = config.copy_and_resolve_references()
+      c.rule, c.num_seeds, c.seed_layout = rule, num_seeds, layout
+      if rule.startswith("mdgl"):
+        c.model.dale = True  # MDGL's cell types (as the reproduction runs it)
+      trainer = make_trainer(c, task)
+      fns = compile_seeds(trainer)
+      name = f"{rule}_seeds{num_seeds}" + ("_vmap" if layout == "vmap" else "")
+      variants[name] = (fns.run_chunk, fns.init(seed_keys(c)), num_seeds)
+  return variants
+
+
+def compare_ynn(args) -> dict:
+  """BPTT and e-prop step times with YNNPACK off and with credit's ``dot`` setting."""
+  results: dict[str, list] = {"off": [], "dot": []}
+  for _ in range(2):
+    for label, value in (("off", ""), ("dot", "dot")):
+      env = dict(os.environ, XLA_FLAGS=f"--xla_cpu_experimental_ynn_fusion_type={value}")
+      cmd = [sys.executable, __file__, "--rules=bptt,eprop", "--no_torch", "--no_blas"]
+      cmd += [f"--seeds={args.seeds}", f"--steps={args.steps}", f"--repeats={args.repeats}"]
+      cmd += ["--vmap_rules=", f"--data={args.data}"]
+      out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+      results[label].append(json.loads(out)["step_ms"])
+  return {
+    label: {k: round(min(r[k] for r in runs), 3) for k in runs[0]} for label, runs in results.items()
+  }
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--steps", type=int, default=50, help="steps per timed chunk")
-  parser.add_argument("--end_to_end", action="store_true")
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--rules", default=RULES)
+  parser.add_argument("--vmap_rules", default="bptt,eprop", help="also timed with vmapped seeds")
+  parser.add_argument("--seeds", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=20, help="steps per timed chunk")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--data", choices=("mnist", "synthetic"), default="mnist")
+  parser.add_argument("--no_torch", action="store_true")
+  parser.add_argument("--no_blas", action="store_true")
+  parser.add_argument("--compare_ynn", action="store_true")
   args = parser.parse_args()
 
   config = get_config()
-  trainer = make_trainer(config)  # loads MNIST once
-  task = trainer.task
+  if args.data == "synthetic":
+    config.task_options.source = "synthetic"
+    config.task_options.synthetic_train = 55_000
+  task = make_trainer(config).task
   n, b = config.model.n_hidden, config.batch_size
   flops = step_flops(b, task.n_steps, n, task.n_in, task.n_out)
+  rules = [r for r in args.rules.split(",") if r]
+  vmap_rules = [r for r in args.vmap_rules.split(",") if r]
 
-  matmul = matmul_gflops()
-  t1 = step_time(config, task, 1, args.steps)
-  t8 = step_time(config, task, 8, args.steps)
-  matmul_after = matmul_gflops()
+  variants = build_variants(config, task, rules, args.seeds, vmap_rules)
+  step = time_steps(variants, args.steps, args.repeats)
   result = {
     "device": str(jax.devices()[0]),
     "jax": jax.__version__,
-    "config": {"n_hidden": n, "n_steps": task.n_steps, "batch_size": b, "rule": config.rule},
-    "matmul_2048_gflops": round((matmul + matmul_after) / 2, 2),
-    "matmul_2048_gflops_before_after": [round(matmul, 2), round(matmul_after, 2)],
-    "step_flops": flops,
-    "bptt_step_ms_seeds1": round(1e3 * t1, 3),
-    "bptt_step_ms_seeds8": round(1e3 * t8, 3),
-    "bptt_gflops_seeds1": round(flops / t1 / 1e9, 2),
-    "bptt_gflops_seeds8": round(8 * flops / t8 / 1e9, 2),
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "config": {"n_hidden": n, "n_steps": task.n_steps, "batch_size": b, "seeds": args.seeds},
+    "step_gflop_bptt": round(flops / 1e9, 3),
+    "step_ms": {k: round(1e3 * v, 3) for k, v in step.items()},
   }
-  result["bptt_fraction_of_matmul"] = round(
-    result["bptt_gflops_seeds8"] / result["matmul_2048_gflops"], 3
-  )
-  result["bptt_fraction_of_matmul_seeds1"] = round(
-    result["bptt_gflops_seeds1"] / result["matmul_2048_gflops"], 3
-  )
-  result["seeds8_over_seeds1"] = round(t8 / t1, 3)
-  result["targets"] = {
-    "fraction_of_matmul>=0.5": result["bptt_fraction_of_matmul"] >= 0.5,
-    "seeds8_over_seeds1<=8": result["seeds8_over_seeds1"] <= 8,
-  }
-  if args.end_to_end:
-    t0 = time.perf_counter()
-    run = train_and_evaluate(get_config(), None)
-    result["end_to_end_default_run_s"] = round(time.perf_counter() - t0, 1)
-    result["end_to_end_final_val_acc"] = [round(float(a), 4) for a in run.history["val_acc"][:, -1]]
-    result["end_to_end_final_gap_acc"] = [round(float(a), 4) for a in run.history["gap_acc"][:, -1]]
+  ratios = {}
+  many = f"_seeds{args.seeds}"
+  if "bptt" in rules:
+    bptt = step["bptt" + many]
+    result["bptt_gflops"] = {
+      "seeds1": round(flops / step["bptt_seeds1"] / 1e9, 1),
+      f"seeds{args.seeds}": round(flops / bptt / 1e9, 1),
+    }
+    for rule in rules:
+      if rule != "bptt":
+        ratios[f"{rule}_over_bptt"] = round(step[rule + many] / bptt, 3)
+  if not args.no_blas:
+    result["blas"] = gemm_rates(b, n, args.repeats)
+    if "bptt" in rules:
+      for key in ("numpy_step_shape_gflops", "numpy_2048_gflops", "xla_2048_gflops"):
+        ratios[f"bptt_over_{key.removesuffix('_gflops')}"] = round(
+          result["bptt_gflops"][f"seeds{args.seeds}"] / result["blas"][key], 3
+        )
+  if not args.no_torch:
+    torch_ms = {
+      r: torch_baseline.step_time(r, n, task.n_steps, task.n_in, task.n_out, b)
+      for r in ("bptt", "three_factor")
+    }
+    if torch_ms["bptt"] is None:
+      result["torch_ms"] = "torch is not installed (pip install -e '.[bench]')"
+    else:
+      result["torch_ms"] = {k: round(1e3 * v, 3) for k, v in torch_ms.items()}
+      for credit_rule, torch_rule in (("bptt", "bptt"), ("eprop", "three_factor")):
+        if credit_rule in rules:
+          ratios[f"torch_{torch_rule}_over_credit_{credit_rule}"] = round(
+            torch_ms[torch_rule] / step[credit_rule + many], 3
+          )
+  if args.compare_ynn:
+    result["ynn_fusions_step_ms"] = compare_ynn(args)
+  result["ratios"] = ratios
+  result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   print(json.dumps(result, indent=2))
 
 

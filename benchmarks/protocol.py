@@ -1,0 +1,154 @@
+"""Wall time of the seq-MNIST reference protocol, measured in parts and extrapolated.
+
+  python benchmarks/protocol.py                # BPTT 10k + e-prop 16k steps, 5 seeds, probes on
+  python benchmarks/protocol.py --seeds=10     # what the decisive reproduction needs
+  python benchmarks/protocol.py --full         # the whole protocol, end to end (about 15 min)
+
+The protocol is ``configs/reproduce/seq_mnist.py``'s base sweep: BPTT for
+10,000 steps (evaluation and lambda_max every 250) and e-prop for 16,000 steps
+(every 400), SGD 1e-2, batch 256, the theory probe at every 4th curvature
+measurement. For each rule the script compiles the run as the sweep does,
+times one training chunk (``eval_every`` steps, all seeds), an evaluation
+without probes, one with the curvature probe and one with both probes, and
+extrapolates to the protocol's schedule. The JSON says which figures are
+measured and which are extrapolated, and splits the time into training,
+evaluation and probes. ``--full`` instead runs ``experiments.reproduce``'s base
+sweep in a temporary workdir and reports its wall time and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import credit  # noqa: F401  (sets the XLA options first; see credit.runtime)
+from credit.sweeps.cells import expand
+from credit.training.run import compile_seeds, seed_keys
+from credit.training.train import make_trainer
+
+import jax
+import jax.numpy as jnp
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from configs.reproduce.seq_mnist import get_config  # noqa: E402
+
+
+def timed(fn, *args, repeats: int = 2) -> float:
+  """Best of ``repeats`` wall times, after one untimed call that compiles."""
+  jax.block_until_ready(fn(*args))
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - t0)
+  return best
+
+
+def without_probes(config):
+  c = config.copy_and_resolve_references()
+  c.curvature.every = c.alignment.every = c.theory.every = 0
+  return c
+
+
+def measure_cell(config, task, seeds: int) -> dict:
+  config = config.copy_and_resolve_references()
+  config.num_seeds = seeds
+  trainer = make_trainer(config, task)
+  fns = compile_seeds(trainer)
+  plain = compile_seeds(make_trainer(without_probes(config), task))
+  state = fns.init(seed_keys(config))
+  every, curv, theory = config.eval_every, config.curvature.every, config.theory.every
+  t_chunk = timed(lambda s: fns.run_chunk(s, every), state)
+  t_plain = timed(lambda s: plain.evaluate(s, jnp.int32(every)), state)
+  # A step where only the curvature probe runs, and step 0, where every probe runs.
+  t_curv = timed(lambda s: fns.evaluate(s, jnp.int32(curv)), state) if curv else t_plain
+  t_all = timed(lambda s: fns.evaluate(s, jnp.int32(0)), state)
+
+  steps = trainer.eval_steps
+  n_theory = sum(1 for s in steps if theory and s % theory == 0)
+  n_curv = sum(1 for s in steps if curv and s % curv == 0) - n_theory
+  n_plain = len(steps) - n_theory - n_curv
+  train = config.num_steps / every * t_chunk
+  evaluation = len(steps) * t_plain
+  curvature = n_curv * (t_curv - t_plain) + n_theory * (t_curv - t_plain)
+  theory_cost = n_theory * (t_all - t_curv)
+  total = train + evaluation + curvature + theory_cost
+  return {
+    "num_steps": config.num_steps,
+    "evaluations": len(steps),
+    "measured_s": {
+      f"train_chunk_{every}_steps": round(t_chunk, 3),
+      "evaluation_without_probes": round(t_plain, 3),
+      "evaluation_with_curvature": round(t_curv, 3),
+      "evaluation_with_curvature_and_theory": round(t_all, 3),
+    },
+    "ms_per_seed_step": round(1e3 * t_chunk / every / seeds, 3),
+    "extrapolated_s": {
+      "train": round(train, 1),
+      "evaluation": round(evaluation, 1),
+      "curvature_probe": round(curvature, 1),
+      "theory_probe": round(theory_cost, 1),
+      "total": round(total, 1),
+    },
+    "probe_share_of_total": round((curvature + theory_cost) / total, 3),
+    "probes_over_training": round((curvature + theory_cost) / train, 3),
+    # Both probes at every evaluation (every 250 / 400 steps), for the issue's target.
+    "both_probes_every_eval_over_training": round(len(steps) * (t_all - t_plain) / train, 3),
+    "n_plain_evals": n_plain,
+  }
+
+
+def full_run(seeds: int) -> dict:
+  with tempfile.TemporaryDirectory() as workdir:
+    cmd = [
+      sys.executable,
+      "-m",
+      "experiments.reproduce",
+      "--config=configs/reproduce/seq_mnist.py",
+      f"--workdir={workdir}",
+      "--variants=",
+      f"--config.tasks.seq_mnist.num_seeds={seeds}",
+    ]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True)
+    wall = time.perf_counter() - t0
+  peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+  return {"measured_wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1)}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--seeds", type=int, default=5)
+  parser.add_argument("--full", action="store_true", help="run the whole protocol instead")
+  args = parser.parse_args()
+  result = {"device": str(jax.devices()[0]), "seeds": args.seeds}
+  if args.full:
+    result["full"] = full_run(args.seeds)
+  else:
+    sweep = get_config().tasks.seq_mnist
+    cells = expand(sweep)
+    task = make_trainer(cells[0].config).task
+    start = time.perf_counter()
+    result["rules"] = {c.rule: measure_cell(c.config, task, args.seeds) for c in cells}
+    total = sum(r["extrapolated_s"]["total"] for r in result["rules"].values())
+    train = sum(r["extrapolated_s"]["train"] for r in result["rules"].values())
+    probes = sum(
+      r["extrapolated_s"]["curvature_probe"] + r["extrapolated_s"]["theory_probe"]
+      for r in result["rules"].values()
+    )
+    result["extrapolated_protocol_min"] = round(total / 60, 2)
+    result["probes_over_training"] = round(probes / train, 3)
+    result["benchmark_wall_s"] = round(time.perf_counter() - start, 1)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+  print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+  main()
