@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
+from matfree import decomp
 
 from configs.seq_mnist import get_config
 from tests.conftest import assert_trees_close
@@ -253,6 +254,28 @@ def test_lanczos_breakdown_is_masked(x64):
   np.testing.assert_allclose(res.basis @ res.basis.T, np.eye(10), atol=1e-12)
   np.testing.assert_allclose(multi.eigenvalues, [5.0, 5.0], rtol=1e-12)
   assert np.all(np.isfinite(multi.alphas)) and np.sum(np.asarray(multi.betas) == 0.0) >= 2
+
+
+def test_krylov_loop_agrees_with_matfree(x64, tiny):
+  # matfree's Lanczos and Arnoldi from the same start, before any breakdown (matfree has
+  # no breakdown handling, see credit/curvature/krylov.py): 20 steps on the RNN Hessian,
+  # 25 on a generic non-symmetric operator.
+  hvp = cv.make_hvp(tiny.loss, tiny.params, tiny.batch)
+  v0 = cv.rademacher_like(jax.random.key(4), tiny.params)
+  a = jnp.asarray(np.random.default_rng(3).normal(size=(40, 40)))
+
+  @jax.jit
+  def run(v, u):
+    ours = cv.lanczos_tridiag(hvp, v, 20), cv.arnoldi(lambda x: a @ x, u, 25)
+    mf = decomp.tridiag_sym(20, reortho="full", materialize=False)(hvp, v)
+    return ours, (mf, decomp.hessenberg(25, reortho="full")(lambda x: a @ x, u))
+
+  (res, arn), (mf, mf_arn) = run(v0, jnp.ones(40))
+  scale = np.abs(tiny.hessian).max()
+  np.testing.assert_allclose(res.alphas, mf.J_small[0], atol=1e-12 * scale)
+  np.testing.assert_allclose(res.betas, mf.J_small[1], atol=1e-12 * scale)
+  np.testing.assert_allclose(arn.hessenberg, mf_arn.J_small, atol=1e-12)
+  np.testing.assert_allclose(arn.basis, mf_arn.Q_tall, atol=1e-12)
 
 
 def masked_quadratic(scale=0.012):
