@@ -342,11 +342,11 @@ def test_curvature_probe_counts_free_synapses(x64):
     c.curvature.lanczos_steps, c.curvature.params = steps, params_option
     return cv.make_curvature_probe(c, spec, task, loss)
 
-  run = jax.jit(lambda: [probe(m)(params, None, jax.random.key(3), 0) for m in (10, 30)])
-  for out in run():
-    np.testing.assert_allclose(
-      [out["lambda_max"], out["lambda_2"], out["lambda_3"]], truth[:3], rtol=1e-13
-    )
+  # All 30 free synapses; the Krylov spaces have dimension 2, so Lanczos restarts often.
+  out = jax.jit(probe(30))(params, None, jax.random.key(3), 0)
+  np.testing.assert_allclose(
+    [out["lambda_max"], out["lambda_2"], out["lambda_3"]], truth[:3], rtol=1e-13
+  )
   # 36 = N^2 steps passed the old guard and reported lambda_max = 1e-15.
   with pytest.raises(ValueError, match="lanczos_steps \\(31\\) <= Hessian dimension, the 30 free"):
     probe(31)
