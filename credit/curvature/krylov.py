@@ -35,7 +35,7 @@ that the basis cannot stay orthonormal in the free subspace (checked here when
 the mask is concrete; the probes check it from the network's spec).
 
 Why not matfree. ``matfree.decomp.hessenberg`` / ``tridiag_sym(reortho="full")``
-(0.6.3) run the same loop, at the same cost (one matvec a step; within 2% in
+(0.6.3) run the same loop, at the same cost (one matvec a step; within 3% in
 CPU time on a 128-unit RNN's Hessian), and agree with this one to 1e-12 before
 a breakdown (``tests/test_curvature.py``), but they have no breakdown
 handling: they divide by :math:`h_{j+1,j}` whatever its size. Measured: all 74
