@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
+from matfree import decomp
 
 from configs.seq_mnist import get_config
 from tests.conftest import assert_trees_close
@@ -253,6 +254,104 @@ def test_lanczos_breakdown_is_masked(x64):
   np.testing.assert_allclose(res.basis @ res.basis.T, np.eye(10), atol=1e-12)
   np.testing.assert_allclose(multi.eigenvalues, [5.0, 5.0], rtol=1e-12)
   assert np.all(np.isfinite(multi.alphas)) and np.sum(np.asarray(multi.betas) == 0.0) >= 2
+
+
+def test_krylov_loop_agrees_with_matfree(x64, tiny):
+  # matfree's Lanczos and Arnoldi from the same start, before any breakdown (matfree has
+  # no breakdown handling, see credit/curvature/krylov.py): 20 steps on the RNN Hessian,
+  # 25 on a generic non-symmetric operator.
+  hvp = cv.make_hvp(tiny.loss, tiny.params, tiny.batch)
+  v0 = cv.rademacher_like(jax.random.key(4), tiny.params)
+  a = jnp.asarray(np.random.default_rng(3).normal(size=(40, 40)))
+
+  @jax.jit
+  def run(v, u):
+    ours = cv.lanczos_tridiag(hvp, v, 20), cv.arnoldi(lambda x: a @ x, u, 25)
+    mf = decomp.tridiag_sym(20, reortho="full", materialize=False)(hvp, v)
+    return ours, (mf, decomp.hessenberg(25, reortho="full")(lambda x: a @ x, u))
+
+  (res, arn), (mf, mf_arn) = run(v0, jnp.ones(40))
+  scale = np.abs(tiny.hessian).max()
+  np.testing.assert_allclose(res.alphas, mf.J_small[0], atol=1e-12 * scale)
+  np.testing.assert_allclose(res.betas, mf.J_small[1], atol=1e-12 * scale)
+  np.testing.assert_allclose(arn.hessenberg, mf_arn.J_small, atol=1e-12)
+  np.testing.assert_allclose(arn.basis, mf_arn.Q_tall, atol=1e-12)
+
+
+def masked_quadratic(scale=0.012):
+  """N=6, autapses masked: ``P (-10 I + 2 a a^T) P`` on ``{"w_rec": [6, 6]}`` and its truth.
+
+  On the 30 free synapses the spectrum is -10 (29 times) and about -9.99, all
+  below the eigenvalue 0 of the 6 masked coordinates, and a Krylov space has
+  dimension 2: Lanczos breaks down at its second step and must restart.
+  """
+  spec = rnn.RNNSpec(n_in=3, n_hidden=6, n_out=2, no_autapse=True)
+  a = scale * jax.random.normal(jax.random.key(1), (6, 6), jnp.float64)
+  p = rnn.recurrent_mask(spec, jnp.float64)
+
+  def loss(params, batch):
+    del batch
+    w = params["w_rec"]
+    return -5.0 * jnp.sum(w**2) + jnp.sum(a * w) ** 2
+
+  a_flat, free = np.asarray(a).ravel(), np.flatnonzero(np.asarray(p).ravel())
+  h = -10.0 * np.eye(36) + 2.0 * np.outer(a_flat, a_flat)
+  truth = np.linalg.eigvalsh(h[np.ix_(free, free)])[::-1]
+  return spec, loss, {"w_rec": p}, truth
+
+
+def test_lanczos_restarts_stay_in_the_free_subspace(x64):
+  # Issue 11, item 10: restarts from an unmasked vector let the masked
+  # coordinates in with eigenvalue 0, above the true top eigenvalue (-9.99).
+  spec, loss, mask, truth = masked_quadratic()
+  params = rnn.init_params(jax.random.key(0), spec, jnp.float64)
+  hvp = cv.make_hvp(loss, params, jnp.zeros((1,)), ("w_rec",), mask=mask)
+  v0 = {"w_rec": jax.random.normal(jax.random.key(2), (6, 6), jnp.float64)}  # masked inside
+
+  @jax.jit
+  def run(v):
+    return [cv.lanczos_top_k(hvp, v, m, 3, mask=mask) for m in (5, 30)], cv.lanczos_tridiag(
+      hvp, v, 30, mask=mask
+    )
+
+  tops, res = run(v0)
+  assert truth[0] < -9.98
+  for top in tops:
+    np.testing.assert_allclose(top.eigenvalues, truth[:3], rtol=1e-13)
+  assert np.sum(np.asarray(res.betas) == 0.0) >= 10  # it did restart, many times
+  p = np.asarray(mask["w_rec"]).ravel()
+  np.testing.assert_array_equal(np.asarray(res.basis)[:, p == 0], 0.0)
+  np.testing.assert_allclose(res.basis @ res.basis.T, np.eye(30), atol=1e-13)
+  t = cv.tridiagonal(res.alphas, res.betas)
+  np.testing.assert_allclose(np.linalg.eigvalsh(t)[::-1], truth, rtol=1e-13)
+  # More steps than free coordinates cannot stay orthonormal: refused at trace time.
+  with pytest.raises(ValueError, match="num_steps=31 .* free .* 30"):
+    cv.lanczos_top_k(hvp, v0, 31, 1, mask=mask)
+
+
+def test_curvature_probe_counts_free_synapses(x64):
+  spec, loss, mask, truth = masked_quadratic()
+  params = rnn.init_params(jax.random.key(0), spec, jnp.float64)
+  batch = Batch(jnp.zeros((4, 5, 3)), jnp.zeros((4, 5, 2)), jnp.ones((4, 5)))
+  task = Task("q", 3, 2, 5, "xent", None, {"val": batch}, "none")
+  config = base_config()
+  config.curvature.update(every=1, batch_size=4, top_k=3)
+
+  def probe(steps, params_option="w_rec"):
+    c = config.copy_and_resolve_references()
+    c.curvature.lanczos_steps, c.curvature.params = steps, params_option
+    return cv.make_curvature_probe(c, spec, task, loss)
+
+  # All 30 free synapses; the Krylov spaces have dimension 2, so Lanczos restarts often.
+  out = jax.jit(probe(30))(params, None, jax.random.key(3), 0)
+  np.testing.assert_allclose(
+    [out["lambda_max"], out["lambda_2"], out["lambda_3"]], truth[:3], rtol=1e-13
+  )
+  # 36 = N^2 steps passed the old guard and reported lambda_max = 1e-15.
+  with pytest.raises(ValueError, match="lanczos_steps \\(31\\) <= Hessian dimension, the 30 free"):
+    probe(31)
+  with pytest.raises(ValueError, match="68 free coordinates of all parameters"):
+    probe(69, "all")
 
 
 # --- Power iteration -------------------------------------------------------------------------

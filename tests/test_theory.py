@@ -14,8 +14,10 @@ from credit.theory.stability import (
   predicted_bound,
   update_map_spectrum,
 )
+from credit.theory.tracking import make_theory_probe
 from credit.theory.update_map import dense_matrix, jvp_operator, make_rule_grad, make_rule_jvp
 from credit.training import optimizers
+from credit.training.config import base_config
 from credit.training.objective import loss_and_grads, make_total_loss
 from credit.training.train import make_trainer
 
@@ -142,6 +144,59 @@ def test_arnoldi_ritz_values_match_numpy_eig(x64):
   np.testing.assert_allclose(
     np.sort(np.linalg.eigvals(np.asarray(res.hessenberg)).real), np.arange(1.0, 7.0), atol=1e-12
   )
+
+
+def test_arnoldi_restarts_stay_in_the_free_subspace(x64):
+  # Issue 11, item 10: J = P(-10 I + u v^T)P on 6x6 synapses, autapses masked. Its
+  # Krylov spaces have dimension 2, so Arnoldi restarts; a restart outside the
+  # free subspace adds theta = 0 (a spurious mu = 1) from the masked coordinates.
+  rng = np.random.default_rng(5)
+  p = (1.0 - np.eye(6)).ravel()
+  u, v = 0.3 * rng.normal(size=36), 0.3 * rng.normal(size=36)
+  j = p[:, None] * (-10.0 * np.eye(36) + np.outer(u, v)) * p[None]
+  free = np.flatnonzero(p)
+  theta = np.linalg.eigvals(j[np.ix_(free, free)])
+  mask = {"w": jnp.asarray(p.reshape(6, 6))}
+  matvec = lambda t: {"w": (jnp.asarray(j) @ t["w"].ravel()).reshape(6, 6)}
+  v0 = {"w": jnp.asarray(rng.normal(size=(6, 6)))}  # masked inside
+  eta = 0.05
+
+  @jax.jit
+  def run(v):
+    return arnoldi(matvec, v, 30, mask=mask), [
+      update_map_spectrum(matvec, v, eta, m, mask=mask) for m in (4, 30)
+    ]
+
+  res, spectra = run(v0)
+  np.testing.assert_array_equal(np.asarray(res.basis)[:, p == 0], 0.0)
+  np.testing.assert_allclose(res.basis @ res.basis.T, np.eye(30), atol=1e-13)
+  ritz = np.linalg.eigvals(np.asarray(res.hessenberg))
+  np.testing.assert_allclose(np.sort_complex(ritz), np.sort_complex(theta), atol=1e-12)
+  for spectrum in spectra:
+    np.testing.assert_allclose(spectrum.max_real_rule, theta.real.max(), rtol=1e-13)
+    mu = 1 - eta * theta
+    np.testing.assert_allclose(spectrum.min_real, mu.real.min(), rtol=1e-13)
+    np.testing.assert_allclose(spectrum.radius, np.abs(mu).max(), rtol=1e-13)
+    assert np.abs(np.asarray(spectrum.map_eigs) - 1.0).min() > 0.4  # no spurious mu = 1
+  with pytest.raises(ValueError, match="num_steps=31 .* free .* 30"):
+    arnoldi(matvec, v0, 31, mask=mask)
+
+
+def test_theory_probe_counts_free_synapses(x64):
+  # Issue 11, item 10: the guard counted N^2 = 25 coordinates for N = 5, so 21..25
+  # Lanczos or Arnoldi steps reached the 5 masked autapses (theta = 0, a spurious mu = 1).
+  spec, params, batch, task = tiny_problem(jax.random.key(0))
+  assert spec.no_autapse
+  task = task._replace(eval_sets={"val": batch})
+  rule = rules.make("bptt", spec)
+  total = make_total_loss(spec, task, 0.0)
+  for field in ("lanczos_steps", "arnoldi_steps"):
+    config = base_config()
+    config.theory.update(every=1, batch_size=4, lanczos_steps=20, arnoldi_steps=20)
+    make_theory_probe(config, spec, task, rule, total)  # 20 free synapses: allowed
+    config.theory[field] = 21
+    with pytest.raises(ValueError, match="<= 20, the 20 free coordinates of w_rec"):
+      make_theory_probe(config, spec, task, rule, total)
 
 
 def test_alignment_factor_equals_dense_formula(x64):

@@ -5,8 +5,10 @@ iteration counts:
 
 * :func:`make_hvp`: ``v -> H v`` (forward-over-reverse) on a fixed batch, over
   a parameter subset, optionally chunked over examples;
-* :func:`lanczos_top_k` / :func:`lanczos_tridiag`: Lanczos with full
-  reorthogonalization (top-k signed eigenpairs, the tridiagonal for SLQ);
+* :func:`arnoldi`: the one Krylov loop (full reorthogonalization, restarts
+  after a breakdown, optionally inside the free subspace of a mask);
+* :func:`lanczos_top_k` / :func:`lanczos_tridiag`: Lanczos read off it
+  (top-k signed eigenpairs, the tridiagonal for SLQ);
 * :func:`power_iteration`: the reference protocol (BiolHessRNN), as baseline;
 * :func:`hutchinson_trace`, :func:`slq_density`, :func:`relative_flatness`;
 * :func:`make_curvature_probe`: the training-time probe
@@ -20,6 +22,7 @@ from credit.curvature.flatness import (
   relative_flatness_dense,
 )
 from credit.curvature.hvp import make_grad, make_hvp, select
+from credit.curvature.krylov import ArnoldiResult, arnoldi
 from credit.curvature.lanczos import (
   LanczosResult,
   TopK,
@@ -32,11 +35,13 @@ from credit.curvature.trace import TraceEstimate, hutchinson_trace, rademacher_l
 from credit.curvature.tracking import make_curvature_probe
 
 __all__ = [
+  "ArnoldiResult",
   "LanczosResult",
   "PowerIterationResult",
   "SpectralDensity",
   "TopK",
   "TraceEstimate",
+  "arnoldi",
   "flatness_operator",
   "gauss_quadrature",
   "hutchinson_trace",

@@ -8,27 +8,17 @@ off-diagonal :math:`\beta_j = \| w_j \|`, where
 
 .. math::
 
-  w_j = (I - Q Q^\top)(A q_j - \alpha_j q_j - \beta_{j-1} q_{j-1}),
-  \qquad q_{j+1} = w_j / \beta_j .
+  w_j = (I - Q Q^\top)(A q_j), \qquad q_{j+1} = w_j / \beta_j .
 
-The projection :math:`I - QQ^\top` is applied twice ("twice is enough",
-Kahan-Parlett), with matmuls at ``Precision.HIGHEST`` so that TF32 or bf16
-passes on accelerators cannot destroy orthogonality. The eigenvalues of
-:math:`T` (Ritz values) approximate the extreme eigenvalues of :math:`A`
-first; each one lies within its residual bound
-:math:`|\beta_m s_{m,i}|` of a true eigenvalue.
-
-Breakdown. If :math:`\beta_j \approx 0` the Krylov space is invariant and no
-new direction follows from the recurrence. The loop cannot branch or raise
-under ``jit``, so the step is masked: :math:`\beta_j` is recorded as exactly 0
-and :math:`q_{j+1}` is a fresh pseudo-random vector orthogonalized against
-:math:`Q`. :math:`T` becomes block diagonal, every Ritz value is still a
-Rayleigh-Ritz value of :math:`A` on an orthonormal basis (so no spurious
-eigenvalues appear), and for quadrature the new blocks carry zero weight
-(their eigenvectors have zero first component).
-
-The step count is static (``lax.scan``), so the whole loop compiles once and
-vmaps over seeds (batched start vectors and operators).
+This is the Arnoldi loop of :mod:`credit.curvature.krylov` (projection done
+twice at ``Precision.HIGHEST``, masked restarts after a breakdown, restarts in
+the free subspace of an optional ``mask``) read as a tridiagonal; that module
+says why the loop is ours and not matfree's. The eigenvalues of :math:`T`
+(Ritz values) approximate the extreme eigenvalues of :math:`A` first; each one
+lies within its residual bound :math:`|\beta_m s_{m,i}|` of a true eigenvalue.
+After a breakdown :math:`T` is block diagonal, every Ritz value is still a
+Rayleigh-Ritz value of :math:`A` on an orthonormal basis, and for quadrature the
+new blocks carry zero weight (their eigenvectors have zero first component).
 """
 
 from __future__ import annotations
@@ -36,12 +26,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from credit.curvature.krylov import HIGHEST, arnoldi
+
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 PyTree = Any
-HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class LanczosResult(NamedTuple):
@@ -79,74 +70,41 @@ class TopK(NamedTuple):
   betas: jax.Array
 
 
-def _flat_operator(matvec: Callable[[PyTree], PyTree], unravel) -> Callable[[jax.Array], jax.Array]:
-  def flat(x):
-    return ravel_pytree(matvec(unravel(x)))[0]
-
-  return flat
-
-
-def _orthogonalize(w: jax.Array, basis: jax.Array) -> jax.Array:
-  """``w - Q^T Q w`` done twice; rows of ``basis`` not yet filled are zero."""
-  for _ in range(2):
-    w = w - jnp.dot(jnp.dot(basis, w, precision=HIGHEST), basis, precision=HIGHEST)
-  return w
-
-
 def lanczos_tridiag(
   matvec: Callable[[PyTree], PyTree],
   v0: PyTree,
   num_steps: int,
   breakdown_tol: float | None = None,
+  mask: PyTree | None = None,
 ) -> LanczosResult:
   r"""Runs ``num_steps`` Lanczos steps with full reorthogonalization.
 
+  The Arnoldi loop of :func:`credit.curvature.krylov.arnoldi` on a symmetric
+  operator: :math:`T` is the diagonal and sub-diagonal of its Hessenberg.
+
   Args:
-    matvec: the symmetric operator, ``v -> A v`` on pytrees shaped like ``v0``.
+    matvec: the symmetric operator, ``v -> A v`` on pytrees shaped like ``v0``;
+      with ``mask``, the masked operator :math:`PAP`.
     v0: start vector (pytree; need not be normalized, must be nonzero).
-    num_steps: number of matvecs ``m``; static, ``1 <= m <= n``.
+    num_steps: number of matvecs ``m``; static, ``1 <= m <= n`` (``sum(mask)``).
     breakdown_tol: :math:`\beta_j \le \mathrm{tol} \cdot \max_i \|A q_i\|`
       counts as breakdown; default :math:`\sqrt{\epsilon}` of the dtype.
+    mask: optional 0/1 pytree like ``v0``: the start and the restarts after a
+      breakdown stay in its free subspace, so masked coordinates never enter
+      with their eigenvalue 0.
 
   Returns:
     A :class:`LanczosResult` (flat basis).
 
   Raises:
-    ValueError: if ``num_steps`` is not in ``[1, n]`` (beyond ``n`` the basis
-      cannot stay orthonormal; shapes are static so this is known at trace time).
+    ValueError: if ``num_steps`` is not in ``[1, n]`` (``[1, sum(mask)]`` for a
+      concrete mask): beyond it the basis cannot stay orthonormal.
   """
-  flat_v0, unravel = ravel_pytree(v0)
-  n = flat_v0.size
-  if not 1 <= num_steps <= n:
-    raise ValueError(f"num_steps={num_steps} must be between 1 and the operator dimension n={n}")
-  dtype = flat_v0.dtype
-  tol = jnp.sqrt(jnp.finfo(dtype).eps) if breakdown_tol is None else breakdown_tol
-  op = _flat_operator(matvec, unravel)
-  tiny = jnp.finfo(dtype).tiny
-  # Fixed key for the replacement directions after a breakdown: any vector not
-  # in the current span works, and a fixed one keeps runs reproducible.
-  fresh_key = jax.random.key(0x1A2C)
-
-  def body(carry, j):
-    basis, q, q_prev, beta_prev, scale = carry
-    basis = basis.at[j].set(q)
-    w = op(q)
-    scale = jnp.maximum(scale, jnp.linalg.norm(w))
-    alpha = jnp.dot(q, w, precision=HIGHEST)
-    w = _orthogonalize(w - alpha * q - beta_prev * q_prev, basis)
-    beta = jnp.linalg.norm(w)
-    broke = beta <= tol * scale
-    fresh = _orthogonalize(jax.random.normal(jax.random.fold_in(fresh_key, j), (n,), dtype), basis)
-    fresh = fresh / jnp.maximum(jnp.linalg.norm(fresh), tiny)
-    q_next = jnp.where(broke, fresh, w / jnp.where(broke, 1.0, beta))
-    beta = jnp.where(broke, jnp.zeros_like(beta), beta)
-    return (basis, q_next, q, beta, scale), (alpha, beta)
-
-  q0 = flat_v0 / jnp.linalg.norm(flat_v0)
-  zero = jnp.zeros((), dtype)
-  init = (jnp.zeros((num_steps, n), dtype), q0, jnp.zeros_like(q0), zero, zero)
-  (basis, *_), (alphas, betas) = jax.lax.scan(body, init, jnp.arange(num_steps))
-  return LanczosResult(alphas=alphas, betas=betas[:-1], basis=basis, residual=betas[-1])
+  res = arnoldi(matvec, v0, num_steps, breakdown_tol, mask)
+  h = res.hessenberg
+  return LanczosResult(
+    alphas=jnp.diagonal(h), betas=jnp.diagonal(h, -1), basis=res.basis, residual=res.residual
+  )
 
 
 def tridiagonal(alphas: jax.Array, betas: jax.Array) -> jax.Array:
@@ -160,6 +118,7 @@ def lanczos_top_k(
   num_steps: int,
   k: int,
   return_vectors: bool = False,
+  mask: PyTree | None = None,
 ) -> TopK:
   r"""The ``k`` largest (algebraic, signed) eigenvalues of a symmetric operator.
 
@@ -173,13 +132,16 @@ def lanczos_top_k(
     num_steps: Lanczos steps = matvecs (static, ``k <= num_steps <= n``).
     k: number of eigenvalues.
     return_vectors: also return the Ritz vectors (pytree with a leading ``k`` axis).
+    mask: optional 0/1 pytree like ``v0`` for a masked operator :math:`PAP`: the
+      Ritz values are those of :math:`A` on the free coordinates (see
+      :func:`lanczos_tridiag`).
 
   Returns:
     A :class:`TopK`.
   """
   if not 1 <= k <= num_steps:
     raise ValueError(f"k={k} must be between 1 and num_steps={num_steps}")
-  res = lanczos_tridiag(matvec, v0, num_steps)
+  res = lanczos_tridiag(matvec, v0, num_steps, mask=mask)
   theta, s = jnp.linalg.eigh(tridiagonal(res.alphas, res.betas))
   theta, s = theta[::-1][:k], s[:, ::-1][:, :k]
   bounds = jnp.abs(res.residual * s[-1])

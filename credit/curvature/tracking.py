@@ -80,12 +80,27 @@ def measured_subset(params_option: str) -> tuple[str, ...] | None:
   return ("w_rec",) if params_option == "w_rec" else None
 
 
-def subset_dimension(spec: rnn.RNNSpec, subset: tuple[str, ...] | None) -> int:
-  """Number of coordinates of the measured subset (masked synapses included)."""
+def free_dimension(spec: rnn.RNNSpec, subset: tuple[str, ...] | None) -> int:
+  """Number of free coordinates of the measured subset: the autapses ``no_autapse`` masks excluded.
+
+  The most Krylov steps a probe can take: the masked Hessian :math:`PHP` has
+  eigenvalue 0 on every masked coordinate, so a basis that grew beyond the free
+  subspace would report a spurious 0 (issue 11, item 10).
+  """
   n = spec.n_hidden
+  w_rec = n * (n - 1) if spec.no_autapse else n * n
   if subset == ("w_rec",):
-    return n * n
-  return n * n + n * spec.n_in + n + spec.n_out * n + spec.n_out
+    return w_rec
+  return w_rec + n * spec.n_in + n + spec.n_out * n + spec.n_out
+
+
+def free_coordinates_note(spec: rnn.RNNSpec, subset: tuple[str, ...] | None) -> str:
+  """``"30 free coordinates of w_rec (6 autapses masked by model.no_autapse)"``-style text."""
+  what = "w_rec" if subset == ("w_rec",) else "all parameters"
+  note = f"{free_dimension(spec, subset)} free coordinates of {what}"
+  if spec.no_autapse:
+    note += f" ({spec.n_hidden} autapses masked by model.no_autapse)"
+  return note
 
 
 def random_start(key: jax.Array, like: Any, mask: Any | None) -> Any:
@@ -117,11 +132,11 @@ def make_curvature_probe(
     raise ValueError(f"curvature.every must be > 0 for a curvature probe, got {c.every}")
   batch = curvature_batch(task, c.batch_size)
   subset = measured_subset(c.params)
-  dim = subset_dimension(spec, subset)
+  dim = free_dimension(spec, subset)
   if not 1 <= c.top_k <= c.lanczos_steps <= dim:
     raise ValueError(
       f"need 1 <= curvature.top_k ({c.top_k}) <= curvature.lanczos_steps "
-      f"({c.lanczos_steps}) <= Hessian dimension ({dim})"
+      f"({c.lanczos_steps}) <= Hessian dimension, the {free_coordinates_note(spec, subset)}"
     )
   names = metric_names(config)
   every = int(c.every)
@@ -137,7 +152,8 @@ def make_curvature_probe(
     mask = parameter_mask(params, spec, subset)
     hvp = make_hvp(total_loss, params, fixed, subset, c.chunk_size, mask, linearize)
     point = select(params, subset)
-    top = lanczos_top_k(hvp, random_start(k_v0, point, mask), c.lanczos_steps, c.top_k)
+    v0 = random_start(k_v0, point, mask)
+    top = lanczos_top_k(hvp, v0, c.lanczos_steps, c.top_k, mask=mask)
     out = {"lambda_max": top.eigenvalues[0]}
     for i in range(2, c.top_k + 1):
       out[f"lambda_{i}"] = top.eigenvalues[i - 1]

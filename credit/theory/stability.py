@@ -35,102 +35,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from credit.curvature.krylov import HIGHEST, ArnoldiResult, arnoldi
+
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
 PyTree = Any
 MatVec = Callable[[PyTree], PyTree]
-HIGHEST = jax.lax.Precision.HIGHEST
-
-
-class ArnoldiResult(NamedTuple):
-  """Output of :func:`arnoldi`.
-
-  Attributes:
-    hessenberg: the upper Hessenberg :math:`H_m = Q^\\top A Q`, ``[m, m]``.
-    basis: orthonormal Arnoldi vectors :math:`Q` as rows, ``[m, n]`` (flat).
-    residual: :math:`h_{m+1,m}`, the norm of the part of :math:`A q_m` outside
-      the basis (0 when the Krylov space is invariant).
-  """
-
-  hessenberg: jax.Array
-  basis: jax.Array
-  residual: jax.Array
-
-
-def _project_out(w: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Classical Gram-Schmidt done twice; returns the coefficients and the remainder."""
-  coef = jnp.zeros(basis.shape[0], w.dtype)
-  for _ in range(2):
-    c = jnp.dot(basis, w, precision=HIGHEST)
-    w = w - jnp.dot(c, basis, precision=HIGHEST)
-    coef = coef + c
-  return coef, w
-
-
-def arnoldi(
-  matvec: MatVec,
-  v0: PyTree,
-  num_steps: int,
-  breakdown_tol: float | None = None,
-) -> ArnoldiResult:
-  r"""``num_steps`` Arnoldi steps with full (twice) reorthogonalization.
-
-  Builds an orthonormal basis :math:`q_1 .. q_m` of the Krylov space of a
-  general (non-symmetric) operator :math:`A` and
-  :math:`h_{ij} = q_i^\top A q_j`, :math:`A q_j = \sum_{i \le j+1} h_{ij} q_i`.
-  The eigenvalues of :math:`H_m` (Ritz values) approximate the extreme
-  eigenvalues of :math:`A` first and equal all of them when ``m = n``.
-
-  On breakdown (:math:`h_{j+1,j} \le \mathrm{tol} \cdot \max \|A q\|`, an
-  invariant subspace) the sub-diagonal entry is set to 0 and the next vector is a
-  fixed pseudo-random direction orthogonalized against the basis; :math:`H_m`
-  stays the matrix of :math:`A` compressed to an orthonormal basis, so its
-  eigenvalues stay Ritz values (the same masking as
-  :func:`credit.curvature.lanczos.lanczos_tridiag`).
-
-  Args:
-    matvec: ``v -> A v`` on pytrees shaped like ``v0``.
-    v0: start vector (nonzero; normalized here).
-    num_steps: ``m`` (static), ``1 <= m <= n``.
-    breakdown_tol: default :math:`\sqrt{\epsilon}` of the dtype.
-
-  Returns:
-    An :class:`ArnoldiResult`.
-  """
-  flat_v0, unravel = ravel_pytree(v0)
-  n = flat_v0.size
-  if not 1 <= num_steps <= n:
-    raise ValueError(f"num_steps={num_steps} must be between 1 and the dimension n={n}")
-  dtype = flat_v0.dtype
-  tol = jnp.sqrt(jnp.finfo(dtype).eps) if breakdown_tol is None else breakdown_tol
-  tiny = jnp.finfo(dtype).tiny
-  fresh_key = jax.random.key(0xA2D1)
-
-  def op(x):
-    return ravel_pytree(matvec(unravel(x)))[0]
-
-  def body(carry, j):
-    basis, q, scale = carry
-    basis = basis.at[j].set(q)
-    w = op(q)
-    scale = jnp.maximum(scale, jnp.linalg.norm(w))
-    column, w = _project_out(w, basis)
-    beta = jnp.linalg.norm(w)
-    broke = beta <= tol * scale
-    _, fresh = _project_out(jax.random.normal(jax.random.fold_in(fresh_key, j), (n,), dtype), basis)
-    fresh = fresh / jnp.maximum(jnp.linalg.norm(fresh), tiny)
-    q_next = jnp.where(broke, fresh, w / jnp.where(broke, 1.0, beta))
-    beta = jnp.where(broke, jnp.zeros_like(beta), beta)
-    return (basis, q_next, scale), (column, beta)
-
-  q0 = flat_v0 / jnp.linalg.norm(flat_v0)
-  init = (jnp.zeros((num_steps, n), dtype), q0, jnp.zeros((), dtype))
-  (basis, _, _), (columns, betas) = jax.lax.scan(body, init, jnp.arange(num_steps))
-  # columns[j] holds h_{:, j} (zero below row j); the sub-diagonal comes from betas.
-  hess = columns.T + jnp.diag(betas[:-1], -1)
-  return ArnoldiResult(hessenberg=hess, basis=basis, residual=betas[-1])
+__all__ = [
+  "ArnoldiResult",
+  "UpdateMapSpectrum",
+  "alignment_factor",
+  "arnoldi",
+  "predicted_bound",
+  "update_map_spectrum",
+]
 
 
 class UpdateMapSpectrum(NamedTuple):
@@ -153,7 +72,11 @@ class UpdateMapSpectrum(NamedTuple):
 
 
 def update_map_spectrum(
-  jvp: MatVec, v0: PyTree, eta: jax.Array | float, num_steps: int
+  jvp: MatVec,
+  v0: PyTree,
+  eta: jax.Array | float,
+  num_steps: int,
+  mask: PyTree | None = None,
 ) -> UpdateMapSpectrum:
   r"""Ritz values of :math:`I - \eta J` by Arnoldi on :math:`J`.
 
@@ -169,11 +92,15 @@ def update_map_spectrum(
     v0: start vector.
     eta: learning rate.
     num_steps: Arnoldi steps (static).
+    mask: optional 0/1 pytree like ``v0`` for a masked :math:`PJP`: the Ritz
+      values are those of :math:`J` on the free coordinates (masked ones would
+      add :math:`\theta = 0`, a spurious :math:`\mu = 1`; see
+      :func:`credit.curvature.krylov.arnoldi`).
 
   Returns:
     An :class:`UpdateMapSpectrum`.
   """
-  res = arnoldi(jvp, v0, num_steps)
+  res = arnoldi(jvp, v0, num_steps, mask=mask)
   theta = jnp.linalg.eigvals(res.hessenberg)
   mu = 1.0 - eta * theta
   real = res.hessenberg.dtype

@@ -42,10 +42,11 @@ from typing import Any
 from credit.curvature.hvp import make_grad, select
 from credit.curvature.lanczos import lanczos_top_k
 from credit.curvature.tracking import (
+  free_coordinates_note,
+  free_dimension,
   measured_subset,
   parameter_mask,
   random_start,
-  subset_dimension,
 )
 from credit.models import rnn
 from credit.rules.alignment import cosine_alignment
@@ -110,11 +111,12 @@ def make_theory_probe(
     raise ValueError(f"theory.every must be > 0 for a theory probe, got {t.every}")
   batch = theory_batch(task, t.batch_size)
   subset = measured_subset(t.params)
-  dim = subset_dimension(spec, subset)
+  dim = free_dimension(spec, subset)
   if not 1 <= t.top_k <= t.lanczos_steps <= dim or not 1 <= t.arnoldi_steps <= dim:
     raise ValueError(
       f"need 1 <= theory.top_k ({t.top_k}) <= theory.lanczos_steps ({t.lanczos_steps}) "
-      f"<= dimension ({dim}) and 1 <= theory.arnoldi_steps ({t.arnoldi_steps}) <= {dim}"
+      f"<= {dim} and 1 <= theory.arnoldi_steps ({t.arnoldi_steps}) <= {dim}, the "
+      f"{free_coordinates_note(spec, subset)}"
     )
   names = metric_names(config)
   every = int(t.every)
@@ -134,9 +136,8 @@ def make_theory_probe(
     g_rule, jvp = linearize_rule(
       rule, spec, task, reg_l2, params, rule_state, fixed, k_rule, subset, mask, method=t.jvp
     )
-    top = lanczos_top_k(
-      hvp, random_start(k_lanczos, point, mask), t.lanczos_steps, t.top_k, return_vectors=True
-    )
+    v0 = random_start(k_lanczos, point, mask)
+    top = lanczos_top_k(hvp, v0, t.lanczos_steps, t.top_k, return_vectors=True, mask=mask)
     dtype = params["w_rec"].dtype
     eta = jnp.asarray(eta_at(step), dtype)
     out = {}
@@ -149,7 +150,8 @@ def make_theory_probe(
     out["theory_eta"] = eta
     out["predicted_lambda_bound"] = predicted_bound(eta, c)
     out["theory_stability_ratio"] = eta * c * out["theory_lambda_max"] / 2.0
-    spectrum = update_map_spectrum(jvp, random_start(k_arnoldi, point, mask), eta, t.arnoldi_steps)
+    v0 = random_start(k_arnoldi, point, mask)
+    spectrum = update_map_spectrum(jvp, v0, eta, t.arnoldi_steps, mask=mask)
     out["update_map_radius"] = spectrum.radius
     out["update_map_min_real"] = spectrum.min_real
     out["rule_jac_max_real"] = spectrum.max_real_rule
