@@ -325,9 +325,10 @@ def curvature_setup():
 
 
 def _flat_matrix(op, params):
+  """The dense matrix of a pytree operator, one compiled vmap over the basis."""
   flat, unravel = ravel_pytree(params)
-  cols = [ravel_pytree(op(unravel(e)))[0] for e in np.eye(flat.size)]
-  return np.stack(cols, axis=1)
+  column = lambda e: ravel_pytree(op(unravel(e)))[0]
+  return np.asarray(jax.jit(jax.vmap(column))(jnp.eye(flat.size))).T
 
 
 def test_smoothed_proxy_hvp_equals_dense_hessian_and_finite_differences(x64):
@@ -335,13 +336,13 @@ def test_smoothed_proxy_hvp_equals_dense_hessian_and_finite_differences(x64):
   loss_fn = spiking_curvature.smoothed_loss(spec, task, 1e-3, temperature=0.3)
   op = spiking_curvature.smoothed_hvp(spec, task, 1e-3, 0.3, params, batch)
   flat, unravel = ravel_pytree(params)
-  dense = jax.hessian(lambda f: loss_fn(unravel(f), batch))(flat)
+  dense = jax.jit(jax.hessian(lambda f: loss_fn(unravel(f), batch)))(flat)
   matrix = _flat_matrix(op, params)
   np.testing.assert_allclose(matrix, dense, rtol=1e-10, atol=1e-12 * np.abs(dense).max())
   np.testing.assert_allclose(matrix, matrix.T, atol=1e-12 * np.abs(matrix).max())
   # Against central differences of the gradient (independent of forward-over-reverse).
   v = np.random.default_rng(2).normal(size=flat.size)
-  grad = jax.grad(lambda f: loss_fn(unravel(f), batch))
+  grad = jax.jit(jax.grad(lambda f: loss_fn(unravel(f), batch)))
   eps = 1e-5
   fd = (grad(flat + eps * v) - grad(flat - eps * v)) / (2 * eps)
   assert np.linalg.norm(fd - matrix @ v) < 1e-7 * np.linalg.norm(matrix @ v)
@@ -364,7 +365,7 @@ def test_surrogate_gradient_jacobian_frozen_equals_finite_differences_and_is_asy
   # Spikes do not change over +-eps, so the frozen operator is the true derivative of g.
   flat, unravel = ravel_pytree(params)
   loss_fn = spiking_curvature.spiking_loss(spec, task)
-  grad = jax.grad(lambda f: loss_fn(unravel(f), batch))
+  grad = jax.jit(jax.grad(lambda f: loss_fn(unravel(f), batch)))
   v = np.random.default_rng(3).normal(size=flat.size)
   eps = 1e-6
   for sign in (1, -1):
