@@ -377,6 +377,40 @@ def test_surrogate_gradient_jacobian_frozen_equals_finite_differences_and_is_asy
     spiking_curvature.surrogate_gradient_jvp(spec, task, 0.0, params, batch, second_order="x")
 
 
+def test_the_curvature_probe_measures_the_smoothed_proxy(x64):
+  """The training-time probe, unchanged, takes the proxy's loss: its lambda_max (Lanczos over
+  ``w_rec``, all 36 directions) is the top eigenvalue of the dense masked Hessian."""
+  from credit.curvature.tracking import make_curvature_probe
+
+  spec, params, batch, task = curvature_setup()
+  task = task._replace(eval_sets={"val": batch})
+  config = ml_collections.ConfigDict(
+    {
+      "curvature": dict(
+        every=1,
+        params="w_rec",
+        top_k=1,
+        lanczos_steps=N * N,
+        batch_size=B,
+        chunk_size=0,
+        trace_probes=0,
+        flatness_probes=0,
+      )
+    }
+  )
+  loss_fn = spiking_curvature.smoothed_loss(spec, task, 0.0, temperature=0.3)
+  probe = make_curvature_probe(config, spec, task, loss_fn)
+  got = jax.jit(probe)(params, {}, jax.random.key(0), jnp.asarray(0))["lambda_max"]
+
+  def w_rec_loss(w):
+    return loss_fn({**params, "w_rec": w.reshape(N, N)}, batch)
+
+  mask = (1.0 - np.eye(N)).ravel()
+  dense = np.asarray(jax.jit(jax.hessian(w_rec_loss))(params["w_rec"].ravel()))
+  want = np.linalg.eigvalsh(mask[:, None] * dense * mask[None, :]).max()
+  np.testing.assert_allclose(float(got), want, rtol=1e-8)
+
+
 def test_second_order_of_the_spike_function():
   """``H(x)^2`` at x = 0.3: ``H'' := 2 psi^2 + 2 H psi'`` (surrogate) or ``2 H psi'`` (frozen)."""
   x = jnp.float32(0.3)
@@ -409,6 +443,26 @@ def test_threshold_crossings_match_a_loop():
   assert set(np.unique(spikes)) == {0.0, 1.0} and abs(float(spikes.mean()) - 0.2) < 0.02
   with pytest.raises(ValueError, match="p_max"):
     spike_encoding.poisson_spikes(jax.random.key(0), jnp.ones(3), 1.5)
+
+
+def test_encode_task_encodes_samples_and_fixed_eval_sets():
+  rng = np.random.default_rng(6)
+  raw = Batch(jnp.asarray(rng.random((3, 5, 2))), jnp.zeros((3, 5, 2)), jnp.ones((3, 5)))
+  task = xent_task(lif.LIFSpec(2, 4, 2))._replace(
+    eval_sets={"val": raw, "test": raw}, sample_train=lambda key, n: raw
+  )
+  levels = (0.3, 0.6)
+  encoded = spike_encoding.encode_task(task, spike_encoding.threshold_encoding(levels))
+  assert encoded.n_in == 8
+  want = spike_encoding.threshold_crossings(raw.inputs, levels)
+  np.testing.assert_array_equal(encoded.eval_sets["val"].inputs, want)
+  np.testing.assert_array_equal(encoded.sample_train(jax.random.key(1), 3).inputs, want)
+  poisson = spike_encoding.encode_task(task, spike_encoding.poisson_encoding(1.0))
+  a = poisson.sample_train(jax.random.key(1), 3).inputs
+  b = poisson.sample_train(jax.random.key(2), 3).inputs
+  assert set(np.unique(a)) <= {0.0, 1.0} and np.any(a != b)  # fresh spikes per batch
+  again = spike_encoding.encode_task(task, spike_encoding.poisson_encoding(1.0))
+  np.testing.assert_array_equal(again.eval_sets["val"].inputs, poisson.eval_sets["val"].inputs)
 
 
 def test_bad_spec_fields_raise():
