@@ -465,6 +465,18 @@ def test_encode_task_encodes_samples_and_fixed_eval_sets():
   np.testing.assert_array_equal(again.eval_sets["val"].inputs, poisson.eval_sets["val"].inputs)
 
 
+def test_spec_from_config():
+  model = ml_collections.ConfigDict(
+    dict(n_hidden=5, alpha=0.9, n_refractory=2, dale=True, surrogate="sigmoid", surrogate_gamma=0.5)
+  )
+  want = lif.LIFSpec(
+    3, 5, 2, alpha=0.9, n_refractory=2, dale=True, surrogate=lif.Surrogate("sigmoid", 0.5)
+  )
+  assert lif.spec_from_config(model, 3, 2) == want
+  with pytest.raises(ValueError, match="kappa"):
+    lif.spec_from_config(ml_collections.ConfigDict(dict(n_hidden=5, kappa=1.5)), 3, 2)
+
+
 def test_bad_spec_fields_raise():
   with pytest.raises(ValueError, match="surrogate.kind"):
     lif.forward(

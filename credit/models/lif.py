@@ -228,6 +228,31 @@ def validate(spec: LIFSpec) -> None:
     )
 
 
+def spec_from_config(model, n_in: int, n_out: int) -> LIFSpec:
+  """A :class:`LIFSpec` from a ``config.model`` block (absent fields take their defaults).
+
+  Fields: ``n_hidden`` and any :class:`LIFSpec` field by name; the surrogate as
+  ``surrogate`` (its kind), ``surrogate_gamma``, ``surrogate_width``.
+
+  Raises:
+    ValueError: naming the field, for a value out of range.
+  """
+  defaults = LIFSpec(n_in, 1, n_out)
+  fields = {
+    name: type(getattr(defaults, name))(model.get(name, getattr(defaults, name)))
+    for name in LIFSpec._fields
+    if name not in ("n_in", "n_hidden", "n_out", "surrogate")
+  }
+  surrogate = Surrogate(
+    kind=str(model.get("surrogate", defaults.surrogate.kind)),
+    gamma=float(model.get("surrogate_gamma", defaults.surrogate.gamma)),
+    width=float(model.get("surrogate_width", defaults.surrogate.width)),
+  )
+  spec = LIFSpec(n_in, int(model.n_hidden), n_out, surrogate=surrogate, **fields)
+  validate(spec)
+  return spec
+
+
 def smoothed(spec: LIFSpec, temperature: float) -> LIFSpec:
   """The smoothed proxy of ``spec``: ``H`` replaced by ``sigmoid(x / temperature)``."""
   if not temperature > 0:
