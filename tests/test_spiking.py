@@ -411,6 +411,23 @@ def test_the_curvature_probe_measures_the_smoothed_proxy(x64):
   np.testing.assert_allclose(float(got), want, rtol=1e-8)
 
 
+def test_jacobian_extremes_of_the_frozen_operator_match_dense(x64):
+  spec, params, batch, task = curvature_setup()
+  sub = {"w_rec": params["w_rec"]}
+  mask = {"w_rec": jnp.asarray(1.0 - np.eye(N))}
+  op = spiking_curvature.surrogate_gradient_jvp(
+    spec, task, 0.0, params, batch, ("w_rec",), mask=mask
+  )
+  v0 = {"w_rec": jnp.asarray(np.random.default_rng(8).normal(size=(N, N))) * mask["w_rec"]}
+  got = jax.jit(lambda v: spiking_curvature.jacobian_extremes(op, sub, v, N * (N - 1)))(v0)
+  free = np.flatnonzero(np.asarray(mask["w_rec"]).ravel())
+  dense = _flat_matrix(op, sub)[np.ix_(free, free)]
+  np.testing.assert_allclose(
+    got.sym_lambda_max, np.linalg.eigvalsh((dense + dense.T) / 2).max(), rtol=1e-8
+  )
+  np.testing.assert_allclose(got.max_real, np.linalg.eigvals(dense).real.max(), rtol=1e-6)
+
+
 def test_second_order_of_the_spike_function():
   """``H(x)^2`` at x = 0.3: ``H'' := 2 psi^2 + 2 H psi'`` (surrogate) or ``2 H psi'`` (frozen)."""
   x = jnp.float32(0.3)

@@ -14,7 +14,8 @@ built by :func:`credit.curvature.hvp.make_hvp` (forward-over-reverse):
      enough change of the weights: the true, almost-everywhere Jacobian of the
      map that training follows (``theta <- theta - eta g(theta)``); it is **not
      symmetric** in general: report :math:`\lambda_{max}` of its symmetric part
-     and its eigenvalue of largest real part (Arnoldi), not Lanczos on it;
+     and its eigenvalue of largest real part (:func:`jacobian_extremes`: Lanczos
+     on :math:`(A + A^\top)/2`, Arnoldi on ``A``), not Lanczos on ``A`` itself;
    * ``"surrogate"``: :math:`H' := \psi` and :math:`H'' := \psi'` at every
      order; the Hessian of a smooth network matching ``(H, psi, psi')`` at the
      evaluated points: **symmetric** (Lanczos applies).
@@ -33,6 +34,7 @@ curvature probe consume.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from credit import losses
 from credit.curvature import hvp
@@ -42,6 +44,9 @@ from credit.models.rnn import Params
 from credit.tasks.base import Batch, Task
 
 import jax
+import jax.numpy as jnp
+
+PyTree = Any
 
 
 def spiking_loss(
@@ -119,3 +124,51 @@ def smoothed_hvp(
   """``v -> H v`` of the smoothed proxy's loss (:func:`smoothed_loss`), symmetric."""
   loss_fn = smoothed_loss(spec, task, reg_l2, temperature)
   return hvp.make_hvp(loss_fn, params, batch, subset, chunk_size, mask=mask)
+
+
+class JacobianExtremes(NamedTuple):
+  """Extreme eigenvalues of a non-symmetric operator ``A`` (e.g. the frozen surrogate Jacobian).
+
+  Attributes:
+    sym_lambda_max: the largest eigenvalue of the symmetric part :math:`(A + A^\\top)/2`
+      (Lanczos).
+    max_real: the largest real part of an eigenvalue of ``A`` (Arnoldi Ritz values).
+  """
+
+  sym_lambda_max: jax.Array
+  max_real: jax.Array
+
+
+def jacobian_extremes(
+  matvec: hvp.MatVec, point: PyTree, v0: PyTree, num_steps: int
+) -> JacobianExtremes:
+  r"""The top eigenvalue of :math:`(A + A^\top)/2` and :math:`\max \mathrm{Re}\,\lambda(A)`.
+
+  :math:`A^\top` comes from ``jax.linear_transpose`` of the (linear) ``matvec``,
+  so ``A`` may be any JAX-traceable linear map, such as
+  :func:`surrogate_gradient_jvp`'s. With ``num_steps`` equal to the dimension
+  both are exact; fewer steps give the usual Krylov estimates.
+
+  Args:
+    matvec: ``v -> A v`` on pytrees shaped like ``point``.
+    point: a pytree with the shape and dtype of ``A``'s input (its values are unused).
+    v0: the Krylov start vector (nonzero).
+    num_steps: Lanczos and Arnoldi steps (static).
+
+  Returns:
+    A :class:`JacobianExtremes`.
+  """
+  from credit.curvature.lanczos import lanczos_top_k
+  from credit.theory.stability import arnoldi
+
+  transposed = jax.linear_transpose(matvec, point)
+
+  def symmetric_part(v):
+    return jax.tree.map(lambda a, b: 0.5 * (a + b), matvec(v), transposed(v)[0])
+
+  top = lanczos_top_k(symmetric_part, v0, num_steps, 1)
+  ritz = jnp.linalg.eigvals(arnoldi(matvec, v0, num_steps).hessenberg)
+  return JacobianExtremes(
+    sym_lambda_max=top.eigenvalues[0],
+    max_real=jnp.max(jnp.real(ritz)).astype(top.eigenvalues.dtype),
+  )
