@@ -239,6 +239,10 @@ def test_dale_and_no_autapse_are_kept_by_projection(x64):
   assert np.all(np.diag(w) == 0) and np.all(w * sign[None, :] >= 0)
   bumped = lif.project({**params, "w_rec": params["w_rec"] - 0.5 * sign[None, :]}, spec)
   assert np.all(np.asarray(bumped["w_rec"]) * sign[None, :] >= 0)
+  louder = lif.init_params(jax.random.key(0), spec._replace(init_gain=3.0), jnp.float64)
+  for k in ("w_in", "w_rec"):
+    np.testing.assert_allclose(louder[k], 3.0 * params[k], rtol=1e-15)
+  np.testing.assert_array_equal(louder["w_out"], params["w_out"])
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -522,8 +526,7 @@ def test_learns_a_tiny_spiking_classification(name):
   data = Batch(x, targets, mask)
   spec = lif.LIFSpec(n_in, 12, 2, alpha=0.8, kappa=0.7, frac_adaptive=0.5, beta=0.2, rho=0.9)
   task = xent_task(spec)
-  params = lif.init_params(jax.random.key(1), spec)
-  params = {**params, "w_in": 2.0 * params["w_in"]}
+  params = lif.init_params(jax.random.key(1), spec._replace(init_gain=2.0))
   rule = make_rule(name, spec)
   opt = optax.adam(0.05)
 

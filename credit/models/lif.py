@@ -176,6 +176,9 @@ class LIFSpec(NamedTuple):
     surrogate: the pseudo-derivative, :class:`Surrogate`.
     proxy_temperature: 0 for spikes; ``tau > 0`` for the smoothed proxy
       :math:`z = \\sigma(x / \\tau)`.
+    init_gain: factor on the initial ``W_in`` and ``W_rec`` (the input enters
+      with ``1 - alpha``, so a network at the rate model's scale may stay
+      silent, and a silent unit far below threshold has ``psi = 0``).
     no_autapse, dale, frac_exc: as in :class:`credit.models.rnn.RNNSpec`.
   """
 
@@ -191,6 +194,7 @@ class LIFSpec(NamedTuple):
   rho: float = 0.99
   surrogate: Surrogate = Surrogate()
   proxy_temperature: float = 0.0
+  init_gain: float = 1.0
   no_autapse: bool = True
   dale: bool = False
   frac_exc: float = 0.8
@@ -215,6 +219,7 @@ def validate(spec: LIFSpec) -> None:
     ("beta", spec.beta >= 0, ">= 0"),
     ("rho", 0.0 <= spec.rho < 1.0, "in [0, 1)"),
     ("proxy_temperature", spec.proxy_temperature >= 0, ">= 0"),
+    ("init_gain", spec.init_gain > 0, "> 0"),
     ("frac_exc", 0.0 <= spec.frac_exc <= 1.0, "in [0, 1]"),
   )
   for name, ok, allowed in checks:
@@ -294,9 +299,12 @@ class SpikingTrajectory(NamedTuple):
 
 
 def init_params(key: jax.Array, spec: LIFSpec, dtype=jnp.float32) -> Params:
-  """The rate model's initialization (:func:`credit.models.rnn.init_params`, Dale included)."""
+  """The rate model's initialization (:func:`credit.models.rnn.init_params`, Dale included),
+  with ``W_in`` and ``W_rec`` scaled by ``spec.init_gain``."""
   validate(spec)
-  return rnn.init_params(key, spec, dtype)
+  params = rnn.init_params(key, spec, dtype)
+  gain = jnp.asarray(spec.init_gain, dtype)
+  return {**params, "w_in": gain * params["w_in"], "w_rec": gain * params["w_rec"]}
 
 
 def effective_w_rec(params: Params, spec: LIFSpec) -> jax.Array:
