@@ -44,7 +44,7 @@ def step_time(
   labels = torch.randint(0, n_out, (55_000,), generator=gen)
   mask = 1.0 - torch.eye(n_hidden)
   w_in = (torch.randn(n_hidden, n_in, generator=gen) * (2 / n_in) ** 0.5).requires_grad_()
-  w_rec = (torch.randn(n_hidden, n_hidden, generator=gen) * (2 / n_hidden) ** 0.5 * mask)
+  w_rec = torch.randn(n_hidden, n_hidden, generator=gen) * (2 / n_hidden) ** 0.5 * mask
   w_rec.requires_grad_()
   b = torch.zeros(n_hidden, requires_grad=True)
   limit = (6 / (n_hidden + n_out)) ** 0.5

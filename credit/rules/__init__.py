@@ -147,11 +147,24 @@ def _complete(options: ml_collections.ConfigDict | None) -> ml_collections.Confi
 
 
 def make(
-  name: str, spec: RNNSpec, options: ml_collections.ConfigDict | None = None
+  name: str,
+  spec: RNNSpec,
+  options: ml_collections.ConfigDict | None = None,
+  loss_steps: tuple[int, ...] | None = None,
 ) -> GradientRule:
-  """Builds rule ``name`` for ``spec``; missing options take their defaults."""
+  """Builds rule ``name`` for ``spec``; missing options take their defaults.
+
+  Args:
+    name: a registered rule.
+    spec: the network.
+    options: ``rule_options`` (see :func:`default_options`).
+    loss_steps: the task's static loss steps (``Task.loss_steps``), when it has
+      them: the offline e-prop family then picks its credited steps when the
+      program is built (the same gradient, without run-time gathers).
+  """
   full = _complete(options)
   validate(name, full)
+  full.loss_steps = None if loss_steps is None else tuple(int(s) for s in loss_steps)
   return get(name)(spec, full)
 
 

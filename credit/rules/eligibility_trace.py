@@ -48,8 +48,10 @@ from credit.rules.base import input_grads, presynaptic, split_packed
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
+  "contract_static_steps",
   "contract_steps",
   "credited_steps",
   "filter_backward",
@@ -58,6 +60,7 @@ __all__ = [
   "presynaptic",
   "shift_back",
   "split_packed",
+  "static_credited_steps",
   "trace_decay",
 ]
 
@@ -133,6 +136,37 @@ def credited_steps(
   return step
 
 
+def static_credited_steps(
+  loss_steps: tuple[int, ...], n_steps: int, decays: bool, modulated: bool = False
+) -> np.ndarray:
+  r""":func:`credited_steps` from the task's static ``loss_steps``, ``[T]`` bool (NumPy).
+
+  The same rule as :func:`credited_steps`, decided when the program is built:
+  a task whose loss mask can be non-zero only at ``loss_steps`` (sequential
+  MNIST: the last step) lets the contraction slice those steps out statically,
+  so XLA never materializes the credits of the others.
+  """
+  step = np.zeros(n_steps, bool)
+  step[np.asarray(loss_steps, int)] = True
+  if modulated:
+    step[:-1] |= step[1:]
+  if decays:
+    step = np.flip(np.cumsum(np.flip(step)) > 0)
+  return step
+
+
+def contract_static_steps(delta_fn, traj: Trajectory, spec: RNNSpec, active: np.ndarray) -> Params:
+  r""":math:`\sum_{b,s} \delta_s \hat a_s^\top` over statically known ``active`` steps."""
+  idx = np.flatnonzero(active).astype(np.int32)
+  if idx.size == active.size:
+    return input_grads(delta_fn(jnp.arange(active.size)), traj, spec)
+  prev = jnp.take(traj.h_prev, idx, axis=1)
+  x = jnp.take(traj.x, idx, axis=1).astype(traj.h.dtype)
+  ones = jnp.ones(x.shape[:2] + (1,), traj.h.dtype)
+  a_hat = jnp.concatenate([prev, x, ones], axis=-1)
+  return split_packed(jnp.einsum("bkn,bkm->nm", delta_fn(jnp.asarray(idx)), a_hat), spec)
+
+
 # The contraction over credited steps runs in at most this many chunks of
 # ceil(T / MAX_CHUNKS) steps: one chunk when few steps carry credit (a loss on the
 # last step only), large matmuls when all of them do.
@@ -203,8 +237,9 @@ def offline_grads(
     modulation: optional :math:`m_t` ``[B, T, N]`` paired with :math:`E_{t-1}`.
     active: optional ``[T]`` bool, a superset of the steps with non-zero credit
       (:func:`credited_steps`): the contraction then skips the others (a loss
-      on the last step only costs one step's contraction instead of ``T``).
-      ``None``: one dense contraction over all steps.
+      on the last step only costs one step's contraction instead of ``T``);
+      a NumPy array (:func:`static_credited_steps`) slices them out when the
+      program is built. ``None``: one dense contraction over all steps.
 
   Returns:
     Gradients of ``w_rec`` (masked), ``w_in`` and ``b``.
@@ -218,6 +253,8 @@ def offline_grads(
   def delta_fn(idx):
     return spec.alpha * jnp.take(traj.dphi, idx, axis=1) * jnp.take(c, idx, axis=1)
 
+  if isinstance(active, np.ndarray):
+    return contract_static_steps(delta_fn, traj, spec, active)
   return contract_steps(delta_fn, traj, spec, active)
 
 

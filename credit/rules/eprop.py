@@ -79,6 +79,7 @@ def trace_grads(
   self_coupling: bool,
   online: bool,
   modulation: Modulation | None = None,
+  loss_steps: tuple[int, ...] | None = None,
 ) -> Params:
   r"""Gradient of the e-prop family, optionally with MDGL's one-hop modulatory term.
 
@@ -99,6 +100,9 @@ def trace_grads(
     online: carry the traces forward in time instead of the backward filter.
     modulation: :math:`\mathcal M`, ``z [B, T, N] -> m [B, T, N]`` (MDGL), or
       ``None`` for plain e-prop.
+    loss_steps: the only steps whose errors can be non-zero, when the task fixes
+      them (``rule_options.loss_steps``); the offline form then picks the credited
+      steps when the program is built instead of from the errors at run time.
 
   Returns:
     The full gradient pytree (exact readout).
@@ -109,18 +113,36 @@ def trace_grads(
   if online:
     grads = et.online_grads(spec, traj, q, decay, m)
   else:
-    active = et.credited_steps(errors, decay, modulated=m is not None)
+    if loss_steps is None:
+      active = et.credited_steps(errors, decay, modulated=m is not None)
+    else:
+      n_steps = errors.shape[1]
+      active = et.static_credited_steps(loss_steps, n_steps, decay is not None, m is not None)
     grads = et.offline_grads(spec, traj, q, decay, m, active)
   return {**grads, **readout_grads(traj, errors)}
 
 
+def loss_steps_option(options: ml_collections.ConfigDict) -> tuple[int, ...] | None:
+  """``rule_options.loss_steps`` as a tuple (``None`` when unset)."""
+  steps = options.get("loss_steps")
+  return None if steps is None else tuple(int(s) for s in steps)
+
+
 def make_eprop(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
   self_coupling, online = bool(options.self_coupling), bool(options.online)
+  loss_steps = loss_steps_option(options)
 
   def grads(params, state, traj, errors, key):
     del state, key
     return trace_grads(
-      params, spec, traj, errors, params["w_out"].T, self_coupling=self_coupling, online=online
+      params,
+      spec,
+      traj,
+      errors,
+      params["w_out"].T,
+      self_coupling=self_coupling,
+      online=online,
+      loss_steps=loss_steps,
     )
 
   return GradientRule(name="eprop", init=no_state, grads=grads)
@@ -128,6 +150,7 @@ def make_eprop(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRul
 
 def _random_feedback_rule(name: str, spec: RNNSpec, options, self_coupling: bool) -> GradientRule:
   scale, online = float(options.feedback_scale), bool(options.online)
+  loss_steps = loss_steps_option(options)
 
   def init(key, params):
     return {"feedback": random_feedback(key, spec, scale, params["w_out"].dtype)}
@@ -135,7 +158,14 @@ def _random_feedback_rule(name: str, spec: RNNSpec, options, self_coupling: bool
   def grads(params, state, traj, errors, key):
     del key
     return trace_grads(
-      params, spec, traj, errors, state["feedback"], self_coupling=self_coupling, online=online
+      params,
+      spec,
+      traj,
+      errors,
+      state["feedback"],
+      self_coupling=self_coupling,
+      online=online,
+      loss_steps=loss_steps,
     )
 
   return GradientRule(name=name, init=init, grads=grads)

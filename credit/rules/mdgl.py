@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from credit.models.rnn import Params, RNNSpec, cell_types, effective_w_rec, recurrent_mask
 from credit.rules.base import GradientRule, no_state
-from credit.rules.eprop import Modulation, matrix_modulation, trace_grads
+from credit.rules.eprop import Modulation, loss_steps_option, matrix_modulation, trace_grads
 
 import jax
 import jax.numpy as jnp
@@ -97,6 +97,7 @@ def exact_one_hop_weights(params: Params, spec: RNNSpec) -> jax.Array:
 
 def _make(name: str, modulation_fn, spec: RNNSpec, options: ml_collections.ConfigDict):
   self_coupling, online = bool(options.self_coupling), bool(options.online)
+  loss_steps = loss_steps_option(options)
 
   def grads(params, state, traj, errors, key):
     del state, key
@@ -109,6 +110,7 @@ def _make(name: str, modulation_fn, spec: RNNSpec, options: ml_collections.Confi
       self_coupling=self_coupling,
       online=online,
       modulation=modulation_fn(params, spec),
+      loss_steps=loss_steps,
     )
 
   return GradientRule(name=name, init=no_state, grads=grads)

@@ -51,6 +51,9 @@ class Task(NamedTuple):
       distribution (for tasks that can generate; ``None`` for fixed datasets).
     train_size: number of training examples of a fixed dataset (``None`` for
       generators, whose training distribution is unbounded).
+    loss_steps: the only steps at which the loss mask can be non-zero, when the
+      task fixes them (sequential MNIST: the last one); ``None``: any step.
+      Rules may use it to skip steps that carry no credit.
   """
 
   name: str
@@ -63,6 +66,7 @@ class Task(NamedTuple):
   shift: str
   sample_test: Callable[[jax.Array, int], Batch] | None = None
   train_size: int | None = None
+  loss_steps: tuple[int, ...] | None = None
 
   def loss(self, y: jax.Array, batch: Batch) -> jax.Array:
     """Data loss of outputs ``y [B, T, N_out]`` (no regularizer)."""

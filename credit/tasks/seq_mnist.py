@@ -109,5 +109,6 @@ def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:
     sample_train=sample_train,
     eval_sets=eval_sets,
     train_size=n_train,
+    loss_steps=(27,),
     shift=f"test images + i.i.d. N(0, {options.noise_std}^2) pixel noise, clipped to [0, 1]",
   )

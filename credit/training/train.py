@@ -153,7 +153,7 @@ def make_trainer(
     task = tasks.make(config.task, config.task_options, dtype)
   config_lib.validate_against_task(config, task)
   spec = model_spec(config, task)
-  rule = rules.make(config.rule, spec, config.rule_options)
+  rule = rules.make(config.rule, spec, config.rule_options, task.loss_steps)
   optimizer = optimizers.make_optimizer(config.optimizer, optimizers.schedule(config))
   total_loss = make_total_loss(spec, task, config.reg_l2)
   if probes is None:
