@@ -16,12 +16,19 @@ Registered rules (rate RNN):
 * ``mdgl``: e-prop plus the cell-type-averaged one-hop modulatory term.
 * ``mdgl_exact``: the same with the cell-specific ``W_rec`` (two-step truncation).
 * ``three_factor_autodiff``: the reference code's stop-gradient rule (an oracle).
+* ``modprop``: BPTT through surrogate backward dynamics (type-averaged weights,
+  constant derivative on the recurrent path).
+* ``kernl``: eligibility traces with learned per-neuron kernels and sensitivities.
+* ``dni``: a learned linear synthetic gradient for the credit, bootstrapped.
+
+Rules with a learned state (``kernl``, ``dni``) update it after every training
+batch (:attr:`~credit.rules.base.GradientRule.update_state`).
 """
 
 from __future__ import annotations
 
 from credit.models.rnn import RNNSpec
-from credit.rules import bptt, eprop, mdgl, rtrl, tbptt, three_factor
+from credit.rules import bptt, dni, eprop, kernl, mdgl, modprop, rtrl, tbptt, three_factor
 from credit.rules.base import GradientRule, RuleFactory
 
 import ml_collections
@@ -36,10 +43,13 @@ _FACTORIES: dict[str, RuleFactory] = {
   "mdgl": mdgl.make_mdgl,
   "mdgl_exact": mdgl.make_mdgl_exact,
   "three_factor_autodiff": three_factor.make,
+  "modprop": modprop.make,
+  "kernl": kernl.make,
+  "dni": dni.make,
 }
 
 # Rules that have both an online and an offline implementation (``online``).
-ONLINE_RULES = ("eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact")
+ONLINE_RULES = ("eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact", "kernl")
 # Rules whose state holds a random feedback matrix ``{"feedback": B [N, N_out]}``.
 RANDOM_FEEDBACK_RULES = ("eprop_random", "rflo")
 
@@ -62,7 +72,7 @@ def default_options() -> ml_collections.ConfigDict:
     truncation: ``tbptt`` window ``K`` (steps each loss is backpropagated).
     feedback_scale: ``eprop_random``, ``rflo``: ``B_ij ~ N(0, feedback_scale^2 / N)``.
     online: e-prop family (``eprop``, ``eprop_random``, ``rflo``, ``mdgl``,
-      ``mdgl_exact``): True carries the traces forward in time; False (default)
+      ``mdgl_exact``, ``kernl``): True carries the traces forward in time; False (default)
       uses the equivalent, faster backward filter and contracts only the steps
       that carry credit (the same gradient while weights change once per batch).
     self_coupling: ``eprop``, ``eprop_random``, ``mdgl``, ``mdgl_exact``: keep the
@@ -71,6 +81,17 @@ def default_options() -> ml_collections.ConfigDict:
     rtrl_max_params: ``rtrl`` refuses networks with more recurrent-side
       parameters ``P = N (N + N_in + 1)`` (the influence tensor has ``N P`` entries
       per example).
+    modulatory_synapses: ``mdgl`` and ``modprop``'s cell-type-averaged weights:
+      ``"existing"`` (default, the MDGL reference code) sums over existing
+      synapses (``W_rec != 0``) and averages their weights; ``"all"`` uses the
+      same means on every ``k != p``, silent synapses included; ``"dense"``
+      averages over all entries, zeros included, on every ``k != p`` (the ModProp
+      reference code). See :mod:`credit.rules.mdgl`.
+    modprop_mu: ``modprop``'s constant derivative on the recurrent path (the
+      reference's 0.25).
+    aux_learning_rate: Adam learning rate of the learned rule state (``kernl``'s
+      kernels and sensitivities, ``dni``'s synthetic-gradient module), one step
+      per training batch.
   """
   return ml_collections.ConfigDict(
     dict(
@@ -79,6 +100,9 @@ def default_options() -> ml_collections.ConfigDict:
       online=False,
       self_coupling=True,
       rtrl_max_params=65_536,
+      modulatory_synapses="existing",
+      modprop_mu=0.25,
+      aux_learning_rate=1e-3,
     )
   )
 
@@ -90,6 +114,10 @@ def _check(cond: bool, field: str, allowed: str, value) -> None:
 
 def _is_int(v) -> bool:
   return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def validate(name: str, options: ml_collections.ConfigDict) -> None:
@@ -118,6 +146,19 @@ def validate(name: str, options: ml_collections.ConfigDict) -> None:
     "rtrl_max_params",
     "a positive integer",
     o.rtrl_max_params,
+  )
+  _check(
+    o.modulatory_synapses in mdgl.SYNAPSES,
+    "modulatory_synapses",
+    f"one of {mdgl.SYNAPSES}",
+    o.modulatory_synapses,
+  )
+  _check(_is_number(o.modprop_mu), "modprop_mu", "a number", o.modprop_mu)
+  _check(
+    _is_number(o.aux_learning_rate) and o.aux_learning_rate > 0,
+    "aux_learning_rate",
+    "a number > 0",
+    o.aux_learning_rate,
   )
 
 

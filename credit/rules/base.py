@@ -4,8 +4,10 @@ A rule builds an approximate gradient of the **data loss** from the states of
 one forward pass. It never re-runs the network. Its inputs:
 
 * ``params``: the network parameters (``W[post, pre]``);
-* ``state``: the rule's own fixed quantities drawn once per seed (e.g. a
-  random feedback matrix ``B``); an empty dict when it has none;
+* ``state``: the rule's own quantities, drawn once per seed by ``init`` (e.g. a
+  random feedback matrix ``B``) and, for rules that learn them
+  (``update_state``: KeRNL's kernels, DNI's synthetic gradient), updated after
+  every training batch; an empty dict when it has none;
 * ``traj``: the :class:`~credit.models.rnn.Trajectory` (``x``, ``h``, ``u``,
   ``phi'(u)``, ``y``);
 * ``errors``: per-step output errors ``e_t = dL/dy_t [B, T, N_out]`` of the
@@ -30,6 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 
 GradsFn = Callable[[Params, Any, Trajectory, jax.Array, jax.Array], Params]
+StateUpdateFn = Callable[[Params, Any, Trajectory, jax.Array, jax.Array], Any]
 
 
 class GradientRule(NamedTuple):
@@ -42,12 +45,18 @@ class GradientRule(NamedTuple):
     exact: True when ``grads`` is the true gradient (BPTT, RTRL; TBPTT is False since
       T is unknown when it is built, although TBPTT(K>=T) is exact),
       in which case training may use the fused ``value_and_grad`` path.
+    update_state: ``(params, state, traj, errors, key) -> new state``, the rule's
+      learned quantities after one training batch, from the same forward pass
+      and pre-update parameters as ``grads``
+      (:func:`credit.training.objective.loss_grads_and_state`); ``None`` (default):
+      the state stays what ``init`` made.
   """
 
   name: str
   init: Callable[[jax.Array, Params], Any]
   grads: GradsFn
   exact: bool = False
+  update_state: StateUpdateFn | None = None
 
 
 def no_state(key: jax.Array, params: Params) -> dict:
