@@ -361,7 +361,7 @@ def test_dni_fit_gradient_matches_dense_bootstrap(x64):
 # --------------------------------------------------------------------------- learning
 
 
-def _alignment_before_and_after(name, steps=60, lr=1e-2):
+def _alignment_before_and_after(name, steps=60, **options):
   """Cosine with BPTT on a held-out batch, before and after ``steps`` state updates.
 
   A leaky tanh network (alpha = 0.5) with fixed weights, random inputs and a
@@ -378,7 +378,7 @@ def _alignment_before_and_after(name, steps=60, lr=1e-2):
     "b_out": np.zeros(N_OUT),
   }
   params = rnn.project({k: jnp.asarray(v, jnp.float64) for k, v in params.items()}, spec)
-  rule = rules.make(name, spec, ml_collections.ConfigDict(dict(aux_learning_rate=lr)))
+  rule = rules.make(name, spec, ml_collections.ConfigDict(options))
   reference = rules.make("bptt", spec)
   batch, steps_per_seq = 16, 10
 
@@ -407,9 +407,9 @@ def _alignment_before_and_after(name, steps=60, lr=1e-2):
   return tuple(float(c) for c in jax.jit(run)(jax.random.key(0)))
 
 
-@pytest.mark.parametrize("name", ["kernl", "dni"])
-def test_learned_state_raises_alignment(x64, name):
-  before, after = _alignment_before_and_after(name)
+@pytest.mark.parametrize("name,options", [("kernl", dict(kernl_learning_rate=1e-2)), ("dni", {})])
+def test_learned_state_raises_alignment(x64, name, options):
+  before, after = _alignment_before_and_after(name, **options)
   assert after > before + 0.1, (before, after)
   assert after > 0.85, (before, after)
 
@@ -427,7 +427,7 @@ def test_learned_state_in_compiled_training_probes_and_checkpoints(tmp_path):
   config.task_options.train_eval_size = 64
   config.alignment.every = 4
   config.alignment.batch_size = 16
-  config.rule_options.aux_learning_rate = 1e-2
+  config.rule_options.kernl_learning_rate = 1e-2
   trainer = make_trainer(config, probes=())
   keys = jax.random.split(jax.random.key(0), 2)
   start = jax.vmap(trainer.init)(keys)
@@ -490,7 +490,12 @@ def test_learned_state_through_the_noise_remedies(x64):
 
 @pytest.mark.parametrize(
   "field,value",
-  [("modulatory_synapses", "some"), ("modprop_mu", "x"), ("aux_learning_rate", 0.0)],
+  [
+    ("modulatory_synapses", "some"),
+    ("modprop_mu", "x"),
+    ("kernl_learning_rate", 0.0),
+    ("dni_learning_rate", -1.0),
+  ],
 )
 def test_validate_names_the_new_fields(field, value):
   options = rules.default_options()

@@ -22,7 +22,7 @@ the module works per example (:math:`e_t` and :math:`\hat c_t` scaled by the
 batch size ``B``) so that its weights do not depend on ``B``.
 
 **Learning A by bootstrapping** (:attr:`~credit.rules.base.GradientRule.update_state`),
-once per training batch with one Adam step (``rule_options.aux_learning_rate``)
+once per training batch with one SGD step (``rule_options.dni_learning_rate``)
 on :math:`\frac12 \langle \|A\tilde a_t - y_t\|^2 \rangle` (mean over batch and
 steps) towards the one-step target
 
@@ -95,7 +95,7 @@ def module_fit_grad(params, spec: RNNSpec, traj: Trajectory, errors: jax.Array, 
 
 
 def make(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
-  optimizer = optax.adam(float(options.aux_learning_rate))
+  optimizer = optax.sgd(float(options.dni_learning_rate))
 
   def init(key, params):
     del key

@@ -34,7 +34,7 @@ kernels fit its deviation :math:`\delta h_t = \tilde h_t - h_t` by
   \nabla_\gamma = \langle (A^\top \epsilon_t) \odot \Gamma_t \rangle,
 
 averaged over the batch and the steps, and one Adam step
-(``rule_options.aux_learning_rate``) per training batch
+(``rule_options.kernl_learning_rate``) per training batch
 (:attr:`~credit.rules.base.GradientRule.update_state`). The noise enters the
 perturbed state at the same step as :math:`\Omega` (the paper's Algorithm 1
 timing; vanilla-rtrl injects it one step later). The deviation is taken to
@@ -146,7 +146,7 @@ def kernel_fit_grads(a: jax.Array, gamma: jax.Array, noise: jax.Array, response:
 
 def make(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
   online = bool(options.online)
-  optimizer = optax.adam(float(options.aux_learning_rate))
+  optimizer = optax.adam(float(options.kernl_learning_rate))
 
   def init(key, params):
     del key
