@@ -23,19 +23,22 @@ batch size ``B``) so that its weights do not depend on ``B``.
 
 **Learning A by bootstrapping** (:attr:`~credit.rules.base.GradientRule.update_state`),
 once per training batch with one SGD step (``rule_options.dni_learning_rate``)
-on :math:`\frac12 \langle \|A\tilde a_t - y_t\|^2 \rangle` (mean over batch and
+on :math:`\frac12 \langle \|A\tilde a_t - \tau_t\|^2 \rangle` (mean over batch and
 steps) towards the one-step target
 
 .. math::
 
-  y_t = q_t + J_{t+1}^\top \hat c^-_{t+1} \;(t < T), \qquad y_T = q_T,
+  \tau_t = q_t + J_{t+1}^\top \hat c^-_{t+1} \;(t < T), \qquad \tau_T = q_T,
 
 with :math:`q_t = W_{out}^\top e_t`, the exact Jacobian
 :math:`J_{t+1} = (1-\alpha) I + \mathrm{diag}(D_{t+1}) W_{rec}` (vanilla's default;
 its ``use_approx_J`` is not offered) and :math:`\hat c^-` the prediction of the
 module as it was before the update (held fixed: vanilla's target network,
 refreshed every update here since the update is once per batch rather than
-once per step). Sequences end, so the last step's target is exact.
+once per step). Sequences end, so the last step's target is exact. SGD, not
+Adam: Adam's per-entry normalization moves the many near-zero weights of the
+module as fast as the others, and on the seq-MNIST smoke run that drove the
+network unstable within ~130 steps (at aux learning rates 1e-3 and 1e-4).
 
 **Initial state.** :math:`A = [0, W_{out}^\top, 0]`: the module starts at the
 immediate credit :math:`\hat c_t = q_t` (vanilla draws
