@@ -1,7 +1,8 @@
 """Per-rule training-step time and memory relative to BPTT (run by hand; prints JSON).
 
-One training step = the forward pass, the rule's gradient of data loss + L2
-(:func:`credit.training.objective.loss_and_grads`, exactly what training
+One training step = the forward pass, the rule's gradient of data loss + L2 and,
+for rules with a learned state (``kernl``, ``dni``), its update
+(:func:`credit.training.objective.loss_grads_and_state`, exactly what training
 calls), an SGD update and the projection onto the model's constraints. BPTT
 goes through the fused ``jax.value_and_grad`` path, as in training.
 
@@ -55,7 +56,7 @@ from credit import rules
 from credit.models import rnn
 from credit.rules import rtrl
 from credit.tasks.base import Batch, Task
-from credit.training.objective import loss_and_grads
+from credit.training.objective import loss_grads_and_state
 
 import jax
 import jax.numpy as jnp
@@ -91,9 +92,11 @@ def step_fn(rule: rules.GradientRule, spec: rnn.RNNSpec, task: Task):
   optimizer = optax.sgd(LR)
 
   def step(params, opt_state, rule_state, batch, key):
-    loss, grads = loss_and_grads(rule, spec, task, REG_L2, params, rule_state, batch, key)
+    loss, grads, rule_state = loss_grads_and_state(
+      rule, spec, task, REG_L2, params, rule_state, batch, key
+    )
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return loss, rnn.project(optax.apply_updates(params, updates), spec), opt_state
+    return loss, rnn.project(optax.apply_updates(params, updates), spec), opt_state, rule_state
 
   return optimizer, jax.jit(step)
 
@@ -182,6 +185,7 @@ def cases(spec: rnn.RNNSpec, with_rtrl: bool):
   out += [(f"{name}/fast", make(name, online=False)) for name in rules.ONLINE_RULES]
   out += [(f"{name}/online", make(name, online=True)) for name in rules.ONLINE_RULES]
   out.append(("three_factor_autodiff", make("three_factor_autodiff")))
+  out += [("modprop", make("modprop")), ("dni", make("dni"))]
   if with_rtrl and rtrl.num_params(spec) <= rules.default_options().rtrl_max_params:
     # RTRL is exact, so training takes value_and_grad; time the influence tensor instead.
     out.append(("rtrl(influence)", make("rtrl")._replace(exact=False)))
@@ -219,7 +223,7 @@ def main():
       no_autapse=True,
       loss="xent on the last step",
       reps=args.reps,
-      step="forward + loss_and_grads + SGD update + projection",
+      step="forward + loss_grads_and_state + SGD update + projection",
     ),
     "device": str(jax.devices()[0]),
     "single_thread": args.single_thread,

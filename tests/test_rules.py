@@ -353,21 +353,27 @@ def test_mdgl_type_averaged_weights_by_hand():
   w = jnp.array(
     [[0.0, 1.0, -2.0, 0.0], [3.0, 0.0, -4.0, -6.0], [0.0, 5.0, 0.0, -1.0], [2.0, 0.0, -3.0, 0.0]]
   )
+  p = {"w_rec": w}
+  exists = np.asarray(w != 0, np.float64)
   ee, ei, ie, ii = 2.0, -4.0, 3.5, -2.0  # means of the non-zero entries of each block
-  np.testing.assert_allclose(mdgl.block_means({"w_rec": w}, spec), [[ee, ei], [ie, ii]])
-  want = np.array([[0, ee, ei, ei], [ee, 0, ei, ei], [ie, ie, 0, ii], [ie, ie, ii, 0]])
-  np.testing.assert_allclose(mdgl.type_averaged_weights({"w_rec": w}, spec), want)
-  # The factored form (per-type sums) equals the dense matrix.
+  np.testing.assert_allclose(mdgl.block_means(p, spec), [[ee, ei], [ie, ii]])
+  every = np.array([[0, ee, ei, ei], [ee, 0, ei, ei], [ie, ie, 0, ii], [ie, ie, ii, 0]])
+  # Means over all off-diagonal entries, zeros included: EI (-2 + 0 - 4 - 6) / 4, IE 7 / 4.
+  dense = np.array([[0, ee, -3, -3], [ee, 0, -3, -3], [1.75, 1.75, 0, ii], [1.75, 1.75, ii, 0]])
   z = jnp.array([[0.5, -1.0, 2.0, 0.25]])
-  np.testing.assert_allclose(mdgl.type_modulation({"w_rec": w}, spec)(z), z @ want, rtol=1e-6)
+  for synapses, want in (("existing", every * exists), ("all", every), ("dense", dense)):
+    np.testing.assert_allclose(mdgl.type_averaged_weights(p, spec, synapses), want, rtol=1e-6)
+    # The modulation (factored through per-type sums for "all" and "dense") equals z W~.
+    got = mdgl.type_modulation(p, spec, synapses)(z)
+    np.testing.assert_allclose(got, z @ want, rtol=1e-6, err_msg=synapses)
   # Without Dale: one type, one mean over the 9 existing synapses.
   one = spec._replace(dale=False)
-  np.testing.assert_allclose(
-    mdgl.type_averaged_weights({"w_rec": w}, one), (1 - np.eye(4)) * (np.sum(w) / 9), rtol=1e-6
-  )
-  np.testing.assert_allclose(
-    mdgl.type_modulation({"w_rec": w}, one)(z), z @ ((1 - np.eye(4)) * (np.sum(w) / 9)), rtol=1e-6
-  )
+  mean = (1 - np.eye(4)) * (np.sum(w) / 9)
+  for synapses, want in (("existing", mean * exists), ("all", mean)):
+    np.testing.assert_allclose(mdgl.type_averaged_weights(p, one, synapses), want, rtol=1e-6)
+    np.testing.assert_allclose(mdgl.type_modulation(p, one, synapses)(z), z @ want, rtol=1e-6)
+  with pytest.raises(ValueError, match="modulatory_synapses"):
+    mdgl.type_averaged_weights(p, spec, "some")
 
 
 @pytest.mark.parametrize(

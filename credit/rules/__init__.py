@@ -20,12 +20,32 @@ Registered rules (rate RNN):
 * ``kf_rtrl``, ``r_kf_rtrl``: unbiased Kronecker-factored influence estimates.
 * ``snap``, ``snap2``: SnAp-n (RTRL kept on the n-step sparsity pattern), ``n =
   snap_order`` or 2.
+* ``modprop``: BPTT through surrogate backward dynamics (type-averaged weights,
+  constant derivative on the recurrent path).
+* ``kernl``: eligibility traces with learned per-neuron kernels and sensitivities.
+* ``dni``: a learned linear synthetic gradient for the credit, bootstrapped.
+
+Rules with a learned state (``kernl``, ``dni``) update it after every training
+batch (:attr:`~credit.rules.base.GradientRule.update_state`).
 """
 
 from __future__ import annotations
 
 from credit.models.rnn import RNNSpec
-from credit.rules import bptt, eprop, kf_rtrl, mdgl, rtrl, snap, tbptt, three_factor, uoro
+from credit.rules import (
+  bptt,
+  dni,
+  eprop,
+  kernl,
+  kf_rtrl,
+  mdgl,
+  modprop,
+  rtrl,
+  snap,
+  tbptt,
+  three_factor,
+  uoro,
+)
 from credit.rules.base import GradientRule, RuleFactory
 
 import ml_collections
@@ -45,10 +65,13 @@ _FACTORIES: dict[str, RuleFactory] = {
   "r_kf_rtrl": kf_rtrl.make_r_kf_rtrl,
   "snap": snap.make_snap,
   "snap2": snap.make_snap2,
+  "modprop": modprop.make,
+  "kernl": kernl.make,
+  "dni": dni.make,
 }
 
 # Rules that have both an online and an offline implementation (``online``).
-ONLINE_RULES = ("eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact")
+ONLINE_RULES = ("eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact", "kernl")
 # Rules whose state holds a random feedback matrix ``{"feedback": B [N, N_out]}``.
 RANDOM_FEEDBACK_RULES = ("eprop_random", "rflo")
 # Rules whose gradient is a random (unbiased) estimate drawn from ``key``.
@@ -73,7 +96,7 @@ def default_options() -> ml_collections.ConfigDict:
     truncation: ``tbptt`` window ``K`` (steps each loss is backpropagated).
     feedback_scale: ``eprop_random``, ``rflo``: ``B_ij ~ N(0, feedback_scale^2 / N)``.
     online: e-prop family (``eprop``, ``eprop_random``, ``rflo``, ``mdgl``,
-      ``mdgl_exact``): True carries the traces forward in time; False (default)
+      ``mdgl_exact``, ``kernl``): True carries the traces forward in time; False (default)
       uses the equivalent, faster backward filter and contracts only the steps
       that carry credit (the same gradient while weights change once per batch).
     self_coupling: ``eprop``, ``eprop_random``, ``mdgl``, ``mdgl_exact``: keep the
@@ -84,6 +107,20 @@ def default_options() -> ml_collections.ConfigDict:
       ``N P`` entries per example).
     snap_order: ``snap``: the order ``n >= 1`` of SnAp-n (influence entries kept
       where a parameter reaches a unit within ``n`` steps; ``snap2`` is ``n = 2``).
+    modulatory_synapses: ``mdgl`` and ``modprop``'s cell-type-averaged weights:
+      ``"existing"`` (default, the MDGL reference code) sums over existing
+      synapses (``W_rec != 0``) and averages their weights; ``"all"`` uses the
+      same means on every ``k != p``, silent synapses included; ``"dense"``
+      averages over all entries, zeros included, on every ``k != p`` (the ModProp
+      reference code). See :mod:`credit.rules.mdgl`.
+    modprop_mu: ``modprop``'s constant derivative on the recurrent path (the
+      reference's 0.25).
+    kernl_learning_rate: ``kernl``: Adam learning rate of the kernels and
+      sensitivities, one step per training batch.
+    dni_learning_rate: ``dni``: SGD learning rate of the synthetic-gradient
+      module, one step per training batch (Adam's per-entry normalization moves
+      the module's many near-zero weights as fast as the others and, on
+      seq-MNIST, drove the network unstable).
   """
   return ml_collections.ConfigDict(
     dict(
@@ -93,6 +130,10 @@ def default_options() -> ml_collections.ConfigDict:
       self_coupling=True,
       rtrl_max_params=65_536,
       snap_order=2,
+      modulatory_synapses="existing",
+      modprop_mu=0.25,
+      kernl_learning_rate=1e-3,
+      dni_learning_rate=0.1,
     )
   )
 
@@ -104,6 +145,10 @@ def _check(cond: bool, field: str, allowed: str, value) -> None:
 
 def _is_int(v) -> bool:
   return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def validate(name: str, options: ml_collections.ConfigDict) -> None:
@@ -136,6 +181,15 @@ def validate(name: str, options: ml_collections.ConfigDict) -> None:
   _check(
     _is_int(o.snap_order) and o.snap_order >= 1, "snap_order", "a positive integer", o.snap_order
   )
+  _check(
+    o.modulatory_synapses in mdgl.SYNAPSES,
+    "modulatory_synapses",
+    f"one of {mdgl.SYNAPSES}",
+    o.modulatory_synapses,
+  )
+  _check(_is_number(o.modprop_mu), "modprop_mu", "a number", o.modprop_mu)
+  for field in ("kernl_learning_rate", "dni_learning_rate"):
+    _check(_is_number(o[field]) and o[field] > 0, field, "a number > 0", o[field])
 
 
 def _complete(options: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:

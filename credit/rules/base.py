@@ -4,8 +4,10 @@ A rule builds an approximate gradient of the **data loss** from the states of
 one forward pass. It never re-runs the network. Its inputs:
 
 * ``params``: the network parameters (``W[post, pre]``);
-* ``state``: the rule's own fixed quantities drawn once per seed (e.g. a
-  random feedback matrix ``B``); an empty dict when it has none;
+* ``state``: the rule's own quantities, drawn once per seed by ``init`` (e.g. a
+  random feedback matrix ``B``) and, for rules that learn them
+  (``update_state``: KeRNL's kernels, DNI's synthetic gradient), updated after
+  every training batch; an empty dict when it has none;
 * ``traj``: the :class:`~credit.models.rnn.Trajectory` (``x``, ``h``, ``u``,
   ``phi'(u)``, ``y``);
 * ``errors``: per-step output errors ``e_t = dL/dy_t [B, T, N_out]`` of the
@@ -30,6 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 
 GradsFn = Callable[[Params, Any, Trajectory, jax.Array, jax.Array], Params]
+StateUpdateFn = Callable[[Params, Any, Trajectory, jax.Array, jax.Array], Any]
 
 
 class GradientRule(NamedTuple):
@@ -45,6 +48,11 @@ class GradientRule(NamedTuple):
       ``grads`` (only for exact rules whose ``grads`` is slower than reverse mode,
       e.g. RTRL's influence tensor). BPTT's trace form is faster than reverse mode
       through the forward scan (``benchmarks/train_step.py``), so BPTT trains through it.
+    update_state: ``(params, state, traj, errors, key) -> new state``, the rule's
+      learned quantities after one training batch, from the same forward pass
+      and pre-update parameters as ``grads``
+      (:func:`credit.training.objective.loss_grads_and_state`); ``None`` (default):
+      the state stays what ``init`` made.
   """
 
   name: str
@@ -52,6 +60,7 @@ class GradientRule(NamedTuple):
   grads: GradsFn
   exact: bool = False
   autodiff: bool = False
+  update_state: StateUpdateFn | None = None
 
 
 def no_state(key: jax.Array, params: Params) -> dict:

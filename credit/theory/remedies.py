@@ -33,6 +33,7 @@ and rule keys of the run unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from credit import losses
@@ -102,7 +103,8 @@ def noisy_loss_and_grads(
   key: jax.Array,
   noise_key: jax.Array,
   noise: Noise,
-) -> tuple[jax.Array, rnn.Params]:
+  objective: Callable = loss_and_grads,
+):
   """:func:`credit.training.objective.loss_and_grads` with the noise remedies.
 
   The data loss and the rule's gradient of (data loss + L2) are both taken at
@@ -114,9 +116,11 @@ def noisy_loss_and_grads(
       ``loss_and_grads`` (``key`` is the rule's key).
     noise_key: key for the noise (independent of the batch and rule keys).
     noise: the standard deviations.
+    objective: ``loss_and_grads``, or ``loss_grads_and_state`` to get the rule's
+      updated state as well (learned at the perturbed weights and activity).
 
   Returns:
-    ``(data loss, grads)``.
+    What ``objective`` returns: ``(data loss, grads)`` by default.
   """
   k_weight, k_activity = jax.random.split(noise_key)
   at = params
@@ -126,4 +130,4 @@ def noisy_loss_and_grads(
   xi = None
   if noise.activity_std > 0:
     xi = activity_noise(k_activity, batch, spec, noise.activity_std, params["w_rec"].dtype)
-  return loss_and_grads(rule, spec, task, reg_l2, at, rule_state, batch, key, noise=xi)
+  return objective(rule, spec, task, reg_l2, at, rule_state, batch, key, noise=xi)

@@ -1,12 +1,15 @@
 """The exact training objective and one rule's gradient of it.
 
 ``total_loss`` is what curvature is measured on (never a rule's approximate
-gradient); ``loss_and_grads`` is what the training step descends.
+gradient); ``loss_and_grads`` is what the training step descends, and
+``loss_grads_and_state`` the same plus the rule's updated state (for rules that
+learn auxiliary quantities, see :class:`~credit.rules.base.GradientRule`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from credit import losses
 from credit.models import rnn
@@ -58,8 +61,53 @@ def loss_and_grads(
 
     loss, grads = jax.value_and_grad(data_loss)(params)
   else:
-    traj = rnn.forward(params, spec, batch.inputs, noise=noise)
-    loss, errors = jax.value_and_grad(lambda y: task.loss(y, batch))(traj.y)
+    loss, traj, errors = _forward_errors(spec, task, params, batch, noise)
     grads = rule.grads(params, rule_state, traj, errors, key)
+  return loss, _add_l2(grads, params, reg_l2)
+
+
+# Folded into the rule's key for its state update, so that ``grads`` sees the same key
+# with or without one.
+_STATE_SALT = 0x57A7E
+
+
+def loss_grads_and_state(
+  rule: GradientRule,
+  spec: rnn.RNNSpec,
+  task: Task,
+  reg_l2: float,
+  params: rnn.Params,
+  rule_state,
+  batch: Batch,
+  key: jax.Array,
+  noise: jax.Array | None = None,
+) -> tuple[jax.Array, rnn.Params, Any]:
+  """:func:`loss_and_grads` and the rule's state after this batch.
+
+  For a rule with ``update_state``, the state update sees the same trajectory
+  and errors as its gradient (one forward pass) and the pre-update
+  parameters; other rules return ``rule_state`` unchanged.
+
+  Returns:
+    ``(data loss, grads, new rule state)``.
+  """
+  if rule.update_state is None:
+    loss, grads = loss_and_grads(rule, spec, task, reg_l2, params, rule_state, batch, key, noise)
+    return loss, grads, rule_state
+  loss, traj, errors = _forward_errors(spec, task, params, batch, noise)
+  grads = rule.grads(params, rule_state, traj, errors, key)
+  k_state = jax.random.fold_in(key, _STATE_SALT)
+  new_state = rule.update_state(params, rule_state, traj, errors, k_state)
+  return loss, _add_l2(grads, params, reg_l2), new_state
+
+
+def _forward_errors(spec, task, params, batch, noise):
+  """One forward pass: the data loss, the trajectory and the errors ``dL/dy_t``."""
+  traj = rnn.forward(params, spec, batch.inputs, noise=noise)
+  loss, errors = jax.value_and_grad(lambda y: task.loss(y, batch))(traj.y)
+  return loss, traj, errors
+
+
+def _add_l2(grads: rnn.Params, params: rnn.Params, reg_l2: float) -> rnn.Params:
   l2 = losses.l2_gradient(params, reg_l2)
-  return loss, jax.tree.map(lambda g, r: g + r, grads, l2)
+  return jax.tree.map(lambda g, r: g + r, grads, l2)

@@ -35,7 +35,7 @@ from credit.models import rnn
 from credit.tasks.base import Batch, Task
 from credit.theory import remedies
 from credit.training import divergence, optimizers
-from credit.training.objective import loss_and_grads, make_total_loss
+from credit.training.objective import loss_grads_and_state, make_total_loss
 
 import jax
 import jax.numpy as jnp
@@ -163,8 +163,9 @@ def make_trainer(
   noise = remedies.Noise.from_config(config)
 
   def gradient(state: TrainState, batch: Batch, k_rule: jax.Array):
+    """``(loss, grads, rule state after this batch)``."""
     if not noise.active:
-      return loss_and_grads(
+      return loss_grads_and_state(
         rule, spec, task, config.reg_l2, state.params, state.rule_state, batch, k_rule
       )
     # A key of its own, so that the batch and rule keys do not change with the noise.
@@ -180,6 +181,7 @@ def make_trainer(
       k_rule,
       k_noise,
       noise,
+      objective=loss_grads_and_state,
     )
 
   def init(key: jax.Array) -> TrainState:
@@ -197,7 +199,7 @@ def make_trainer(
   def train_step(state: TrainState, _) -> tuple[TrainState, None]:
     key, k_batch, k_rule = jax.random.split(state.key, 3)
     batch = task.sample_train(k_batch, batch_size)
-    loss, grads = gradient(state, batch, k_rule)
+    loss, grads, rule_state = gradient(state, batch, k_rule)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = rnn.project(optax.apply_updates(state.params, updates), spec)
     finite = (
@@ -211,7 +213,7 @@ def make_trainer(
         step=state.step + 1,
         params=_where_tree(ok, params, state.params),
         opt_state=_where_tree(ok, opt_state, state.opt_state),
-        rule_state=state.rule_state,
+        rule_state=_where_tree(ok, rule_state, state.rule_state),
         key=key,
         diverged=state.diverged | ~finite,
       ),
