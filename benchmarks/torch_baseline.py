@@ -10,11 +10,16 @@ the batch drawn from a 55,000-image array in memory, as credit's step does.
   (``h_{t-1}.detach()`` where it enters through ``W_rec``).
 
 Needs torch (``pip install -e ".[bench]"``); :func:`step_time` returns ``None``
-when it is not installed.
+when it is not installed. Run it in a process of its own (``python
+benchmarks/torch_baseline.py`` prints JSON; ``benchmarks/train_step.py`` does
+so): in a process where XLA's CPU thread pool is up, the two thread pools
+compete and PyTorch's loop runs tens of times slower.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import time
 
@@ -77,3 +82,20 @@ def step_time(
       step()
     times.append((time.perf_counter() - t0) / steps)
   return statistics.median(times)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--n_hidden", type=int, default=128)
+  parser.add_argument("--batch", type=int, default=256)
+  parser.add_argument("--repeats", type=int, default=5)
+  args = parser.parse_args()
+  out = {}
+  for rule in ("bptt", "three_factor"):
+    t = step_time(rule, n_hidden=args.n_hidden, batch=args.batch, repeats=args.repeats)
+    out[rule] = None if t is None else t
+  print(json.dumps(out))
+
+
+if __name__ == "__main__":
+  main()

@@ -100,6 +100,13 @@ def time_steps(variants: dict, steps: int, repeats: int) -> dict[str, float]:
   return {name: float(np.percentile(t, 25)) for name, t in times.items()}
 
 
+def torch_step_times(n_hidden: int, batch: int, repeats: int) -> dict[str, float | None]:
+  """The PyTorch eager loop's seconds per step, measured in a process of its own."""
+  cmd = [sys.executable, torch_baseline.__file__, f"--n_hidden={n_hidden}", f"--batch={batch}"]
+  cmd.append(f"--repeats={repeats}")
+  return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
 def build_variants(config, task, rules: list[str], seeds: int, vmap_rules: list[str]):
   variants = {}
   for rule in rules:
@@ -185,10 +192,7 @@ def main():
           result["bptt_gflops"][f"seeds{args.seeds}"] / result["blas"][key], 3
         )
   if not args.no_torch:
-    torch_ms = {
-      r: torch_baseline.step_time(r, n, task.n_steps, task.n_in, task.n_out, b)
-      for r in ("bptt", "three_factor")
-    }
+    torch_ms = torch_step_times(n, b, args.repeats)
     if torch_ms["bptt"] is None:
       result["torch_ms"] = "torch is not installed (pip install -e '.[bench]')"
     else:
