@@ -7,7 +7,6 @@ from credit.models import rnn
 from credit.rules import bptt
 from credit.rules.base import GradientRule
 from credit.tasks.base import Batch
-from credit.theory import remedies
 from credit.theory.stability import (
   alignment_factor,
   arnoldi,
@@ -15,7 +14,7 @@ from credit.theory.stability import (
   update_map_spectrum,
 )
 from credit.theory.update_map import dense_matrix, jvp_operator, make_rule_grad, make_rule_jvp
-from credit.training import optimizers
+from credit.training import optimizers, remedies
 from credit.training.objective import loss_and_grads, make_total_loss
 from credit.training.train import make_trainer
 

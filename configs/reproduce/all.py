@@ -2,7 +2,7 @@ r"""The whole reproduction: every task's sweep with the theory probe, plus the r
 
 Per task, the sweep of ``configs/sweeps`` (seq-MNIST: the reference protocol
 ``paper_seq_mnist``; the others: ``configs/sweeps/common.py``) with the theory
-probe measured wherever lambda_max is (:func:`credit.theory.reproduction.with_theory`),
+probe measured wherever lambda_max is (:func:`credit.reproduction.plan.with_theory`),
 then one sweep per remedy variant for each distinct approximate rule (``REMEDY_RULES``). Launch::
 
   python -m experiments.reproduce --config=configs/reproduce/all.py --workdir=/tmp/repro
@@ -26,7 +26,7 @@ Variants (``:a,b``): ``smoke`` (each task's smoke sweep; minutes on 2 CPU cores)
 
 import importlib
 
-from credit.theory.reproduction import with_theory
+from credit.reproduction.plan import with_theory
 from credit.training.config import parse_variants
 
 import ml_collections

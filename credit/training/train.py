@@ -33,8 +33,7 @@ from typing import Any, NamedTuple
 from credit import rules, runtime, tasks
 from credit.models import rnn
 from credit.tasks.base import Batch, Task
-from credit.theory import remedies
-from credit.training import divergence, optimizers
+from credit.training import divergence, optimizers, remedies
 from credit.training.objective import loss_and_grads, make_total_loss
 
 import jax
