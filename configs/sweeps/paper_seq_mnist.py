@@ -9,8 +9,8 @@ so the two rows check each other. SGD, lr 1e-2, batch 256, L2 1e-2, 5 seeds
 (seed ``i`` starts from the same weights under every rule). lambda_max is
 the top eigenvalue of the W_rec Hessian of the exact loss (+ L2) on 256
 validation examples; a run counts as trained from its first evaluation with
-training accuracy >= 0.95 (``fit_criteria``); ``align_cos`` is the cosine between the rule's gradient
-and BPTT's (not measured for BPTT itself). Launch::
+training accuracy >= 0.95 (``fit_criteria``); ``align_cos`` is the cosine
+between the rule's gradient and BPTT's (not measured for BPTT itself). Launch::
 
   python -m experiments.sweep --config=configs/sweeps/paper_seq_mnist.py --workdir=/tmp/paper
   python -m experiments.sweep --config=configs/sweeps/paper_seq_mnist.py:smoke --workdir=/tmp/s
