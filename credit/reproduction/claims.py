@@ -12,7 +12,8 @@ and task of the report (:func:`adjust`). A cell is
   probe, or the theory's threshold is not measurable for the optimizer).
 
 All contrasts use the runs at matched fit (first evaluation meeting the task's
-fit criterion), distinct rules only:
+fit criterion), distinct rules only; a rule none of whose runs fit is compared at
+the matched training loss instead (the label says so):
 
 =======================  ============================================================
 claim                    contrast (per approximate rule, against BPTT unless said)
@@ -75,29 +76,48 @@ def _approximate(task: Mapping) -> dict:
   return {r: e for r, e in task["rules"].items() if r != REFERENCE_RULE}
 
 
+def _usable(c: Mapping | None) -> bool:
+  return bool(c) and math.isfinite(c["diff"]) and math.isfinite(c["mw_p"])
+
+
+def _n(c: Mapping) -> str:
+  return f"n {c['n'][0]} vs {c['n'][1]}"
+
+
 def _raw_contrasts(task: Mapping) -> dict[str, list[tuple[str, dict, str, int]]]:
-  """Per claim: ``(label, holder dict, estimate key, direction)``; p is at ``holder['mw_p']``."""
+  """Per claim: ``(label, holder dict, estimate key, direction)``; p is at ``holder['mw_p']``.
+
+  A rule without runs that fit is compared at the matched training loss instead
+  (labelled so), when the task has one.
+  """
   out: dict[str, list] = {key: [] for key, _ in CLAIMS if key != "theory"}
+  at_loss = (task.get("matched_loss") or {}).get("rules", {})
+  loss_label = f"at train loss {task['matched_loss']['target']:.3g}, " if at_loss else ""
   for rule, e in _approximate(task).items():
-    vs = e["matched"][HEADLINE_GAP].get("vs_bptt")
-    n = f"{rule} (n {vs['n'][0]} vs {vs['n'][1]})" if vs else rule
-    if vs and math.isfinite(vs["diff"]):
-      out["worse_gap"].append((n, vs, "diff", +1))
-    lam = e["matched"]["lambda"].get("vs_bptt")
-    if lam and math.isfinite(lam["diff"]):
-      out["sharper"].append((f"{rule} (n {lam['n'][0]} vs {lam['n'][1]})", lam, "diff", +1))
+    for claim, metric in (("worse_gap", HEADLINE_GAP), ("sharper", "lambda")):
+      vs = e["matched"][metric].get("vs_bptt")
+      if _usable(vs):
+        out[claim].append((f"{rule} ({_n(vs)})", vs, "diff", +1))
+        continue
+      alt = at_loss.get(rule, {}).get(metric, {}).get("vs_bptt")
+      if _usable(alt):
+        out[claim].append((f"{rule} ({loss_label}{_n(alt)})", alt, "diff", +1))
     var = e.get("variability")
+    vs = e["matched"][HEADLINE_GAP].get("vs_bptt")
     if var and math.isfinite(var["p"]):
-      out["more_variable"].append((n, var, "ratio", +1))
+      out["more_variable"].append((f"{rule} ({_n(vs)})", var, "ratio", +1))
   partial = task["relation"]["partial"]
   if math.isfinite(partial["p"]):
-    out["correlation"].append((f"n {partial['n']}, {partial['groups']} rules", partial, "r", +1))
+    out["correlation"].append((f"n {partial['n']}, rules {partial['groups']}", partial, "r", +1))
   for variant, per_rule in task["remedies"].items():
     for rule, e in per_rule.items():
       vs = e[HEADLINE_GAP]["vs_base"]
-      if math.isfinite(vs["diff"]) and math.isfinite(vs["mw_p"]):
-        label = f"{variant}/{rule} (n {vs['n'][0]} vs {vs['n'][1]})"
-        out["remedies"].append((label, vs, "diff", -1))
+      if _usable(vs):
+        out["remedies"].append((f"{variant}/{rule} ({_n(vs)})", vs, "diff", -1))
+        continue
+      alt = e.get("at_loss", {}).get(HEADLINE_GAP, {}).get("vs_base")
+      if _usable(alt):
+        out["remedies"].append((f"{variant}/{rule} ({loss_label}{_n(alt)})", alt, "diff", -1))
   return out
 
 

@@ -33,7 +33,7 @@ Per task, over the runs that did not diverge:
   training loss, the highest of the rules' median final training losses
   (:func:`credit.analysis.fit.at_loss`), for when a rule never meets the criterion;
 * **remedies**: each remedy variant against the same rule without it, at
-  matched fit.
+  matched fit and at the matched training loss.
 
 :math:`\lambda_{max}` is the curvature probe's ``lambda_max`` where it was
 measured, else the theory probe's ``theory_lambda_max``.
@@ -287,6 +287,23 @@ def _matched_loss(kept: Sequence[Mapping], rules: Sequence[str], lam: str | None
   return out
 
 
+def _remedy_at_loss(
+  runs: Sequence[dict], base_runs: Sequence[Mapping], target: float, lam: str | None
+) -> dict:
+  """A remedy's runs against the same rule's base runs at the task's matched training loss."""
+  names = [*GAPS, *SCORES, *([lam] if lam else [])]
+  for r in runs:
+    at = fit_lib.at_loss(r["_rows"], target, names)
+    if at is not None:
+      at["lambda"] = at.get(lam, math.nan) if lam else math.nan
+    r["at_loss"] = at
+  out: dict = {"reached": sum(r["at_loss"] is not None for r in runs)}
+  for metric in METRICS:
+    x, y = column(runs, metric, "at_loss"), column(base_runs, metric, "at_loss")
+    out[metric] = {**stats.describe(x), "vs_base": compare(x, y)}
+  return out
+
+
 def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
   """Every number of one task (module docstring); ``variants`` as :func:`find_sweeps`."""
   base = base_variant(variants)
@@ -371,6 +388,8 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
       for metric in METRICS:
         x, y = column(runs, metric, "matched"), column(base_runs, metric, "matched")
         entry[metric] = {**stats.describe(x), "vs_base": compare(x, y)}
+      if out["matched_loss"]:
+        entry["at_loss"] = _remedy_at_loss(runs, base_runs, out["matched_loss"]["target"], lam)
       out["remedies"][variant][rule] = entry
   return out
 
