@@ -156,6 +156,16 @@ def test_fit_criteria_are_validated_with_the_sweep():
     with pytest.raises(error, match="sweep.fit_criteria"):
       cells_lib.validate_sweep(sweep)
     assert name
+  # A reproduction validates the criterion of every sweep it plans, remedies included.
+  from credit.reproduction import plan
+
+  from configs.reproduce import seq_mnist as repro_seq_mnist
+
+  repro = repro_seq_mnist.get_config("smoke")
+  assert all(s.fit_criteria.seq_mnist.at_least == 0.95 for _, _, s in plan.plan(repro))
+  repro.tasks.seq_mnist.fit_criteria.seq_mnist.at_least = math.inf
+  with pytest.raises(ConfigError, match="at_least must be a finite number"):
+    plan.plan(repro)
 
 
 # ------------------------------------------------------------------ synthetic results

@@ -11,6 +11,9 @@ then one sweep per remedy variant for each distinct approximate rule (``REMEDY_R
       --tasks=seq_mnist --variants=          # the seq-MNIST base sweep only
   python -m experiments.report --workdir=/tmp/repro   # REPORT.md again, from the files
 
+Each task's sweep carries its fit criterion (``fit_criteria``: training score >= 0.95),
+validated with the sweep; the report compares rules and remedies at that fit.
+
 Remedy variants (values are choices, not taken from the paper, whose remedies
 could not be read; see paper.md section 7):
 

@@ -16,6 +16,9 @@ Per task:
 * ``lr_sweep_<task>``: final gap against the learning rate (when the sweep
   has more than one).
 
+:func:`bound_plot` (λ_max against the predicted bound along training, one panel per
+rule) is drawn by the report (:mod:`credit.reproduction.figures`).
+
 A figure whose metrics are absent (no curvature probe, one learning rate) is
 skipped with a note. Seeds that diverged (:mod:`credit.analysis.stats`) are
 left out of every figure, and counted in each figure's heading. Figures are
