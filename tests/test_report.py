@@ -297,6 +297,7 @@ def test_runs_that_never_fit_are_counted_and_left_out(reproduction):
 def test_identical_rules_are_detected_and_counted_once(reproduction):
   _, text, nums = reproduction
   assert nums["effect"]["identical"] == {"rflo": "eprop_random"}
+  assert nums["null"]["identical"] == {}  # two rules with different results stay apart
   assert "rflo" not in nums["effect"]["rules"]
   assert "`rflo` gave results identical to `eprop_random`" in text
   # The pooled relation counts bptt and eprop (the runs that fit), each run once.
@@ -311,6 +312,7 @@ def test_report_of_a_single_sweep_workdir(tmp_path):
   assert "## effect" in text and "## null" in text and "No remedy variants were run." in text
   assert _claims_row(text, "worse gap")[0].startswith("**reproduced**")
   assert (tmp_path / "figures" / "theory_bound_effect.png").exists()
+  assert text.count("(figures/theory_bound_effect.png)") == 1
 
 
 def test_claim_verdicts():

@@ -100,7 +100,7 @@ def markdown(
           for f in sorted(os.listdir(fig_dir))
           if f.endswith(".png") and task in f
         ]
-    for path in links:
+    for path in dict.fromkeys(links):  # a sweep workdir's figures folder is the report's too
       rel = os.path.relpath(path, workdir)
       lines.append(f"- [{os.path.splitext(os.path.basename(rel))[0]}]({rel})")
     lines.append("")
