@@ -373,7 +373,7 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
   for variant, sweep_dir in variants.items():
     if variant == base:
       continue
-    v_records = [r for r in run_records(task_rows(sweep_dir, task), fit, lam)]
+    v_records = run_records(task_rows(sweep_dir, task), fit, lam)
     out["remedies"][variant] = {}
     for rule in ordered_rules(r["rule"] for r in v_records):
       all_runs = [r for r in v_records if r["rule"] == rule]

@@ -120,9 +120,12 @@ def fit_section(t: Mapping) -> list[str]:
 
 def comparison_section(t: Mapping, block: str) -> list[str]:
   """Gap, scores and λ_max per rule in ``block`` (``matched`` or ``end``), against BPTT."""
-  rows = []
+  rows, empty = [], []
   for rule, e in t["rules"].items():
     b = e[block]
+    if not any(b[m]["n"] for m in (*GAPS, "lambda")):
+      empty.append(rule)
+      continue
     for metric in (*GAPS, "lambda"):
       rows.append(
         [
@@ -149,7 +152,7 @@ def comparison_section(t: Mapping, block: str) -> list[str]:
       "test_acc",
     ],
     rows,
-  )
+  ) + ([f"No run fits here: {', '.join(empty)}.", ""] if empty else [])
 
 
 def variability_section(t: Mapping) -> list[str]:
