@@ -1,10 +1,11 @@
-r"""Writes ``REPORT.md`` (and ``report.json``, theory figures) of a reproduction from its files.
+r"""Writes ``REPORT.md`` (and ``report.json``, figures) of a sweep or a reproduction from its files.
 
-  python -m experiments.report --workdir=/tmp/repro
+  python -m experiments.report --workdir=/tmp/repro     # a reproduction: every task, remedies
+  python -m experiments.report --workdir=/tmp/sweep     # one sweep: its tasks' sections
 
-Reads ``<workdir>/<task>/<variant>/results.csv`` as written by
-``experiments/reproduce.py``; every number is computed from them
-(:mod:`credit.theory.report`).
+Reads ``<workdir>/results.csv`` (a sweep workdir, ``experiments/sweep.py``) or
+every ``<workdir>/<task>/<variant>/results.csv`` (``experiments/reproduce.py``);
+every number is computed from them (:mod:`credit.reproduction`).
 """
 
 import matplotlib
@@ -12,12 +13,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only; before anything imports pyplot
 
 from credit import cli  # noqa: E402
-from credit.theory.report import write_report  # noqa: E402
+from credit.reproduction.document import write_report  # noqa: E402
 
 from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Reproduction folder (see experiments/reproduce.py).")
+flags.DEFINE_string("workdir", None, "A sweep or reproduction workdir.")
 flags.DEFINE_list("formats", ["png"], "Figure file formats.")
 flags.mark_flags_as_required(["workdir"])
 

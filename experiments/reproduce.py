@@ -8,7 +8,7 @@ Layout: ``<workdir>/<task>/base`` (the task's sweep) and
 ``<workdir>/<task>/<variant>`` (one sweep per remedy variant), each a sweep
 workdir of :mod:`credit.sweeps.results` with its ``figures/``
 (``experiments/figures.py``); then ``<workdir>/REPORT.md``, ``report.json`` and
-``<workdir>/figures/`` (:mod:`credit.theory.report`). Every sweep resumes:
+``<workdir>/figures/`` (:mod:`credit.reproduction`). Every sweep resumes:
 re-running the command skips finished cells and continues interrupted ones.
 ``--variants=`` (empty) runs no remedy.
 """
@@ -23,10 +23,10 @@ matplotlib.use("Agg")  # files only; before anything imports pyplot
 
 from credit import cli  # noqa: E402
 from credit.analysis.figures import write_figures  # noqa: E402
+from credit.reproduction.document import write_report  # noqa: E402
+from credit.reproduction.plan import plan  # noqa: E402
 from credit.sweeps import cells as cells_lib  # noqa: E402
 from credit.sweeps.runner import describe, quiet_orbax_logs, run_sweep  # noqa: E402
-from credit.theory.report import write_report  # noqa: E402
-from credit.theory.reproduction import plan  # noqa: E402
 from credit.training.outputs import check_workdir  # noqa: E402
 
 from absl import flags  # noqa: E402

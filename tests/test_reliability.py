@@ -24,11 +24,12 @@ from credit.errors import (
   UserError,
   WorkdirError,
 )
+from credit.reproduction import document as report_document
+from credit.reproduction import numbers as report_numbers
+from credit.reproduction import plan as reproduction
 from credit.sweeps import cells as cells_lib
 from credit.sweeps import results as sweep_results
 from credit.sweeps.runner import run_sweep
-from credit.theory import report as report_lib
-from credit.theory import reproduction
 from credit.training import config as config_lib
 from credit.training import divergence, outputs
 from credit.training import run as run_lib
@@ -548,9 +549,9 @@ def test_divergence_summary_json_csv_report_and_figures_agree(tmp_path):
   base = tmp_path / "repro" / "seq_mnist" / "base"
   base.mkdir(parents=True)
   outputs.write_csv(str(base / "results.csv"), rows)
-  numbers = report_lib.build(str(tmp_path / "repro"))
+  numbers = report_numbers.build(str(tmp_path / "repro"))
   entry = numbers["seq_mnist"]["rules"]["bptt"]
-  assert (entry["runs"], entry["diverged"], entry["gap_acc"]["n"]) == (3, 1, 2)
+  assert (entry["runs"], entry["diverged"], entry["all_end"]["gap_acc"]["n"]) == (3, 1, 2)
   # So do the figures: the seed is out of every figure, and each says so.
   figs, _, corr = figures.make_figures(rows)
   assert corr["lambda_max_vs_gap_acc_seq_mnist"].n == 2
@@ -598,18 +599,18 @@ def test_results_figures_of_an_empty_results_file_fail_and_write_nothing(tmp_pat
 
 def test_results_report_never_replaces_a_good_report_with_an_empty_one(tmp_path):
   """Item 8 (report): a 0-byte base/results.csv, or a malformed variant, changes nothing."""
-  base = tmp_path / "seq_mnist" / "base"
+  base = tmp_path / "t" / "base"
   base.mkdir(parents=True)
   rows = _rows([{0: _ok(2.0, 0.1), 10: _ok(1.0, 0.6)}, {0: _ok(2.0, 0.1), 10: _ok(1.1, 0.5)}])
   outputs.write_csv(str(base / "results.csv"), rows)
-  good = report_lib.write_report(str(tmp_path))
+  good = report_document.write_report(str(tmp_path))
   before = _snapshot(tmp_path)
-  assert "| r | gap_acc | 2 |" in before["REPORT.md"].decode()
-  variant = tmp_path / "seq_mnist" / "lr_x2"
+  assert "| t | r | 2 | 0 |" in before["REPORT.md"].decode()  # runs, diverged
+  variant = tmp_path / "t" / "lr_x2"
   variant.mkdir()
   (variant / "results.csv").write_text("task,rule,learning_rate,seed,step\n")
   with pytest.raises(ResultsFileError, match="lr_x2/results.csv has a header but no rows"):
-    report_lib.write_report(str(tmp_path))
+    report_document.write_report(str(tmp_path))
   (variant / "results.csv").unlink()
   variant.rmdir()
   (base / "results.csv").write_text("")

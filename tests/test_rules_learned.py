@@ -461,7 +461,7 @@ def test_learned_state_in_compiled_training_probes_and_checkpoints(tmp_path):
 
 def test_learned_state_through_the_noise_remedies(x64):
   from credit.tasks.base import Batch
-  from credit.theory import remedies
+  from credit.training import remedies
   from credit.training.objective import loss_and_grads, loss_grads_and_state
 
   spec, params, traj, _ = make_net("tanh_leaky", dale=False)

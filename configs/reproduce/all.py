@@ -2,7 +2,7 @@ r"""The whole reproduction: every task's sweep with the theory probe, plus the r
 
 Per task, the sweep of ``configs/sweeps`` (seq-MNIST: the reference protocol
 ``paper_seq_mnist``; the others: ``configs/sweeps/common.py``) with the theory
-probe measured wherever lambda_max is (:func:`credit.theory.reproduction.with_theory`),
+probe measured wherever lambda_max is (:func:`credit.reproduction.plan.with_theory`),
 then one sweep per remedy variant for each distinct approximate rule (``REMEDY_RULES``). Launch::
 
   python -m experiments.reproduce --config=configs/reproduce/all.py --workdir=/tmp/repro
@@ -10,6 +10,9 @@ then one sweep per remedy variant for each distinct approximate rule (``REMEDY_R
   python -m experiments.reproduce --config=configs/reproduce/all.py --workdir=/tmp/repro \
       --tasks=seq_mnist --variants=          # the seq-MNIST base sweep only
   python -m experiments.report --workdir=/tmp/repro   # REPORT.md again, from the files
+
+Each task's sweep carries its fit criterion (``fit_criteria``: training score >= 0.95),
+validated with the sweep; the report compares rules and remedies at that fit.
 
 Remedy variants (values are choices, not taken from the paper, whose remedies
 could not be read; see paper.md section 7):
@@ -26,7 +29,7 @@ Variants (``:a,b``): ``smoke`` (each task's smoke sweep; minutes on 2 CPU cores)
 
 import importlib
 
-from credit.theory.reproduction import with_theory
+from credit.reproduction.plan import with_theory
 from credit.training.config import parse_variants
 
 import ml_collections

@@ -16,7 +16,7 @@ differences) is left out unless the ``autodiff`` variant asks for it. Launch::
 Variants (``:a,b``): ``smoke`` (synthetic data, minutes), ``autodiff``.
 """
 
-from credit.theory.reproduction import with_theory
+from credit.reproduction.plan import with_theory
 from credit.training.config import parse_variants
 
 import ml_collections

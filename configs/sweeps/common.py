@@ -7,6 +7,11 @@ train the same network class for their gaps to be comparable. Steps,
 evaluation interval, optimizer and learning rate come from the task's own
 config (``configs/<task>.py``); lambda_max (W_rec Hessian) and the alignment
 with BPTT are measured at every evaluation; 5 seeds.
+
+Fit criterion (``sweep.fit_criteria``): a run counts as trained from its first
+evaluation with training score >= 0.95 (accuracy on the two decision tasks, R²
+on pattern generation); reports compare the rules there and list the runs that
+never get there instead of averaging them in.
 """
 
 import importlib
@@ -16,6 +21,7 @@ from credit.training.config import parse_variants
 import ml_collections
 
 RULES = ("bptt", "eprop", "eprop_random", "rflo", "mdgl")
+FIT_CRITERION = dict(metric="train_acc", at_least=0.95)
 
 
 def task_sweep(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -44,4 +50,5 @@ def task_sweep(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
   sweep.task_rule_overrides = ml_collections.ConfigDict()
   every = max(base.eval_every, base.num_steps // 5 // base.eval_every * base.eval_every)
   sweep.checkpoint_every = every
+  sweep.fit_criteria = ml_collections.ConfigDict({task: dict(FIT_CRITERION)})
   return sweep

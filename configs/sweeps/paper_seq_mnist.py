@@ -8,8 +8,9 @@ three-factor rule trains 16,000 steps (every 400), as BiolHessRNN's
 so the two rows check each other. SGD, lr 1e-2, batch 256, L2 1e-2, 5 seeds
 (seed ``i`` starts from the same weights under every rule). lambda_max is
 the top eigenvalue of the W_rec Hessian of the exact loss (+ L2) on 256
-validation examples; ``align_cos`` is the cosine between the rule's gradient
-and BPTT's (not measured for BPTT itself). Launch::
+validation examples; a run counts as trained from its first evaluation with
+training accuracy >= 0.95 (``fit_criteria``); ``align_cos`` is the cosine
+between the rule's gradient and BPTT's (not measured for BPTT itself). Launch::
 
   python -m experiments.sweep --config=configs/sweeps/paper_seq_mnist.py --workdir=/tmp/paper
   python -m experiments.sweep --config=configs/sweeps/paper_seq_mnist.py:smoke --workdir=/tmp/s
@@ -65,4 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   sweep.task_rule_overrides = ml_collections.ConfigDict()
   sweep.checkpoint_every = 100 if smoke else 2000
+  sweep.fit_criteria = ml_collections.ConfigDict(
+    {"seq_mnist": dict(metric="train_acc", at_least=0.95)}
+  )
   return sweep

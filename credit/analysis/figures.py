@@ -16,6 +16,9 @@ Per task:
 * ``lr_sweep_<task>``: final gap against the learning rate (when the sweep
   has more than one).
 
+:func:`bound_plot` (λ_max against the predicted bound along training, one panel per
+rule) is drawn by the report (:mod:`credit.reproduction.figures`).
+
 A figure whose metrics are absent (no curvature probe, one learning rate) is
 skipped with a note. Seeds that diverged (:mod:`credit.analysis.stats`) are
 left out of every figure, and counted in each figure's heading. Figures are
@@ -332,6 +335,56 @@ def lambda_training_plot(rows: Sequence[Mapping], task: str) -> Figure:
   ax.set_ylabel("λ_max of the W_rec Hessian")
   ax.set_title(f"{task_label(task)}: sharpness along training\n(thin: seeds; thick: mean ± s.e.m.)")
   _legend(ax)
+  return fig
+
+
+def bound_plot(
+  rows: Sequence[Mapping],
+  task: str,
+  threshold: tuple[str, float] | None = None,
+  skip_rules: Sequence[str] = (),
+) -> Figure | None:
+  r"""λ_max against the predicted bound along training, one panel per rule.
+
+  Each panel: the rule's λ_max (``lambda_max``, else the theory probe's
+  ``theory_lambda_max``) per seed and its median, the rule's own predicted bound
+  :math:`2/(\eta c)` (theory probe, median over seeds; dashed) and the
+  optimizer's threshold (``threshold = (label, value)``: :math:`2/\eta` for SGD,
+  Adam's :math:`(2 + 2\beta_1)/((1 - \beta_1)\eta)`, which bounds the
+  preconditioned sharpness, not this λ_max; dotted).
+
+  Returns:
+    The figure, or None when no rule has λ_max measured.
+  """
+  metric = next(
+    (m for m in ("lambda_max", "theory_lambda_max") if _has(rows, m)),
+    None,
+  )
+  if metric is None:
+    return None
+  curves = [c for c in _curves(rows, metric) if c[0] not in skip_rules]
+  bounds = {(r, lr): (st, t) for r, lr, st, t in _curves(rows, "predicted_lambda_bound")}
+  if not curves:
+    return None
+  fig = _new_figure(3.2 * len(curves), 3.6)
+  axes = np.atleast_1d(fig.subplots(1, len(curves), sharey=True))
+  for ax, (rule, lr, steps, table) in zip(axes, curves, strict=True):
+    color = rule_color(rule)
+    for seed_curve in table:
+      ax.plot(steps, seed_curve, color=color, lw=0.6, alpha=0.35)
+    ax.plot(steps, np.nanmedian(table, axis=0), color=color, lw=2, label="λ_max (median)")
+    if (rule, lr) in bounds:
+      b_steps, b_table = bounds[(rule, lr)]
+      with np.errstate(invalid="ignore"):
+        ax.plot(b_steps, np.nanmedian(b_table, axis=0), color=color, ls="--", label="2/(ηc)")
+    if threshold is not None and math.isfinite(threshold[1]):
+      ax.axhline(threshold[1], color="0.35", ls=":", label=threshold[0])
+    ax.set_yscale("log")
+    ax.set_title(rule_label(rule))
+    ax.set_xlabel("training step")
+  axes[0].set_ylabel(metric)
+  _legend(axes[0])
+  fig.suptitle(f"{task_label(task)}: λ_max and the predicted bound along training")
   return fig
 
 

@@ -10,7 +10,11 @@ A sweep config (``configs/sweeps/*.py``) holds:
   cells of every task (e.g. ``num_steps`` and ``eval_every``);
 * ``task_rule_overrides``: ``{task: {rule: partial run config}}`` applied
   after ``rule_overrides``, for what differs per task and rule;
-* ``checkpoint_every``: steps between checkpoints (0: only at the end).
+* ``checkpoint_every``: steps between checkpoints (0: only at the end);
+* ``fit_criteria`` (optional): ``{task: {"metric": "train_acc", "at_least":
+  0.95}}``, the level of fit at which a run counts as trained
+  (:mod:`credit.analysis.fit`); reports compare rules there and leave out the
+  runs that never reach it.
 
 A cell's run config is built in this order: the task's base config, then
 ``rule``, then the overrides, then ``optimizer.learning_rate``: the swept
@@ -37,6 +41,8 @@ SWEEP_FIELDS = (
   "task_rule_overrides",
   "checkpoint_every",
 )
+OPTIONAL_SWEEP_FIELDS = ("fit_criteria",)
+FIT_CRITERION_FIELDS = ("metric", "at_least")
 
 
 class Cell(NamedTuple):
@@ -89,10 +95,11 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
   missing = [f for f in SWEEP_FIELDS if f not in sweep]
   if missing:
     raise ConfigError(f"sweep config lacks field(s) {missing}; a sweep config has {SWEEP_FIELDS}")
-  unknown = sorted(set(sweep.keys()) - set(SWEEP_FIELDS))
+  known = SWEEP_FIELDS + OPTIONAL_SWEEP_FIELDS
+  unknown = sorted(set(sweep.keys()) - set(known))
   if unknown:
     raise UnknownFieldError(
-      f"unknown sweep config field(s) {unknown}; the known fields are {sorted(SWEEP_FIELDS)}"
+      f"unknown sweep config field(s) {unknown}; the known fields are {sorted(known)}"
     )
   if not isinstance(sweep.name, str):
     raise ConfigError(f"sweep.name must be a string, got {sweep.name!r}")
@@ -143,6 +150,36 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
   every = sweep.checkpoint_every
   if not isinstance(every, int) or isinstance(every, bool) or every < 0:
     raise ConfigError(f"sweep.checkpoint_every must be an integer >= 0, got {every!r}")
+  validate_fit_criteria(sweep.get("fit_criteria") or {}, tuple(sweep.tasks))
+
+
+def validate_fit_criteria(criteria, tasks: tuple[str, ...]) -> None:
+  """Checks ``sweep.fit_criteria``: per task a score metric (``*_acc``) and a finite level.
+
+  Raises:
+    ConfigError: a task not in the sweep, a missing or unknown field, a metric
+      that is not a score, or a level that is not a finite number.
+  """
+  for task, spec in criteria.items():
+    where = f"sweep.fit_criteria.{task}"
+    if task not in tasks:
+      raise ConfigError(f"{where}: task {task!r} is not in sweep.tasks {sorted(tasks)}")
+    if not isinstance(spec, dict | ml_collections.ConfigDict):
+      raise ConfigError(f"{where} must be a block {{metric, at_least}}, got {spec!r}")
+    fields = set(spec.keys())
+    if fields != set(FIT_CRITERION_FIELDS):
+      raise UnknownFieldError(
+        f"{where} has fields {sorted(fields)}; a fit criterion has exactly "
+        f"{list(FIT_CRITERION_FIELDS)}"
+      )
+    metric, level = spec["metric"], spec["at_least"]
+    if not isinstance(metric, str) or not metric.endswith("_acc") or metric.startswith("gap"):
+      raise ConfigError(
+        f"{where}.metric must name a score (train_acc, val_acc, ...: accuracy or R²), "
+        f"got {metric!r}"
+      )
+    if isinstance(level, bool) or not isinstance(level, int | float) or not math.isfinite(level):
+      raise ConfigError(f"{where}.at_least must be a finite number, got {level!r}")
 
 
 def cell_config(

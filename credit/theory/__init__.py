@@ -1,4 +1,4 @@
-r"""Stability of a learning rule's update map, the curvature bound it predicts, and remedies.
+r"""Stability of a learning rule's update map and the curvature bound it predicts.
 
 A rule trains by :math:`\theta \leftarrow \theta - \eta \hat g(\theta)`; its
 linearization :math:`I - \eta J_{rule}` decides which minima it can stay at.
@@ -13,16 +13,13 @@ along the top Hessian eigenvector is :math:`c < 1` can stay up to about
   (Ritz values of :math:`I - \eta J`), :func:`alignment_factor` (:math:`c`),
   :func:`predicted_bound` (:math:`2/(\eta c)`);
 * :mod:`~credit.theory.tracking`: :func:`make_theory_probe`, the training-time
-  probe (config block ``theory``);
-* :mod:`~credit.theory.remedies`: weight and activity noise in the training
-  step (config block ``remedies``; the learning-rate remedies are the schedule
-  of :func:`credit.training.optimizers.schedule`);
-* :mod:`~credit.theory.reproduction` and :mod:`~credit.theory.report`: the
-  sweeps of a reproduction and its ``REPORT.md`` (``experiments/reproduce.py``,
-  ``experiments/report.py``).
+  probe (config block ``theory``).
+
+The remedies the argument suggests run in the training step
+(:mod:`credit.training.remedies`); the reproduction that tests the argument and
+its report live in :mod:`credit.reproduction`.
 """
 
-from credit.theory.remedies import Noise, noisy_loss_and_grads
 from credit.theory.stability import (
   ArnoldiResult,
   UpdateMapSpectrum,
@@ -42,7 +39,6 @@ from credit.theory.update_map import (
 
 __all__ = [
   "ArnoldiResult",
-  "Noise",
   "UpdateMapSpectrum",
   "alignment_factor",
   "arnoldi",
@@ -52,7 +48,6 @@ __all__ = [
   "make_rule_grad",
   "make_rule_jvp",
   "make_theory_probe",
-  "noisy_loss_and_grads",
   "predicted_bound",
   "update_map_spectrum",
 ]

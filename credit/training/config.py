@@ -81,7 +81,7 @@ def base_config(task: str = "seq_mnist") -> ml_collections.ConfigDict:
       jvp="auto",  # "jvp" (forward mode), "fd" (central differences) or "auto"
     )
   )
-  # Remedies (see credit.training.optimizers.schedule and credit.theory.remedies);
+  # Remedies (see credit.training.optimizers.schedule and credit.training.remedies);
   # the defaults leave training exactly as without them.
   c.remedies = ml_collections.ConfigDict(
     dict(

@@ -13,7 +13,7 @@ checkpoints); both paths give identical results.
 
 The remedies of ``config.remedies`` enter here: the learning-rate schedule
 (:func:`credit.training.optimizers.schedule`) and the weight and activity
-noise of the gradient (:mod:`credit.theory.remedies`); off by default, and
+noise of the gradient (:mod:`credit.training.remedies`); off by default, and
 then the program is the same as without them.
 
 A seed whose training loss exceeds ``config.max_loss`` or whose loss or
@@ -33,8 +33,7 @@ from typing import Any, NamedTuple
 from credit import rules, runtime, tasks
 from credit.models import rnn
 from credit.tasks.base import Batch, Task
-from credit.theory import remedies
-from credit.training import divergence, optimizers
+from credit.training import divergence, optimizers, remedies
 from credit.training.objective import loss_grads_and_state, make_total_loss
 
 import jax
@@ -118,7 +117,7 @@ def evaluation_steps(num_steps: int, eval_every: int) -> tuple[int, ...]:
   return tuple(steps)
 
 
-# Folded into a step's key for the noise remedies (credit.theory.remedies).
+# Folded into a step's key for the noise remedies (credit.training.remedies).
 _NOISE_SALT = 0x6E01
 
 

@@ -1,0 +1,88 @@
+"""The report's figures: λ_max against the predicted bound per task, and the remedies.
+
+Written to ``<workdir>/figures`` by :func:`write`; the per-sweep figures
+(``<sweep>/figures``, :mod:`credit.analysis.figures`) are linked, not redrawn.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+from credit.analysis import figures as figures_lib
+from credit.analysis import stats
+from credit.reproduction import numbers as numbers_lib
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def remedy_plot(task: str, variants: Mapping[str, str], base: str, fit_numbers: Mapping) -> Figure:
+  """Gap and λ_max at matched fit per seed: the base sweep and each remedy, per rule."""
+  fig = Figure(figsize=(9.6, 4.0), layout="constrained")
+  axes = fig.subplots(1, 2)
+  fit, _ = numbers_lib.fit_criterion(numbers_lib.sweep_config(variants[base]), task)
+  rows = {v: numbers_lib.task_rows(d, task) for v, d in variants.items()}
+  lam = numbers_lib.lambda_metric(rows[base])
+  records = {v: numbers_lib.run_records(r, fit, lam) for v, r in rows.items()}
+  remedy_rules = numbers_lib.ordered_rules(
+    r["rule"] for v, recs in records.items() if v != base for r in recs
+  )
+  order = [base] + sorted(v for v in variants if v != base)
+  for i, variant in enumerate(order):
+    for j, rule in enumerate(remedy_rules):
+      runs = [r for r in records[variant] if r["rule"] == rule and not r["diverged"]]
+      for ax, metric in zip(axes, ("gap_acc", "lambda"), strict=True):
+        y = stats.finite(numbers_lib.column(runs, metric, "matched"))
+        x = np.full(y.size, i + 0.15 * (j - (len(remedy_rules) - 1) / 2))
+        ax.plot(
+          x,
+          y,
+          "o",
+          color=figures_lib.rule_color(rule),
+          alpha=0.7,
+          label=figures_lib.rule_label(rule) if i == 0 and ax is axes[0] else None,
+        )
+  for ax, metric in zip(axes, ("gap_acc", lam or "lambda_max"), strict=True):
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels(order, rotation=30, ha="right")
+    ax.set_ylabel(f"{metric} at matched fit")
+  axes[0].legend(frameon=False)
+  fig.suptitle(f"remedies: per seed at the first evaluation with {fit.describe()}")
+  return fig
+
+
+def write(
+  workdir: str, numbers: Mapping, formats: Sequence[str] = ("png",)
+) -> dict[str, list[str]]:
+  """Per task ``theory_bound_<task>`` and (reproductions) ``remedies_<task>``; ``{task: paths}``."""
+  out_dir = os.path.join(workdir, "figures")
+  os.makedirs(out_dir, exist_ok=True)
+  written: dict[str, list[str]] = {}
+  with matplotlib.rc_context(figures_lib.STYLE):
+    for task, variants in numbers_lib.find_sweeps(workdir).items():
+      base = numbers_lib.base_variant(variants)
+      if base is None or task not in numbers:
+        continue
+      t = numbers[task]
+      th = t.get("threshold") or {}
+      line = (f"{th['formula']} ({th['applies_to']})", th["value"]) if th.get("formula") else None
+      if line is not None and not math.isfinite(line[1]):
+        line = None
+      figs = {
+        f"theory_bound_{task}": figures_lib.bound_plot(
+          numbers_lib.task_rows(variants[base], task), task, line, tuple(t["identical"])
+        )
+      }
+      if len(variants) > 1:
+        figs[f"remedies_{task}"] = remedy_plot(task, variants, base, t)
+      for stem, fig in figs.items():
+        if fig is None:
+          continue
+        for fmt in formats:
+          path = os.path.join(out_dir, f"{stem}.{fmt}")
+          fig.savefig(path, bbox_inches="tight")
+          written.setdefault(task, []).append(path)
+  return written

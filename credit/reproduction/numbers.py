@@ -1,0 +1,419 @@
+r"""Every number of a report, computed from results files only.
+
+A report reads either one **sweep workdir** (``<workdir>/results.csv``, as
+written by ``experiments/sweep.py``: one section per task, no remedies) or a
+**reproduction workdir** (``experiments/reproduce.py``)::
+
+  <workdir>/<task>/base/results.csv        every rule, no remedy
+  <workdir>/<task>/<variant>/results.csv   a remedy variant (some rules, one remedy)
+
+Per task, over the runs that did not diverge:
+
+* **fit**: the task's fit criterion (``fit_criteria`` of the sweep's
+  ``sweep.json``, else :data:`DEFAULT_FIT`, said so); per rule the runs that
+  meet it at some evaluation, at the end, and the seeds that never do;
+* **distinct rules**: two rules whose results are identical in every seed and
+  evaluation (on networks without autapses ``rflo`` is ``eprop_random``) are
+  detected here (:func:`identical_rules`); the later one is reported as equal
+  to the earlier and left out of every statistic, so nothing is counted twice;
+* **matched** (the headline): gap, scores and :math:`\lambda_{max}` of each run
+  at its first evaluation meeting the criterion (:func:`credit.analysis.fit.first_fit`),
+  each rule against BPTT: difference of means with a bootstrap 95% CI, Cohen's
+  d, Cliff's delta, Mann-Whitney p; runs that never fit are left out;
+* **end**: the same at the end of training, over the runs that fit there;
+* **variability**: the gap's variance ratio against BPTT with the
+  Brown-Forsythe test (matched runs);
+* **relation**: the :math:`\lambda_{max}`-gap rank correlation within each
+  rule, pooled, and pooled with the rule partialled out (matched runs);
+* **theory**: the threshold that applies to the task's optimizer (SGD
+  :math:`2/\eta` and the rule's :math:`2/(\eta c)`; momentum :math:`(2 + 2\beta)/\eta`;
+  Adam :math:`(2 + 2\beta_1)/((1 - \beta_1)\eta)` on the preconditioned
+  sharpness, Cohen et al. 2022) and the theory probe's end-of-training numbers;
+* **matched_loss**: gap and :math:`\lambda_{max}` interpolated at a common
+  training loss, the highest of the rules' median final training losses
+  (:func:`credit.analysis.fit.at_loss`), for when a rule never meets the criterion;
+* **remedies**: each remedy variant against the same rule without it, at
+  matched fit and at the matched training loss.
+
+:math:`\lambda_{max}` is the curvature probe's ``lambda_max`` where it was
+measured, else the theory probe's ``theory_lambda_max``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+from credit.analysis import fit as fit_lib
+from credit.analysis import stats
+from credit.errors import ResultsFileError
+from credit.training import outputs
+
+import numpy as np
+
+BASE = "base"
+SINGLE = "sweep"  # the variant name of a sweep workdir's one sweep
+GAPS = ("gap_acc", "gap_loss")
+HEADLINE_GAP = "gap_acc"
+SCORES = ("train_acc", "test_acc")
+LAMBDA_METRICS = ("lambda_max", "theory_lambda_max")
+REFERENCE_RULE = "bptt"
+# Used when a sweep.json declares no fit criterion (results written before the field existed).
+DEFAULT_FIT = fit_lib.FitCriterion("train_acc", 0.95)
+# Two rules are the same when every shared metric agrees to this relative tolerance.
+IDENTICAL_RTOL = 1e-6
+
+
+# ------------------------------------------------------------------- loading
+
+
+def find_sweeps(workdir: str) -> dict[str, dict[str, str]]:
+  """``{task: {variant: sweep dir}}`` of a reproduction or a single sweep workdir.
+
+  A folder with its own ``results.csv`` is one sweep: each of its tasks gets
+  the variant :data:`SINGLE`. Otherwise every ``<task>/<variant>/results.csv``.
+  """
+  if os.path.exists(os.path.join(workdir, "results.csv")):
+    rows = outputs.read_results(os.path.join(workdir, "results.csv"))
+    return {task: {SINGLE: workdir} for task in sorted({r["task"] for r in rows})}
+  found: dict[str, dict[str, str]] = {}
+  for task in sorted(os.listdir(workdir)):
+    task_dir = os.path.join(workdir, task)
+    if not os.path.isdir(task_dir):
+      continue
+    for variant in sorted(os.listdir(task_dir)):
+      if os.path.exists(os.path.join(task_dir, variant, "results.csv")):
+        found.setdefault(task, {})[variant] = os.path.join(task_dir, variant)
+  return found
+
+
+def base_variant(variants: Mapping[str, str]) -> str | None:
+  """The variant without remedies: ``base`` (reproduction) or ``sweep`` (single sweep)."""
+  return next((v for v in (BASE, SINGLE) if v in variants), None)
+
+
+def sweep_config(sweep_dir: str) -> dict:
+  """The sweep's ``sweep.json`` as a dict (empty when the file is not there)."""
+  path = os.path.join(sweep_dir, "sweep.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def task_rows(sweep_dir: str, task: str) -> list[dict]:
+  rows = outputs.read_results(os.path.join(sweep_dir, "results.csv"))
+  return [r for r in rows if r["task"] == task]
+
+
+def fit_criterion(sweep: Mapping, task: str) -> tuple[fit_lib.FitCriterion, bool]:
+  """The task's criterion and whether the sweep declared it (else :data:`DEFAULT_FIT`)."""
+  spec = (sweep.get("fit_criteria") or {}).get(task)
+  return (fit_lib.criterion(spec), True) if spec else (DEFAULT_FIT, False)
+
+
+def optimizer(sweep: Mapping, task: str) -> dict:
+  """The task's optimizer block in ``sweep.json`` (empty when unknown)."""
+  return dict(sweep.get("tasks", {}).get(task, {}).get("optimizer", {}) or {})
+
+
+# ------------------------------------------------------------------- runs
+
+
+def lambda_metric(rows: Sequence[Mapping]) -> str | None:
+  """``lambda_max`` if any run measured it, else ``theory_lambda_max``, else None."""
+  for name in LAMBDA_METRICS:
+    if any(math.isfinite(stats.as_float(r.get(name))) for r in rows):
+      return name
+  return None
+
+
+def ordered_rules(names) -> list[str]:
+  from credit.analysis.figures import RULE_ORDER
+
+  order = {r: i for i, r in enumerate(RULE_ORDER)}
+  return sorted(set(names), key=lambda r: (order.get(r, len(order)), r))
+
+
+def identical_rules(rows: Sequence[Mapping]) -> dict[str, str]:
+  """``{rule: earlier rule it equals}`` for rules whose results match in every run and step.
+
+  Two rules match when they have the same (learning rate, seed, step) keys and
+  every metric both have agrees to :data:`IDENTICAL_RTOL` (NaN equal to NaN).
+  The earlier rule in the report's rule order is kept.
+  """
+  by_rule: dict[str, dict[tuple, Mapping]] = {}
+  for r in rows:
+    by_rule.setdefault(r["rule"], {})[(r["learning_rate"], r["seed"], r["step"])] = r
+  names = [m for m in stats.metric_names(rows) if m != "learning_rate"]
+  same: dict[str, str] = {}
+  rules = ordered_rules(by_rule)
+  for i, later in enumerate(rules):
+    for earlier in rules[:i]:
+      if earlier in same or by_rule[earlier].keys() != by_rule[later].keys():
+        continue
+      a = [[stats.as_float(by_rule[earlier][k].get(m)) for m in names] for k in by_rule[earlier]]
+      b = [[stats.as_float(by_rule[later][k].get(m)) for m in names] for k in by_rule[earlier]]
+      if np.allclose(a, b, rtol=IDENTICAL_RTOL, atol=0.0, equal_nan=True):
+        same[later] = earlier
+        break
+  return same
+
+
+def run_records(rows: Sequence[Mapping], fit: fit_lib.FitCriterion, lam: str | None) -> list[dict]:
+  """One record per run: its final values, ``matched`` (first fit or None), ``fit_end``."""
+  names = [*GAPS, *SCORES, "train_loss", *([lam] if lam else [])]
+  groups = stats.group_rows(rows, stats.RUN_COLUMNS)
+  out = []
+  for final in stats.final_records(rows):
+    run = groups[tuple(final[c] for c in stats.RUN_COLUMNS)]
+    rec = dict(final)
+    rec["lambda"] = stats.as_float(final.get(lam)) if lam else math.nan
+    matched = fit_lib.first_fit(run, fit, names)
+    if matched is not None:
+      matched["lambda"] = matched.get(lam, math.nan) if lam else math.nan
+    rec["matched"] = matched
+    rec["fit_end"] = (not final["diverged"]) and fit_lib.fits_at_end(run, fit)
+    rec["_rows"] = run
+    out.append(rec)
+  return out
+
+
+def column(records: Sequence[Mapping], metric: str, where: str = "final") -> list[float]:
+  """``metric`` per record: final values, or those ``where="matched"`` (records that fit)."""
+  if where == "final":
+    return [stats.as_float(r.get(metric)) for r in records]
+  return [stats.as_float(r[where].get(metric)) for r in records if r.get(where)]
+
+
+def compare(x: Sequence[float], y: Sequence[float]) -> dict:
+  """``x`` against ``y``: difference of means with its bootstrap CI and the rank statistics."""
+  d = stats.bootstrap_diff_ci(x, y)
+  return {
+    "diff": d.estimate,
+    "ci": [d.low, d.high],
+    "cohens_d": stats.cohens_d(x, y),
+    "cliffs_delta": stats.cliffs_delta(x, y),
+    "mw_p": stats.mann_whitney_p(x, y),
+    "n": [int(stats.finite(x).size), int(stats.finite(y).size)],
+  }
+
+
+# ------------------------------------------------------------------- per task
+
+METRICS = (*GAPS, *SCORES, "lambda")
+
+
+def _block(runs: Sequence[Mapping], reference: Sequence[Mapping] | None, where: str) -> dict:
+  out = {}
+  for metric in METRICS:
+    out[metric] = stats.describe(column(runs, metric, where))
+    if reference is not None:
+      out[metric]["vs_bptt"] = compare(
+        column(runs, metric, where), column(reference, metric, where)
+      )
+  return out
+
+
+def threshold(opt: Mapping, eta: float) -> dict:
+  """The edge-of-stability threshold that applies to the optimizer, at learning rate ``eta``."""
+  name = opt.get("name")
+  if name == "sgd":
+    return {"optimizer": name, "applies_to": "H", "formula": "2/η", "value": 2 / eta}
+  if name == "momentum":
+    b = float(opt.get("momentum", 0.9))
+    return {"optimizer": name, "applies_to": "H", "formula": "(2+2β)/η", "value": (2 + 2 * b) / eta}
+  if name in ("adam", "adamw"):
+    b1 = float(opt.get("b1", 0.9))
+    return {
+      "optimizer": name,
+      "applies_to": "P⁻¹H",
+      "formula": "(2+2β₁)/((1−β₁)η)",
+      "value": (2 + 2 * b1) / ((1 - b1) * eta),
+    }
+  return {"optimizer": name, "applies_to": None, "formula": None, "value": math.nan}
+
+
+def _theory(runs: Sequence[Mapping]) -> dict:
+  """End-of-training theory probe numbers (kept runs)."""
+  if not any(math.isfinite(stats.as_float(r.get("theory_c"))) for r in runs):
+    return {}
+  measured = column(runs, "theory_lambda_max")
+  bound = column(runs, "predicted_lambda_bound")
+  below = [m < b for m, b in zip(measured, bound, strict=True) if math.isfinite(m) and b == b]
+  eta = stats.describe(column(runs, "theory_eta"))["mean"]
+  bounds = [b for b in bound if not math.isnan(b)]  # c <= 0: an infinite bound, kept
+  return {
+    "c": stats.describe(column(runs, "theory_c")),
+    "eta": eta,
+    "gd_bound": 2.0 / eta if eta > 0 else math.nan,
+    "predicted_bound": {
+      **stats.describe(bound),
+      "median": float(np.median(bounds)) if bounds else math.nan,
+      "infinite": int(sum(math.isinf(b) for b in bounds)),
+    },
+    "measured": stats.describe(measured),
+    "stability_ratio": stats.describe(column(runs, "theory_stability_ratio")),
+    "update_map_radius": stats.describe(column(runs, "update_map_radius")),
+    "fraction_below_bound": float(np.mean(below)) if below else math.nan,
+  }
+
+
+def _matched_loss(kept: Sequence[Mapping], rules: Sequence[str], lam: str | None) -> dict:
+  """Gap and lambda at the highest of the rules' median final training losses."""
+  medians = [
+    stats.describe(column([r for r in kept if r["rule"] == rule], "train_loss"))["median"]
+    for rule in rules
+  ]
+  medians = [m for m in medians if math.isfinite(m)]
+  if not medians:
+    return {}
+  target = max(medians)
+  names = [*GAPS, *SCORES, *([lam] if lam else [])]
+  for r in kept:
+    at = fit_lib.at_loss(r["_rows"], target, names)
+    if at is not None:
+      at["lambda"] = at.get(lam, math.nan) if lam else math.nan
+    r["at_loss"] = at
+  reference = [r for r in kept if r["rule"] == REFERENCE_RULE]
+  out = {"target": target, "rules": {}}
+  for rule in rules:
+    runs = [r for r in kept if r["rule"] == rule]
+    entry = {"runs": len(runs), "reached": sum(r["at_loss"] is not None for r in runs)}
+    entry.update(_block(runs, reference if rule != REFERENCE_RULE else None, "at_loss"))
+    out["rules"][rule] = entry
+  return out
+
+
+def _remedy_at_loss(
+  runs: Sequence[dict], base_runs: Sequence[Mapping], target: float, lam: str | None
+) -> dict:
+  """A remedy's runs against the same rule's base runs at the task's matched training loss."""
+  names = [*GAPS, *SCORES, *([lam] if lam else [])]
+  for r in runs:
+    at = fit_lib.at_loss(r["_rows"], target, names)
+    if at is not None:
+      at["lambda"] = at.get(lam, math.nan) if lam else math.nan
+    r["at_loss"] = at
+  out: dict = {"reached": sum(r["at_loss"] is not None for r in runs)}
+  for metric in METRICS:
+    x, y = column(runs, metric, "at_loss"), column(base_runs, metric, "at_loss")
+    out[metric] = {**stats.describe(x), "vs_base": compare(x, y)}
+  return out
+
+
+def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
+  """Every number of one task (module docstring); ``variants`` as :func:`find_sweeps`."""
+  base = base_variant(variants)
+  sweep = sweep_config(variants[base])
+  rows = task_rows(variants[base], task)
+  fit, declared = fit_criterion(sweep, task)
+  lam = lambda_metric(rows)
+  same = identical_rules(rows)
+  records = run_records(rows, fit, lam)
+  kept = [r for r in records if not r["diverged"]]
+  rules = [r for r in ordered_rules(r["rule"] for r in records) if r not in same]
+  has_reference = REFERENCE_RULE in rules
+  by_rule = {rule: [r for r in kept if r["rule"] == rule] for rule in rules}
+  reference = by_rule.get(REFERENCE_RULE, [])
+  opt = optimizer(sweep, task)
+  lrs = stats.finite(column(records, "learning_rate"))
+  eta = float(lrs[0]) if lrs.size else math.nan
+  out: dict = {
+    "lambda_metric": lam,
+    "optimizer": opt.get("name"),
+    "threshold": threshold(opt, eta) if opt else {},
+    "fit": {"metric": fit.metric, "at_least": fit.at_least, "declared": declared},
+    "identical": same,
+    "rules": {},
+  }
+  for rule in rules:
+    all_runs = [r for r in records if r["rule"] == rule]
+    runs = by_rule[rule]
+    ref = reference if rule != REFERENCE_RULE and has_reference else None
+    entry = {
+      "runs": len(all_runs),
+      "diverged": sum(r["diverged"] for r in all_runs),
+      "fit_ever": sum(r["matched"] is not None for r in runs),
+      "fit_end": sum(r["fit_end"] for r in runs),
+      "never_fit": sorted(int(r["seed"]) for r in runs if r["matched"] is None),
+      "learning_rate": stats.describe(column(runs, "learning_rate"))["mean"],
+      "steps": max((int(r["step"]) for r in all_runs), default=0),
+      "fit_step": stats.describe(column(runs, "step", "matched")),
+      "matched": _block(runs, ref, "matched"),
+      "end": _block(
+        [r for r in runs if r["fit_end"]],
+        [r for r in ref if r["fit_end"]] if ref else None,
+        "final",
+      ),
+      "all_end": _block(runs, ref, "final"),
+      "theory": _theory(runs),
+    }
+    if ref is not None:
+      entry["variability"] = stats.brown_forsythe(
+        column(runs, HEADLINE_GAP, "matched"), column(ref, HEADLINE_GAP, "matched")
+      )._asdict()
+    out["rules"][rule] = entry
+  matched = [r for r in kept if r["rule"] in rules and r["matched"]]
+  lam_m, gap_m = column(matched, "lambda", "matched"), column(matched, HEADLINE_GAP, "matched")
+  out["relation"] = {
+    "within": {
+      rule: stats.correlation(
+        column(by_rule[rule], "lambda", "matched"), column(by_rule[rule], HEADLINE_GAP, "matched")
+      )._asdict()
+      for rule in rules
+    },
+    "pooled": stats.correlation(lam_m, gap_m)._asdict(),
+    "partial": stats.rank_partial_correlation(lam_m, gap_m, [r["rule"] for r in matched])._asdict(),
+  }
+  out["matched_loss"] = _matched_loss(kept, rules, lam)
+  out["remedies"] = {}
+  for variant, sweep_dir in variants.items():
+    if variant == base:
+      continue
+    v_records = run_records(task_rows(sweep_dir, task), fit, lam)
+    out["remedies"][variant] = {}
+    for rule in ordered_rules(r["rule"] for r in v_records):
+      all_runs = [r for r in v_records if r["rule"] == rule]
+      runs = [r for r in all_runs if not r["diverged"]]
+      base_runs = by_rule.get(rule, [])
+      entry = {
+        "runs": len(all_runs),
+        "diverged": len(all_runs) - len(runs),
+        "fit_ever": sum(r["matched"] is not None for r in runs),
+        "never_fit": sorted(int(r["seed"]) for r in runs if r["matched"] is None),
+      }
+      for metric in METRICS:
+        x, y = column(runs, metric, "matched"), column(base_runs, metric, "matched")
+        entry[metric] = {**stats.describe(x), "vs_base": compare(x, y)}
+      if out["matched_loss"]:
+        entry["at_loss"] = _remedy_at_loss(runs, base_runs, out["matched_loss"]["target"], lam)
+      out["remedies"][variant][rule] = entry
+  return out
+
+
+def build(workdir: str) -> dict:
+  """Every number of the report: ``{task: {...}}`` (see the module docstring)."""
+  out = {}
+  for task, variants in find_sweeps(workdir).items():
+    if base_variant(variants) is not None:
+      out[task] = task_numbers(task, variants)
+  return out
+
+
+def check_numbers(workdir: str, numbers: Mapping) -> None:
+  """Refuses numbers that would make an empty report (a task without any run).
+
+  Raises:
+    ResultsFileError: no task, or a task whose base sweep has no run.
+  """
+  if not numbers:
+    raise ResultsFileError(
+      f"no results.csv in {workdir} (a sweep workdir) nor <task>/{BASE}/results.csv under it "
+      "(a reproduction workdir)"
+    )
+  for task, t in numbers.items():
+    if not t["rules"] or not any(e["runs"] for e in t["rules"].values()):
+      raise ResultsFileError(f"the results of task {task} under {workdir} hold no run")

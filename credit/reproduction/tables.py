@@ -1,0 +1,371 @@
+"""The report's tables as markdown lines, one function per section, from its numbers.
+
+Every function takes one task's numbers (:func:`credit.reproduction.numbers.task_numbers`,
+after :func:`credit.reproduction.claims.adjust`) and returns markdown lines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from credit.analysis import stats
+from credit.reproduction import claims as claims_lib
+
+GAPS = ("gap_acc", "gap_loss")
+
+
+def fmt(x, digits: int = 4) -> str:
+  """A number for a table: ``n/a`` for NaN, ``inf``, else ``digits`` significant digits."""
+  x = stats.as_float(x)
+  if math.isnan(x):
+    return "n/a"
+  if math.isinf(x):
+    return "inf" if x > 0 else "-inf"
+  return f"{x:.{digits}g}"
+
+
+def pm(d: Mapping) -> str:
+  """``mean ± sd`` of a :func:`credit.analysis.stats.describe` dict."""
+  return f"{fmt(d['mean'])} ± {fmt(d['sd'])}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  return lines + [""]
+
+
+def contrast_cells(c: Mapping | None) -> list[str]:
+  """Δ with its 95% CI, Cliff's δ, MW p and Holm p of a contrast (blank when absent)."""
+  if not c:
+    return ["", "", "", ""]
+  ci = c.get("ci") or [math.nan, math.nan]
+  return [
+    f"{fmt(c['diff'])} [{fmt(ci[0], 3)}, {fmt(ci[1], 3)}]",
+    fmt(c["cliffs_delta"], 3),
+    fmt(c["mw_p"], 3),
+    fmt(c.get("p_holm"), 3) if "p_holm" in c else "",
+  ]
+
+
+def claims_table(cells: Mapping[str, Mapping[str, claims_lib.Cell]], tasks: Sequence[str]) -> list:
+  """Claims (rows) x tasks (columns): verdict, then its evidence, ``<br>``-separated."""
+  rows = []
+  for key, label in claims_lib.CLAIMS:
+    row = [label]
+    for task in tasks:
+      cell = cells[key][task]
+      row.append("<br>".join([f"**{cell.verdict}**", *cell.evidence]))
+    rows.append(row)
+  return table(["claim", *tasks], rows)
+
+
+def seeds_table(numbers: Mapping) -> list[str]:
+  """Runs per task and rule: total, diverged, meeting the criterion ever / at the end."""
+  rows = []
+  for task, t in numbers.items():
+    for rule, e in t["rules"].items():
+      rows.append(
+        [
+          task,
+          rule,
+          str(e["runs"]),
+          str(e["diverged"]),
+          str(e["fit_ever"]),
+          str(e["fit_end"]),
+          str(e["runs"] - e["diverged"] - e["fit_ever"]),
+        ]
+      )
+  return table(["task", "rule", "runs", "diverged", "fit (ever)", "fit at end", "never fit"], rows)
+
+
+def fit_section(t: Mapping) -> list[str]:
+  f = t["fit"]
+  source = "declared in sweep.json" if f["declared"] else "default: sweep.json declares none"
+  lines = [f"Fit criterion: `{f['metric']} ≥ {f['at_least']:g}` ({source}).", ""]
+  for later, earlier in t["identical"].items():
+    lines += [
+      f"`{later}` gave results identical to `{earlier}` in every seed and evaluation "
+      f"(detected from the results): it is reported as `{later}` = `{earlier}` and counted once.",
+      "",
+    ]
+  rows = [
+    [
+      rule,
+      str(e["runs"]),
+      str(e["diverged"]),
+      str(e["fit_ever"]),
+      str(e["fit_end"]),
+      ", ".join(map(str, e["never_fit"])) or "-",
+      pm(e["fit_step"]) if e["fit_ever"] else "never",
+      pm(e["all_end"]["train_acc"]),
+    ]
+    for rule, e in t["rules"].items()
+  ]
+  return lines + table(
+    [
+      "rule",
+      "runs",
+      "diverged",
+      "fit (ever)",
+      "fit at end",
+      "seeds never fit",
+      "first fit step",
+      "final train_acc (all kept runs)",
+    ],
+    rows,
+  )
+
+
+def comparison_section(t: Mapping, block: str) -> list[str]:
+  """Gap, scores and λ_max per rule in ``block`` (``matched`` or ``end``), against BPTT."""
+  rows, empty = [], []
+  for rule, e in t["rules"].items():
+    b = e[block]
+    if not any(b[m]["n"] for m in (*GAPS, "lambda")):
+      empty.append(rule)
+      continue
+    for metric in (*GAPS, "lambda"):
+      rows.append(
+        [
+          rule,
+          t["lambda_metric"] or "lambda_max" if metric == "lambda" else metric,
+          str(b[metric]["n"]),
+          pm(b[metric]),
+          *contrast_cells(b[metric].get("vs_bptt")),
+          pm(b["train_acc"]),
+          pm(b["test_acc"]),
+        ]
+      )
+  return table(
+    [
+      "rule",
+      "metric",
+      "n",
+      "mean ± sd",
+      "Δ vs BPTT [95% CI]",
+      "Cliff's δ",
+      "MW p",
+      "Holm p",
+      "train_acc",
+      "test_acc",
+    ],
+    rows,
+  ) + ([f"No run fits here: {', '.join(empty)}.", ""] if empty else [])
+
+
+def variability_section(t: Mapping) -> list[str]:
+  rows = [
+    [
+      rule,
+      fmt(e["variability"]["ratio"], 3),
+      fmt(e["variability"]["statistic"], 3),
+      fmt(e["variability"]["p"], 3),
+      fmt(e["variability"].get("p_holm"), 3) if "p_holm" in e["variability"] else "",
+    ]
+    for rule, e in t["rules"].items()
+    if "variability" in e
+  ]
+  if not rows:
+    return ["No rule to compare with BPTT.", ""]
+  return table(["rule", "var(gap) / var(BPTT gap)", "Brown-Forsythe W", "p", "Holm p"], rows)
+
+
+def relation_section(t: Mapping) -> list[str]:
+  rel = t["relation"]
+  rows = [
+    [
+      f"within {rule}",
+      str(c["n"]),
+      fmt(c["spearman_r"], 3),
+      fmt(c["spearman_p"], 3),
+      "",
+    ]
+    for rule, c in rel["within"].items()
+  ]
+  p = rel["pooled"]
+  rows.append(
+    ["pooled (rules mixed)", str(p["n"]), fmt(p["spearman_r"], 3), fmt(p["spearman_p"], 3), ""]
+  )
+  q = rel["partial"]
+  rows.append(
+    [
+      f"pooled, rule partialled out (rules: {q['groups']})",
+      str(q["n"]),
+      fmt(q["r"], 3),
+      fmt(q["p"], 3),
+      fmt(q.get("p_holm"), 3) if "p_holm" in q else "",
+    ]
+  )
+  return table(["runs", "n", "Spearman r", "p", "Holm p"], rows)
+
+
+def theory_section(t: Mapping) -> list[str]:
+  th = t.get("threshold") or {}
+  if th.get("formula"):
+    lines = [
+      f"Optimizer `{th['optimizer']}`: the threshold that applies is {th['formula']} = "
+      f"{fmt(th['value'])} on the sharpness of {th['applies_to']}.",
+    ]
+    if th["applies_to"] != "H":
+      lines += [
+        "The probes measure λ_max of H, not of the preconditioned P⁻¹H, so the theorem is",
+        "not tested on this task; 2/(ηc) below describes an SGD step at the same η.",
+      ]
+  else:
+    lines = [f"Optimizer `{th.get('optimizer') or 'unknown'}`: no threshold derived."]
+  lines.append("")
+  rows = []
+  for rule, e in t["rules"].items():
+    th_e = e["theory"]
+    if not th_e:
+      continue
+    rows.append(
+      [
+        rule,
+        pm(th_e["c"]),
+        fmt(th_e["eta"]),
+        fmt(th_e["gd_bound"]),
+        fmt(th_e["predicted_bound"]["median"]),
+        pm(th_e["measured"]),
+        pm(th_e["stability_ratio"]),
+        fmt(th_e["stability_ratio"]["median"], 3),
+        pm(th_e["update_map_radius"]),
+        fmt(th_e["fraction_below_bound"], 3),
+      ]
+    )
+  if not rows:
+    return lines + ["No theory probe in this sweep (`theory.every = 0`).", ""]
+  return (
+    lines
+    + table(
+      [
+        "rule",
+        "c (mean ± sd)",
+        "η",
+        "2/η",
+        "2/(ηc) median",
+        "theory λ_max",
+        "ηcλ_max/2",
+        "ηcλ_max/2 median",
+        "radius of I-ηJ",
+        "fraction λ_max < 2/(ηc)",
+      ],
+      rows,
+    )
+    + [
+      "End of training, every kept run; c = vᵀJv / vᵀHv along the top Hessian eigenvector v.",
+      "A rule at its own edge of stability has ηcλ_max/2 ≈ 1 and a radius of I - ηJ ≈ 1.",
+      "",
+    ]
+  )
+
+
+def matched_loss_section(t: Mapping) -> list[str]:
+  ml = t["matched_loss"]
+  if not ml:
+    return ["No training loss in the results.", ""]
+  rows = []
+  for rule, e in ml["rules"].items():
+    for metric in (*GAPS, "lambda"):
+      rows.append(
+        [
+          rule,
+          t["lambda_metric"] or "lambda_max" if metric == "lambda" else metric,
+          f"{e['reached']}/{e['runs']}",
+          pm(e[metric]),
+          *contrast_cells(e[metric].get("vs_bptt")),
+        ]
+      )
+  remedy_rows = []
+  for variant, per_rule in t["remedies"].items():
+    for rule, e in per_rule.items():
+      if "at_loss" not in e:
+        continue
+      for metric in ("gap_acc", "lambda"):
+        remedy_rows.append(
+          [
+            variant,
+            rule,
+            t["lambda_metric"] or "lambda_max" if metric == "lambda" else metric,
+            f"{e['at_loss']['reached']}/{e['runs']}",
+            pm(e["at_loss"][metric]),
+            *contrast_cells(e["at_loss"][metric]["vs_base"]),
+          ]
+        )
+  if remedy_rows:
+    remedy_rows = [
+      "Remedies at the same training loss, against the same rule without them:",
+      "",
+      *table(
+        [
+          "variant",
+          "rule",
+          "metric",
+          "reached",
+          "mean ± sd",
+          "Δ vs base [95% CI]",
+          "Cliff's δ",
+          "MW p",
+          "Holm p",
+        ],
+        remedy_rows,
+      ),
+    ]
+  return [
+    f"Target training loss {fmt(ml['target'])} (the highest of the rules' median final",
+    "training losses); each run's values are interpolated linearly in its training loss",
+    "between the two evaluations around its first crossing. Runs that never reach it are",
+    "left out (reached/runs).",
+    "",
+    *table(
+      [
+        "rule",
+        "metric",
+        "reached",
+        "mean ± sd",
+        "Δ vs BPTT [95% CI]",
+        "Cliff's δ",
+        "MW p",
+        "Holm p",
+      ],
+      rows,
+    ),
+    *remedy_rows,
+  ]
+
+
+def remedies_section(t: Mapping) -> list[str]:
+  rows = []
+  for variant, per_rule in t["remedies"].items():
+    for rule, e in per_rule.items():
+      for metric in ("gap_acc", "gap_loss", "lambda", "train_acc"):
+        rows.append(
+          [
+            variant,
+            rule,
+            t["lambda_metric"] or "lambda_max" if metric == "lambda" else metric,
+            f"{e['fit_ever']}/{e['runs']}",
+            str(e["diverged"]),
+            pm(e[metric]),
+            *contrast_cells(e[metric]["vs_base"]),
+          ]
+        )
+  if not rows:
+    return ["No remedy variants were run.", ""]
+  return table(
+    [
+      "variant",
+      "rule",
+      "metric",
+      "fit/runs",
+      "diverged",
+      "mean ± sd",
+      "Δ vs base [95% CI]",
+      "Cliff's δ",
+      "MW p",
+      "Holm p",
+    ],
+    rows,
+  )

@@ -1,0 +1,326 @@
+"""The report's statistics, matched fit, distinct rules and claims table (issue 13), on
+synthetic results files with known effects; and the report on a single sweep (issue 14)."""
+
+import itertools
+import json
+import math
+import os
+
+from credit.analysis import fit as fit_lib
+from credit.analysis import stats
+from credit.errors import ConfigError, UnknownFieldError
+from credit.reproduction import claims as claims_lib
+from credit.reproduction import document, numbers
+from credit.sweeps import cells as cells_lib
+from credit.training import outputs
+
+import numpy as np
+import pytest
+from scipy import stats as sp_stats
+
+# ------------------------------------------------------------------ statistics
+
+
+def test_bootstrap_ci_agrees_with_scipy_percentile_bootstrap():
+  rng = np.random.default_rng(1)
+  x, y = rng.normal(1.0, 1.0, 30), rng.normal(0.2, 2.0, 25)
+  got = stats.bootstrap_diff_ci(x, y, resamples=20_000)
+  ref = sp_stats.bootstrap(
+    (x, y),
+    lambda a, b, axis: a.mean(axis=axis) - b.mean(axis=axis),
+    method="percentile",
+    n_resamples=20_000,
+    random_state=np.random.default_rng(5),
+  ).confidence_interval
+  assert got.estimate == pytest.approx(x.mean() - y.mean(), rel=1e-14)
+  width = ref.high - ref.low
+  # Two Monte Carlo estimates of the same quantiles: they agree to a few % of the width.
+  assert abs(got.low - ref.low) < 0.03 * width and abs(got.high - ref.high) < 0.03 * width
+  assert stats.bootstrap_diff_ci(x, y) == stats.bootstrap_diff_ci(x, y)  # seeded
+  assert math.isnan(stats.bootstrap_diff_ci([], y).estimate)
+
+
+def _holm_rejects(p, alpha):
+  """Holm's step-down procedure at level alpha: which hypotheses are rejected."""
+  order = np.argsort(p)
+  rejected = np.zeros(len(p), bool)
+  for k, i in enumerate(order):
+    if p[i] > alpha / (len(p) - k):
+      break
+    rejected[i] = True
+  return rejected
+
+
+def test_holm_adjusted_p_is_the_smallest_level_at_which_the_procedure_rejects():
+  p = np.asarray([0.01, 0.04, 0.03, 0.005, 0.2, 0.04])
+  adjusted = np.asarray(stats.holm(p))
+  for alpha in np.linspace(0.001, 0.6, 600):
+    np.testing.assert_array_equal(adjusted <= alpha + 1e-15, _holm_rejects(p, alpha))
+  assert np.isnan(stats.holm([0.01, math.nan, 0.02])[1])
+  assert stats.holm([0.01, math.nan, 0.02])[::2] == pytest.approx([0.02, 0.02])
+
+
+def test_brown_forsythe_agrees_with_scipy_levene_median():
+  rng = np.random.default_rng(2)
+  x, y = rng.normal(0, 3.0, 20), rng.normal(0, 1.0, 17)
+  got = stats.brown_forsythe(x, y)
+  ref = sp_stats.levene(x, y, center="median")
+  np.testing.assert_allclose([got.statistic, got.p], [ref.statistic, ref.pvalue], rtol=1e-12)
+  assert got.ratio == pytest.approx(x.var(ddof=1) / y.var(ddof=1), rel=1e-14)
+
+
+def test_rank_partial_correlation_is_the_rank_regression_t_test_with_rule_dummies():
+  rng = np.random.default_rng(3)
+  groups = np.repeat(["a", "b", "c"], 12)
+  x = rng.normal(size=36) + (groups == "b") * 3
+  y = 0.5 * x + rng.normal(size=36)
+  got = stats.rank_partial_correlation(x, y, list(groups))
+  # Independent: OLS of rank(y) on rank(x) and the group dummies; the slope's t-statistic.
+  rx, ry = sp_stats.rankdata(x), sp_stats.rankdata(y)
+  design = np.column_stack([rx, groups == "a", groups == "b", groups == "c"]).astype(float)
+  coef, *_ = np.linalg.lstsq(design, ry, rcond=None)
+  resid = ry - design @ coef
+  dof = 36 - design.shape[1]
+  cov = resid @ resid / dof * np.linalg.inv(design.T @ design)
+  t = coef[0] / math.sqrt(cov[0, 0])
+  np.testing.assert_allclose(got.r, t / math.sqrt(t * t + dof), rtol=1e-12)
+  np.testing.assert_allclose(got.p, 2 * sp_stats.t.sf(abs(t), dof), rtol=1e-10)
+
+
+def test_rank_partial_correlation_is_not_fooled_by_differences_between_rules():
+  rng = np.random.default_rng(4)
+  groups = np.repeat(["bptt", "eprop"], 20)
+  shift = (groups == "eprop").astype(float)
+  x = 10 * shift + rng.normal(size=40)  # eprop: sharper
+  y = 5 * shift + rng.normal(size=40)  # and a larger gap, but no relation within a rule
+  assert stats.correlation(x, y).spearman_p < 1e-6  # pooled: a "correlation"
+  partial = stats.rank_partial_correlation(x, y, list(groups))
+  assert partial.p > 0.05 and abs(partial.r) < 0.35
+
+
+def test_two_sample_effect_sizes_agree_with_scipy():
+  x, y = [1.0, 2.0, 3.0, 7.5], [0.0, 0.0, 5.0, 2.5, 1.0]
+  assert stats.cliffs_delta([1, 2, 3], [0, 0, 5]) == pytest.approx(1 / 3)
+  np.testing.assert_allclose(stats.cohens_d([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]), -1.0)
+  np.testing.assert_allclose(
+    stats.mann_whitney_p(x, y), sp_stats.mannwhitneyu(x, y, alternative="two-sided").pvalue
+  )
+
+
+# ------------------------------------------------------------------ matched fit
+
+
+def _run(values, extra=None):
+  """One run's rows: ``values[k] = (train_acc, train_loss, gap_acc, lambda_max)`` at step 10k."""
+  rows = []
+  for k, (acc, loss, gap, lam) in enumerate(values):
+    row = {"task": "t", "rule": "r", "learning_rate": 0.1, "seed": 0, "step": 10 * k}
+    row.update(diverged=False, train_acc=acc, train_loss=loss, gap_acc=gap, lambda_max=lam)
+    row.update((extra or {}).get(k, {}))
+    rows.append(row)
+  return rows
+
+
+def test_first_fit_and_matched_loss_interpolation():
+  run = _run([(0.5, 2.0, 0.0, 1.0), (0.9, 1.0, 0.1, 5.0), (0.97, 0.5, 0.3, math.nan)])
+  crit = fit_lib.FitCriterion("train_acc", 0.95)
+  got = fit_lib.first_fit(run, crit, ["gap_acc", "lambda_max"])
+  assert got == {"step": 20.0, "gap_acc": 0.3, "lambda_max": 5.0}  # probe: latest measured
+  assert fit_lib.first_fit(run, fit_lib.FitCriterion("train_acc", 0.99), ["gap_acc"]) is None
+  # Loss 0.75 lies a half of the way from 1.0 to 0.5: gap 0.1 + 0.5 (0.3 - 0.1).
+  at = fit_lib.at_loss(run, 0.75, ["gap_acc"])
+  assert at["gap_acc"] == pytest.approx(0.2, abs=1e-15) and at["step"] == pytest.approx(15)
+  assert fit_lib.at_loss(run, 0.1, ["gap_acc"]) is None
+  # A run that met the criterion only after diverging never fits.
+  bad = _run([(0.5, 2.0, 0.0, 1.0), (0.99, 0.1, 0.1, 1.0)], {1: {"diverged": True}})
+  assert fit_lib.first_fit(bad, crit, ["gap_acc"]) is None
+
+
+def test_fit_criteria_are_validated_with_the_sweep():
+  from configs.sweeps import delayed_match_to_sample
+
+  sweep = delayed_match_to_sample.get_config("smoke")
+  cells_lib.validate_sweep(sweep)
+  assert dict(sweep.fit_criteria.delayed_match_to_sample) == {
+    "metric": "train_acc",
+    "at_least": 0.95,
+  }
+  bad = {
+    "unknown task": ({"seq_mnist": dict(metric="train_acc", at_least=0.9)}, ConfigError),
+    "a loss": ({"delayed_match_to_sample": dict(metric="train_loss", at_least=0.1)}, ConfigError),
+    "nan": ({"delayed_match_to_sample": dict(metric="train_acc", at_least=math.nan)}, ConfigError),
+    "field": ({"delayed_match_to_sample": dict(metric="train_acc", min=0.9)}, UnknownFieldError),
+  }
+  for name, (criteria, error) in bad.items():
+    sweep.fit_criteria = criteria
+    with pytest.raises(error, match="sweep.fit_criteria"):
+      cells_lib.validate_sweep(sweep)
+    assert name
+  # A reproduction validates the criterion of every sweep it plans, remedies included.
+  from credit.reproduction import plan
+
+  from configs.reproduce import seq_mnist as repro_seq_mnist
+
+  repro = repro_seq_mnist.get_config("smoke")
+  assert all(s.fit_criteria.seq_mnist.at_least == 0.95 for _, _, s in plan.plan(repro))
+  repro.tasks.seq_mnist.fit_criteria.seq_mnist.at_least = math.inf
+  with pytest.raises(ConfigError, match="at_least must be a finite number"):
+    plan.plan(repro)
+
+
+# ------------------------------------------------------------------ synthetic results
+
+STEPS = (0, 100, 200, 300)
+SEEDS = 20
+
+
+def _synthetic(task, effects, seed=0, variant_gap=None):
+  """Rows of a sweep on ``task``: per rule ``(gap shift, gap sd, lambda factor, fits)``.
+
+  Every run learns (train_acc 0.5 -> 0.99) unless ``fits`` is False (stalls at 0.9).
+  Within a rule, lambda_max and the gap share a seed-level factor z.
+  """
+  rng = np.random.default_rng(seed)
+  rows = []
+  for rule, (shift, sd, factor, fits) in effects.items():
+    for s in range(SEEDS):
+      z = rng.normal()
+      if variant_gap is not None:
+        shift = variant_gap
+      for k, step in enumerate(STEPS):
+        acc = (0.5, 0.8, 0.97, 0.99)[k] if fits else (0.5, 0.8, 0.9, 0.9)[k]
+        gap = (0.05 + shift + sd * z) * k / 3
+        rows.append(
+          {
+            "task": task,
+            "rule": rule,
+            "learning_rate": 0.01,
+            "seed": s,
+            "step": step,
+            "diverged": False,
+            "gap_acc": gap,
+            "gap_loss": 2 * gap,
+            "train_acc": acc,
+            "test_acc": acc - gap,
+            "train_loss": 2.0 - 1.5 * acc,
+            "lambda_max": factor * (10.0 + 2.0 * z + k),
+            "theory_eta": 0.01,
+            "theory_c": 1.0 / factor,
+            "theory_lambda_max": factor * (10.0 + 2.0 * z + k),
+            "predicted_lambda_bound": 200.0 * factor,
+            "theory_stability_ratio": (10.0 + 2.0 * z + k) / 200.0,
+            "update_map_radius": 1.0,
+          }
+        )
+  return rows
+
+
+def _write_sweep(folder, rows, tasks, optimizer="sgd"):
+  os.makedirs(folder, exist_ok=True)
+  outputs.write_csv(os.path.join(folder, "results.csv"), rows)
+  sweep = {
+    "tasks": {
+      t: {"optimizer": {"name": optimizer, "learning_rate": 0.01, "b1": 0.9}} for t in tasks
+    },
+    "fit_criteria": {t: {"metric": "train_acc", "at_least": 0.95} for t in tasks},
+  }
+  with open(os.path.join(folder, "sweep.json"), "w") as f:
+    json.dump(sweep, f)
+
+
+EFFECT = {
+  "bptt": (0.0, 0.01, 1.0, True),
+  "eprop": (0.2, 0.05, 10.0, True),
+  "eprop_random": (0.2, 0.01, 10.0, False),  # never fits: listed, compared at matched loss
+}
+NULL = {"bptt": (0.0, 0.01, 1.0, True), "eprop": (0.0, 0.01, 1.0, True)}
+
+
+@pytest.fixture(scope="module")
+def reproduction(tmp_path_factory):
+  work = tmp_path_factory.mktemp("repro")
+  effect = _synthetic("effect", EFFECT)
+  # rflo: a copy of eprop_random's results (as on networks without autapses).
+  effect += [{**r, "rule": "rflo"} for r in effect if r["rule"] == "eprop_random"]
+  _write_sweep(work / "effect" / "base", effect, ["effect"])
+  _write_sweep(
+    work / "effect" / "lr_x2",
+    _synthetic("effect", {"eprop": EFFECT["eprop"]}, seed=9, variant_gap=0.0),
+    ["effect"],
+  )
+  _write_sweep(work / "null" / "base", _synthetic("null", NULL, seed=1), ["null"], "adam")
+  path = document.write_report(str(work))
+  return work, open(path).read(), json.load(open(work / "report.json"))
+
+
+def _claims_row(text, claim):
+  row = next(line for line in text.splitlines() if line.startswith(f"| {claim} |"))
+  return [c.strip() for c in row.strip("|").split("|")][1:]
+
+
+def test_claims_table_reproduces_a_clear_effect_and_not_a_null_one(reproduction):
+  work, text, nums = reproduction
+  assert text.index("## Claims × tasks") < text.index("## effect")
+  header = next(line for line in text.splitlines() if line.startswith("| claim |"))
+  assert header == "| claim | effect | null |"
+  effect, null = _claims_row(text, "worse gap")
+  assert effect.startswith("**reproduced**") and null.startswith("**not reproduced**")
+  assert _claims_row(text, "more variable gap")[0].startswith("**reproduced**")
+  assert _claims_row(text, "rules reach sharper regions")[0].startswith("**reproduced**")
+  assert _claims_row(text, "gap correlates with curvature")[0].startswith("**reproduced**")
+  assert _claims_row(text, "the remedies help")[0].startswith("**reproduced**")
+  # Adam: the theorem's SGD bound does not apply, and the report says which threshold does.
+  assert _claims_row(text, "the theorem predicts the curvature")[1].startswith("**not tested**")
+  assert "(2+2β₁)/((1−β₁)η) = 3.8e+03 on P⁻¹H" in text
+  # The contrast behind the verdict is the one computed from the matched runs.
+  e = nums["effect"]["rules"]["eprop"]["matched"]["gap_acc"]["vs_bptt"]
+  rows = _synthetic("effect", EFFECT)
+  final = lambda rule: [r["gap_acc"] for r in rows if r["rule"] == rule and r["step"] == 200]
+  assert e["diff"] == pytest.approx(np.mean(final("eprop")) - np.mean(final("bptt")), rel=1e-12)
+  assert e["ci"][0] > 0.1 and e["p_holm"] < 1e-6
+  assert (
+    f"eprop (n 20 vs 20): Δgap {e['diff']:.3g} [{e['ci'][0]:.3g}, {e['ci'][1]:.3g}]"
+    in (_claims_row(text, "worse gap")[0])
+  )
+
+
+def test_runs_that_never_fit_are_counted_and_left_out(reproduction):
+  _, text, nums = reproduction
+  e = nums["effect"]["rules"]["eprop_random"]
+  assert (e["runs"], e["fit_ever"], e["matched"]["gap_acc"]["n"]) == (SEEDS, 0, 0)
+  assert "| effect | eprop_random | 20 | 0 | 0 | 0 | 20 |" in text
+  # Not averaged in at matched fit; compared at the matched training loss instead, said so.
+  assert "eprop_random (at train loss 0.65, n 20 vs 20)" in _claims_row(text, "worse gap")[0]
+  assert nums["effect"]["matched_loss"]["target"] == pytest.approx(2.0 - 1.5 * 0.9)
+
+
+def test_identical_rules_are_detected_and_counted_once(reproduction):
+  _, text, nums = reproduction
+  assert nums["effect"]["identical"] == {"rflo": "eprop_random"}
+  assert nums["null"]["identical"] == {}  # two rules with different results stay apart
+  assert "rflo" not in nums["effect"]["rules"]
+  assert "`rflo` gave results identical to `eprop_random`" in text
+  # The pooled relation counts bptt and eprop (the runs that fit), each run once.
+  assert nums["effect"]["relation"]["partial"]["n"] == 2 * SEEDS
+
+
+def test_report_of_a_single_sweep_workdir(tmp_path):
+  _write_sweep(
+    tmp_path, _synthetic("effect", EFFECT) + _synthetic("null", NULL, 1), ["effect", "null"]
+  )
+  text = open(document.write_report(str(tmp_path))).read()
+  assert "## effect" in text and "## null" in text and "No remedy variants were run." in text
+  assert _claims_row(text, "worse gap")[0].startswith("**reproduced**")
+  assert (tmp_path / "figures" / "theory_bound_effect.png").exists()
+  assert text.count("(figures/theory_bound_effect.png)") == 1
+
+
+def test_claim_verdicts():
+  assert claims_lib.verdict([True, True]) == "reproduced"
+  assert claims_lib.verdict([True, False]) == "mixed"
+  assert claims_lib.verdict([False]) == "not reproduced"
+  assert claims_lib.verdict([]) == "not tested"
+  for est, p, want in itertools.product((1.0, -1.0), (0.01, 0.2), (None,)):
+    c = claims_lib.Contrast("x", est, None, +1, 0.0, p, p)
+    assert claims_lib.supports(c) == (est > 0 and p < 0.05), want
+  assert numbers.threshold({"name": "sgd"}, 0.01)["value"] == pytest.approx(200)
