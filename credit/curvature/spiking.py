@@ -159,7 +159,7 @@ def jacobian_extremes(
     A :class:`JacobianExtremes`.
   """
   from credit.curvature.lanczos import lanczos_top_k
-  from credit.theory.stability import arnoldi
+  from credit.curvature.krylov import arnoldi
 
   transposed = jax.linear_transpose(matvec, point)
 
