@@ -158,8 +158,8 @@ def jacobian_extremes(
   Returns:
     A :class:`JacobianExtremes`.
   """
-  from credit.curvature.lanczos import lanczos_top_k
   from credit.curvature.krylov import arnoldi
+  from credit.curvature.lanczos import lanczos_top_k
 
   transposed = jax.linear_transpose(matvec, point)
 
