@@ -36,10 +36,6 @@ Params = dict[str, jax.Array]
 
 ACTIVATIONS = ("relu", "tanh")
 
-# Time steps per iteration of the recurrent scans: two halves XLA's per-iteration
-# loop overhead on CPU at no cost in compile time (benchmarks/train_step.py).
-SCAN_UNROLL = 2
-
 
 class RNNSpec(NamedTuple):
   """Static description of the network (hashable, safe to close over in jit)."""
@@ -207,7 +203,7 @@ def forward(
       u = h @ w_rec_t + d
       return phi(u), u
 
-    _, u = jax.lax.scan(body, h0, drive, unroll=SCAN_UNROLL)
+    _, u = jax.lax.scan(body, h0, drive)
     u = jnp.swapaxes(u, 0, 1)
     h = phi(u)
   else:
@@ -217,7 +213,7 @@ def forward(
       h_new = (1.0 - spec.alpha) * h + spec.alpha * phi(u)
       return h_new, (h_new, u)
 
-    _, (h, u) = jax.lax.scan(body, h0, drive, unroll=SCAN_UNROLL)
+    _, (h, u) = jax.lax.scan(body, h0, drive)
     h = jnp.swapaxes(h, 0, 1)
     u = jnp.swapaxes(u, 0, 1)
   y = h @ params["w_out"].T + params["b_out"]
@@ -243,7 +239,7 @@ def outputs(
     h_new = (1.0 - spec.alpha) * h + spec.alpha * phi(h @ w_rec_t + d)
     return h_new, h_new @ params["w_out"].T + params["b_out"]
 
-  _, y = jax.lax.scan(body, h0, drive, unroll=SCAN_UNROLL)
+  _, y = jax.lax.scan(body, h0, drive)
   return jnp.swapaxes(y, 0, 1)
 
 

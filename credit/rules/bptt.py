@@ -20,7 +20,7 @@ faster than ``jax.value_and_grad`` (``benchmarks/train_step.py``).
 
 from __future__ import annotations
 
-from credit.models.rnn import SCAN_UNROLL, Params, RNNSpec, Trajectory, effective_w_rec
+from credit.models.rnn import Params, RNNSpec, Trajectory, effective_w_rec
 from credit.rules.base import GradientRule, input_grads, learning_signal, no_state, readout_grads
 
 import jax
@@ -40,9 +40,7 @@ def backward_credit(params: Params, spec: RNNSpec, traj: Trajectory, q: jax.Arra
     return (1.0 - spec.alpha) * c + delta @ w_rec, delta
 
   zeros = jnp.zeros_like(q[:, 0])
-  _, delta = jax.lax.scan(
-    body, zeros, (jnp.swapaxes(q, 0, 1), jnp.swapaxes(d, 0, 1)), reverse=True, unroll=SCAN_UNROLL
-  )
+  _, delta = jax.lax.scan(body, zeros, (jnp.swapaxes(q, 0, 1), jnp.swapaxes(d, 0, 1)), reverse=True)
   return jnp.swapaxes(delta, 0, 1)
 
 
