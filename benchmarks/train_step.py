@@ -25,9 +25,9 @@ and compared as ratios:
 FLOPs are counted for BPTT's matmuls only: forward ``2 B T (N^2 + N N_in + N N_out)``,
 and a step is three times the forward (each matmul's backward costs two products).
 ``--compare_ynn`` times BPTT and e-prop again in subprocesses with XLA's YNNPACK
-fusions off altogether (``--xla_cpu_experimental_ynn_fusion_type=``) and with
-credit's setting (``=dot``), alternating, to show what the miscompile workaround
-of :mod:`credit.runtime` costs.
+fusions off altogether (``--xla_cpu_experimental_ynn_fusion_type=``, credit's
+setting) and with the matrix-product fusions alone (``=dot``, the other setting that
+avoids the miscompile of :mod:`credit.runtime`), alternating.
 """
 
 from __future__ import annotations
