@@ -62,3 +62,31 @@ def xent_task(spec):
     eval_sets={},
     shift="",
   )
+
+
+def random_network(spec, w_rec, rng, batch: int, steps: int, w_in_std: float | None = None):
+  """Params around a given ``W_rec``, a trajectory and per-step output errors (float64).
+
+  Random numbers come from numpy (``rng``, drawn in a fixed order: ``W_in``, ``b``,
+  ``W_out``, ``b_out``, inputs, ``h0``, errors): compiling JAX's PRNG costs seconds on
+  CPU. ``W_in ~ N(0, w_in_std^2)``, by default ``2 / N_in``. Call under ``x64``.
+  """
+  from credit.models import rnn
+
+  import jax.numpy as jnp
+
+  n, n_in, n_out = spec.n_hidden, spec.n_in, spec.n_out
+  std = np.sqrt(2 / n_in) if w_in_std is None else w_in_std
+  params = {
+    "w_in": rng.normal(0, std, (n, n_in)),
+    "w_rec": w_rec,
+    "b": rng.normal(0, 0.3, n),
+    "w_out": rng.normal(0, np.sqrt(1 / n), (n_out, n)),
+    "b_out": rng.normal(0, 0.3, n_out),
+  }
+  params = rnn.project({k: jnp.asarray(v, jnp.float64) for k, v in params.items()}, spec)
+  x = jnp.asarray(rng.normal(size=(batch, steps, n_in)), jnp.float64)
+  h0 = jnp.asarray(rng.normal(0, 0.5, (batch, n)), jnp.float64)
+  errors = jnp.asarray(rng.normal(size=(batch, steps, n_out)), jnp.float64)
+  traj = jax.jit(rnn.forward, static_argnums=1)(params, spec, x, h0)
+  return spec, params, traj, errors

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tests.conftest import assert_trees_close, relative_error
+from tests.conftest import assert_trees_close, random_network, relative_error
 
 N, N_IN, N_OUT, T, B = 7, 3, 2, 6, 3
 # Network kinds: (activation, alpha, no_autapse).
@@ -46,19 +46,7 @@ def make_net(kind="tanh_leaky", dale=False, steps=T, w_rec_zero=False):
     w_rec = np.abs(w_rec) * np.asarray(rnn.presynaptic_sign(spec, jnp.float64))
   if not no_autapse:  # a nonzero diagonal, so that the self-coupling matters
     w_rec[np.diag_indices(N)] = 0.5 * np.arange(1, N + 1) / N
-  params = {
-    "w_in": rng.normal(0, np.sqrt(2 / N_IN), (N, N_IN)),
-    "w_rec": 0 * w_rec if w_rec_zero else w_rec,
-    "b": rng.normal(0, 0.3, N),
-    "w_out": rng.normal(0, np.sqrt(1 / N), (N_OUT, N)),
-    "b_out": rng.normal(0, 0.3, N_OUT),
-  }
-  params = rnn.project({k: jnp.asarray(v, jnp.float64) for k, v in params.items()}, spec)
-  x = jnp.asarray(rng.normal(size=(B, steps, N_IN)), jnp.float64)
-  h0 = jnp.asarray(rng.normal(0, 0.5, (B, N)), jnp.float64)
-  errors = jnp.asarray(rng.normal(size=(B, steps, N_OUT)), jnp.float64)
-  traj = jax.jit(rnn.forward, static_argnums=1)(params, spec, x, h0)
-  return spec, params, traj, errors
+  return random_network(spec, 0 * w_rec if w_rec_zero else w_rec, rng, B, steps)
 
 
 @functools.cache

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tests.conftest import relative_error, xent_task
+from tests.conftest import random_network, relative_error, xent_task
 
 N, N_IN, N_OUT, T, B = 5, 2, 2, 6, 2
 RECURRENT = ("w_rec", "w_in", "b")
@@ -29,19 +29,7 @@ def make_net(w_rec: np.ndarray, alpha=0.7, activation="tanh", no_autapse=False):
   """A network with the given ``W_rec``, its trajectory and per-step output errors (float64)."""
   spec = rnn.RNNSpec(N_IN, N, N_OUT, alpha=alpha, activation=activation, no_autapse=no_autapse)
   rng = np.random.default_rng(0)
-  params = {
-    "w_in": rng.normal(0, 1, (N, N_IN)),
-    "w_rec": w_rec,
-    "b": rng.normal(0, 0.3, N),
-    "w_out": rng.normal(0, np.sqrt(1 / N), (N_OUT, N)),
-    "b_out": rng.normal(0, 0.3, N_OUT),
-  }
-  params = rnn.project({k: jnp.asarray(v, jnp.float64) for k, v in params.items()}, spec)
-  x = jnp.asarray(rng.normal(size=(B, T, N_IN)), jnp.float64)
-  h0 = jnp.asarray(rng.normal(0, 0.5, (B, N)), jnp.float64)
-  errors = jnp.asarray(rng.normal(size=(B, T, N_OUT)), jnp.float64)
-  traj = jax.jit(rnn.forward, static_argnums=1)(params, spec, x, h0)
-  return spec, params, traj, errors
+  return random_network(spec, w_rec, rng, B, T, w_in_std=1.0)
 
 
 def dense_w_rec(seed=1) -> np.ndarray:
