@@ -48,8 +48,19 @@ def check_size(spec: RNNSpec, max_params: int, rule: str = "rtrl") -> None:
     )
 
 
-def rtrl_grads(params: Params, spec: RNNSpec, traj: Trajectory, errors: jax.Array) -> Params:
-  """Exact gradient by forward propagation of the full influence tensor."""
+def rtrl_grads(
+  params: Params,
+  spec: RNNSpec,
+  traj: Trajectory,
+  errors: jax.Array,
+  keep: jax.Array | None = None,
+) -> Params:
+  """Exact gradient by forward propagation of the full influence tensor.
+
+  ``keep`` (``[N(k), N(i)]`` of 0/1, optional) masks the propagated influence at
+  every step before the immediate term is added: SnAp's sparsity pattern
+  (:mod:`credit.rules.snap`); ``None`` keeps every entry (exact RTRL).
+  """
   w_rec = effective_w_rec(params, spec)
   q = learning_signal(params["w_out"].T, errors)
   a_hat = et.presynaptic(traj)
@@ -62,6 +73,8 @@ def rtrl_grads(params: Params, spec: RNNSpec, traj: Trajectory, errors: jax.Arra
     mt, g = carry  # mt: [B, N(k), N(i), m(j)]
     a_t, d_t, q_t = inputs
     mt = (1.0 - spec.alpha) * mt + d_t[:, :, None, None] * jnp.einsum("kp,bpij->bkij", w_rec, mt)
+    if keep is not None:
+      mt = keep[None, :, :, None] * mt
     mt = mt.at[:, idx, idx, :].add(d_t[:, :, None] * a_t[:, None, :])
     g = g + jnp.einsum("bk,bkij->ij", q_t, mt)
     return (mt, g), None

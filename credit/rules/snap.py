@@ -45,11 +45,7 @@ from credit.models.rnn import Params, RNNSpec, Trajectory, effective_w_rec
 from credit.rules import rtrl
 from credit.rules.base import (
   GradientRule,
-  learning_signal,
   no_state,
-  presynaptic,
-  readout_grads,
-  split_packed,
 )
 
 import jax
@@ -78,28 +74,8 @@ def snap_grads(
   params: Params, spec: RNNSpec, traj: Trajectory, errors: jax.Array, order: int
 ) -> Params:
   """The SnAp-``order`` gradient (the influence tensor masked at every step)."""
-  w_rec = effective_w_rec(params, spec)
-  keep = sparsity_pattern(w_rec, order)[None, :, :, None]
-  q = learning_signal(params["w_out"].T, errors)
-  a_hat = presynaptic(traj)
-  d = spec.alpha * traj.dphi
-  batch, _, m = a_hat.shape
-  n = spec.n_hidden
-  idx = jnp.arange(n)
-
-  def body(carry, inputs):
-    mt, g = carry  # mt: [B, N(k), N(i), m(j)]
-    a_t, d_t, q_t = inputs
-    jm = (1.0 - spec.alpha) * mt + d_t[:, :, None, None] * jnp.einsum("kp,bpij->bkij", w_rec, mt)
-    mt = (keep * jm).at[:, idx, idx, :].add(d_t[:, :, None] * a_t[:, None, :])
-    g = g + jnp.einsum("bk,bkij->ij", q_t, mt)
-    return (mt, g), None
-
-  dtype = traj.h.dtype
-  init = (jnp.zeros((batch, n, n, m), dtype), jnp.zeros((n, m), dtype))
-  xs = tuple(jnp.swapaxes(v, 0, 1) for v in (a_hat, d, q))
-  (_, g), _ = jax.lax.scan(body, init, xs)
-  return {**split_packed(g, spec), **readout_grads(traj, errors)}
+  keep = sparsity_pattern(effective_w_rec(params, spec), order)
+  return rtrl.rtrl_grads(params, spec, traj, errors, keep)
 
 
 def _make(name: str, spec: RNNSpec, options: ml_collections.ConfigDict, order: int):
