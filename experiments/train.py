@@ -39,10 +39,8 @@ flags.mark_flags_as_required(["config"])
 def final_report(workdir: str) -> str:
   """The run's final table, the notes on diverged seeds, and the paths of its files."""
   rows = outputs.read_results(os.path.join(workdir, outputs.METRICS))
-  table = headline.summary_table(rows)
-  lines = [headline.format_table(table), "", headline.LEGEND]
-  lines += [""] + headline.divergence_notes(rows) if any(r["diverged"] for r in table) else []
-  lines += ["", f"Files in {os.path.relpath(workdir)}:"]
+  text = headline.report_text(headline.summary_table(rows), headline.divergence_notes(rows))
+  lines = [text, "", f"Files in {os.path.relpath(workdir)}:"]
   lines += [
     f"  {os.path.relpath(os.path.join(workdir, name))}  {what}"
     for name, what in (

@@ -83,8 +83,7 @@ def test_headline_smoke_runs_end_to_end_and_its_table_matches_the_metrics(tmp_pa
       if values.size > 1:
         assert rec[f"{metric}_std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
       # The printed table shows the same numbers.
-      shown = f"{np.mean(values):.3g}" if metric == "lambda_max" else f"{np.mean(values):.3f}"
-      assert shown in out
+      assert headline.format_number(np.mean(values), metric) in out
     assert rec["eta_lambda_half_mean"] == pytest.approx(
       np.mean(expected["lambda_max"]) * rec["learning_rate"] / 2, rel=1e-12
     )

@@ -319,6 +319,9 @@ def _mean_band(ax, steps, table, color, label, factor=1.0, ls="-"):
 def draw_lambda_training(ax, rows: Sequence[Mapping]) -> None:
   """lambda_max along training per rule on ``ax``, with the 2/eta line of each learning rate."""
   curves = _curves(rows, "lambda_max")
+  if not curves:  # every seed diverged
+    ax.text(0.5, 0.5, "no seed left (all diverged)", ha="center", transform=ax.transAxes)
+    return
   several_lrs = len({lr for _, lr, _, _ in curves}) > 1
   lrs = sorted({lr for _, lr, _, _ in curves})
   for rule, lr, steps, table in curves:

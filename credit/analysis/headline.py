@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -46,7 +47,7 @@ EARLY_DIVERGENCE = (
   "A seed that diverges before its first evaluation after the start was unstable from its "
   "initial weights: the reference initialization W_rec ~ N(0, 2/N) (spectral radius about "
   "√2) explodes under SGD at this learning rate for about one draw in five. Seed i starts "
-  "from the same weights under every rule, so the same seed diverges under each. Such a "
+  "from the same weights under every rule, so the same seed usually diverges under each. Such a "
   "seed is frozen and left out of every mean; the others are unaffected."
 )
 
@@ -122,12 +123,26 @@ def fit_notes(table: Sequence[Mapping], fit_criteria: Mapping | None) -> list[st
   return notes
 
 
-def _mean_sd(rec: Mapping, metric: str, digits: int) -> str:
+def format_number(x: float, metric: str) -> str:
+  """A table cell's number: scores and gaps to 3 decimals, lambda_max to 3 significant digits
+  without an exponent (``2444``, ``155``, ``12.3``)."""
+  if not math.isfinite(x):
+    return "n/a"
+  if metric != "lambda_max":
+    return f"{x:.3f}"
+  decimals = 0 if x == 0 else min(3, max(0, 2 - math.floor(math.log10(abs(x)))))
+  return f"{x:.{decimals}f}"
+
+
+def _mean_sd(rec: Mapping, metric: str) -> str:
   mean, sd = rec.get(f"{metric}_mean", math.nan), rec.get(f"{metric}_std", math.nan)
   if not math.isfinite(mean):
     return "n/a"
-  fmt = f"{{:.{digits}g}}" if metric == "lambda_max" else f"{{:.{digits}f}}"
-  return fmt.format(mean) + (f" ± {fmt.format(sd)}" if math.isfinite(sd) else "")
+  shown = format_number(mean, metric)
+  if math.isfinite(sd):
+    decimals = len(shown.partition(".")[2])
+    shown += f" ± {sd:.{decimals}f}"
+  return shown
 
 
 def _columns(table: Sequence[Mapping], score: str) -> tuple[list[str], list[list[str]]]:
@@ -159,10 +174,10 @@ def _columns(table: Sequence[Mapping], score: str) -> tuple[list[str], list[list
       + [
         str(r["steps"]),
         f"{r['seeds']} ({r['diverged']})",
-        _mean_sd(r, "train_acc", 3),
-        _mean_sd(r, "test_acc", 3),
-        _mean_sd(r, "gap_acc", 3),
-        _mean_sd(r, "lambda_max", 3),
+        _mean_sd(r, "train_acc"),
+        _mean_sd(r, "test_acc"),
+        _mean_sd(r, "gap_acc"),
+        _mean_sd(r, "lambda_max"),
         f"{ratio:.2f}" if math.isfinite(ratio) else "n/a",
       ]
     )
@@ -195,6 +210,20 @@ LEGEND = (
 )
 
 
+def report_text(table: Sequence[Mapping], notes: Sequence[str], score: str = "acc") -> str:
+  """The table, its legend and the notes, wrapped for a terminal (what launchers print)."""
+
+  def bullet(note: str) -> str:
+    return textwrap.fill(
+      note, 92, initial_indent="- ", subsequent_indent="  ", break_on_hyphens=False
+    )
+
+  parts = [format_table(table, score), textwrap.fill(LEGEND, 92, break_on_hyphens=False)]
+  if notes:
+    parts.append("\n".join(bullet(n) for n in notes))
+  return "\n\n".join(parts)
+
+
 def headline_figure(rows: Sequence[Mapping], task: str, objective: str | None = None):
   """Final gap and lambda_max per rule, and lambda_max along training against 2/eta.
 
@@ -214,14 +243,20 @@ def headline_figure(rows: Sequence[Mapping], task: str, objective: str | None = 
     figures.draw_strip(axes[0], finals, "gap_acc", score)
     axes[0].set_title("final generalization gap")
     if has_lambda:
+      measured = [
+        v for v in (stats.as_float(r.get("lambda_max")) for r in rows) if math.isfinite(v)
+      ]
       figures.draw_strip(axes[1], finals, "lambda_max", score)
       lrs = sorted({r["learning_rate"] for r in finals})
       for lr in lrs:
         axes[1].axhline(2 / lr, color="0.35", lw=1.2, ls="--", label=f"2/η = {2 / lr:.4g}")
-      axes[1].set_yscale("log")
+      if all(v > 0 for v in measured):
+        axes[1].set_yscale("log")  # lambda_max spans decades between rules
       axes[1].legend(frameon=False)
       axes[1].set_title("final λ_max")
       figures.draw_lambda_training(axes[2], rows)
+      if all(v > 0 for v in measured):
+        axes[2].set_yscale("log")  # a rule near 2/eta and one far above it, both readable
       axes[2].set_title("λ_max along training (thin: seeds; thick: mean ± s.e.m.)")
     n_div = sum(bool(r["diverged"]) for r in finals)
     left_out = f"; {n_div} of {len(finals)} runs diverged and are left out" if n_div else ""
@@ -269,5 +304,4 @@ def write_headline(workdir: str, formats: Sequence[str] = ("png",)) -> Headline:
     )
   paths["numbers"] = os.path.join(workdir, NUMBERS)
   outputs.write_json(paths["numbers"], {"table": table, "notes": notes})
-  text = "\n".join([format_table(table, score), "", LEGEND, *([""] + notes if notes else [])])
-  return Headline(text=text, table=table, paths=paths)
+  return Headline(text=report_text(table, notes, score), table=table, paths=paths)
