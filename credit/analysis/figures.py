@@ -316,8 +316,12 @@ def _mean_band(ax, steps, table, color, label, factor=1.0, ls="-"):
     ax.fill_between(steps, mean - sem, mean + sem, color=color, alpha=0.2, lw=0)
 
 
-def draw_lambda_training(ax, rows: Sequence[Mapping]) -> None:
-  """lambda_max along training per rule on ``ax``, with the 2/eta line of each learning rate."""
+def draw_lambda_training(ax, rows: Sequence[Mapping], log_scale: bool | None = None) -> None:
+  """lambda_max along training per rule on ``ax``, with the 2/eta line of each learning rate.
+
+  ``log_scale``: a logarithmic y axis; default (None): when every value is positive and
+  2/eta is more than 5x the largest one.
+  """
   curves = _curves(rows, "lambda_max")
   if not curves:  # every seed diverged
     ax.text(0.5, 0.5, "no seed left (all diverged)", ha="center", transform=ax.transAxes)
@@ -340,7 +344,9 @@ def draw_lambda_training(ax, rows: Sequence[Mapping]) -> None:
       color="0.25",
     )
   positive = all(np.nanmin(t) > 0 for _, _, _, t in curves)
-  if positive and max(2 / lr for lr in lrs) / top > 5:
+  if log_scale is None:
+    log_scale = positive and max(2 / lr for lr in lrs) / top > 5
+  if log_scale and positive:
     ax.set_yscale("log")  # keeps the 2/eta line and the curves both readable
   else:
     ax.set_ylim(min(0.0, min(np.nanmin(t) for _, _, _, t in curves)), ax.get_ylim()[1])

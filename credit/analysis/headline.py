@@ -89,9 +89,10 @@ def summary_table(rows: Sequence[Mapping]) -> list[dict]:
 
 def divergence_notes(rows: Sequence[Mapping]) -> list[str]:
   """One line per diverged seed (rule, seed, step, reason), then what early divergence means."""
-  first_eval = {}
-  for (rule, lr), group in stats.group_rows(rows, ("rule", "learning_rate")).items():
-    first_eval[(rule, lr)] = min((r["step"] for r in group if r["step"] > 0), default=0)
+  first_eval = {
+    cell: min((r["step"] for r in group if r["step"] > 0), default=0)
+    for cell, group in stats.group_rows(rows, stats.CELL_COLUMNS).items()
+  }
   notes, early = [], False
   for rec in stats.final_records(rows):
     if not rec["diverged"]:
@@ -99,7 +100,7 @@ def divergence_notes(rows: Sequence[Mapping]) -> list[str]:
     notes.append(
       f"{figures.rule_label(rec['rule'])} seed {rec['seed']} diverged: {rec['diverged_reason']}."
     )
-    early |= rec["diverged_step"] <= first_eval[(rec["rule"], rec["learning_rate"])]
+    early |= rec["diverged_step"] <= first_eval[tuple(rec[c] for c in stats.CELL_COLUMNS)]
   if early:
     notes.append(EARLY_DIVERGENCE)
   return notes
@@ -254,9 +255,8 @@ def headline_figure(rows: Sequence[Mapping], task: str, objective: str | None = 
         axes[1].set_yscale("log")  # lambda_max spans decades between rules
       axes[1].legend(frameon=False)
       axes[1].set_title("final λ_max")
-      figures.draw_lambda_training(axes[2], rows)
-      if all(v > 0 for v in measured):
-        axes[2].set_yscale("log")  # a rule near 2/eta and one far above it, both readable
+      # Log scale: a rule near 2/eta and one far above it are both readable.
+      figures.draw_lambda_training(axes[2], rows, log_scale=True)
       axes[2].set_title("λ_max along training (thin: seeds; thick: mean ± s.e.m.)")
     n_div = sum(bool(r["diverged"]) for r in finals)
     left_out = f"; {n_div} of {len(finals)} runs diverged and are left out" if n_div else ""
