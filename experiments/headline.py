@@ -38,21 +38,26 @@ config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Sweep config file.", 
 cli.define_print_config()
 
 
-def files_written(workdir: str, headline_paths: dict[str, str]) -> str:
-  """The files of the run, one line each, paths relative to the current folder."""
+def shown(path: str) -> str:
+  """``path`` relative to the current folder when inside it, else absolute."""
+  rel = os.path.relpath(path)
+  return path if rel.startswith("..") else rel
 
-  def rel(path: str) -> str:
-    return os.path.relpath(path)
+
+def files_written(workdir: str, headline_paths: dict[str, str]) -> str:
+  """The files of the run, one line each, relative to ``workdir``."""
+
+  def name(path: str) -> str:
+    return os.path.relpath(path, workdir)
 
   figures = [p for k, p in headline_paths.items() if k.startswith("figure_")]
-  lines = [f"  {rel(p)}  the figure: gap and λ_max per rule, λ_max along training" for p in figures]
+  lines = [
+    f"  {name(p)}  the figure: gap and λ_max per rule, λ_max along training" for p in figures
+  ]
   lines += [
-    f"  {rel(headline_paths['table'])}, {os.path.basename(headline_paths['numbers'])}  "
-    "this table (markdown, JSON)",
-    f"  {rel(os.path.join(workdir, 'results.csv'))}  every seed at every evaluation; "
-    "summary.csv: per rule",
-    f"  {rel(os.path.join(workdir, 'cells'))}/<task>-<rule>-lr<η>/  each rule's config.json, "
-    "metrics.csv, summary.json, checkpoint",
+    f"  {name(headline_paths['table'])}, {name(headline_paths['numbers'])}  this table",
+    "  results.csv  every seed at every evaluation; summary.csv: per rule",
+    "  cells/<task>-<rule>-lr<η>/  each rule's config.json, metrics.csv, summary.json, checkpoint",
   ]
   return "\n".join(lines)
 
@@ -69,12 +74,11 @@ def main(argv):
   ran = f"{len(result.ran)} of {len(result.cells)} cells run now"
   print(f"\n== {FLAGS.config.name}: {rules} ({ran}) ==")
   print(headline.text)
-  print(f"\nFiles in {os.path.relpath(workdir)}:")
+  print(f"\nFiles in {shown(workdir)}:")
   print(files_written(workdir, headline.paths))
   print(
-    f"\nNext: python -m experiments.figures --workdir={os.path.relpath(workdir)} (every figure), "
-    f"python -m experiments.report --workdir={os.path.relpath(workdir)} (statistics at matched "
-    "fit)."
+    f"\nNext: python -m experiments.figures --workdir={shown(workdir)} (every figure), "
+    f"python -m experiments.report --workdir={shown(workdir)} (statistics at matched fit)."
   )
   print(f"Wall time {wall / 60:.1f} min, peak memory {cli.peak_memory_gb():.1f} GB.", flush=True)
 

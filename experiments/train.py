@@ -40,9 +40,10 @@ def final_report(workdir: str) -> str:
   """The run's final table, the notes on diverged seeds, and the paths of its files."""
   rows = outputs.read_results(os.path.join(workdir, outputs.METRICS))
   text = headline.report_text(headline.summary_table(rows), headline.divergence_notes(rows))
-  lines = [text, "", f"Files in {os.path.relpath(workdir)}:"]
+  rel = os.path.relpath(workdir)
+  lines = [text, "", f"Files in {workdir if rel.startswith('..') else rel}:"]
   lines += [
-    f"  {os.path.relpath(os.path.join(workdir, name))}  {what}"
+    f"  {name}  {what}"
     for name, what in (
       (outputs.CONFIG, "the resolved config"),
       (outputs.METRICS, "every seed at every evaluation"),
