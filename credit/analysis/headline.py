@@ -165,10 +165,12 @@ def _columns(table: Sequence[Mapping], score: str) -> tuple[list[str], list[list
       "ηλ_max/2",
     ]
   )
+  if not any(math.isfinite(r.get("lambda_max_mean", math.nan)) for r in table):
+    header = header[:-2]  # no curvature probe in this run
   body = []
   for r in table:
     ratio = r.get("eta_lambda_half_mean", math.nan)
-    body.append(
+    row = (
       ([r["task"]] if several_tasks else [])
       + [figures.rule_label(r["rule"])]
       + ([f"{r['learning_rate']:g}"] if several_lrs else [])
@@ -182,6 +184,7 @@ def _columns(table: Sequence[Mapping], score: str) -> tuple[list[str], list[list
         f"{ratio:.2f}" if math.isfinite(ratio) else "n/a",
       ]
     )
+    body.append(row[: len(header)])  # the lambda columns are last
   return header, body
 
 
