@@ -8,23 +8,133 @@
   level, instead of ml_collections' chained tracebacks;
 * a :class:`credit.errors.UserError` raised by the launcher (a bad config
   value, an unusable workdir, an empty results file, ...) is printed as
-  ``error: <message>`` and the process exits with status 1.
+  ``error: <message>`` and the process exits with status 1;
+* a launcher that calls :func:`define_print_config` gets ``--print_config``:
+  it prints every field of the resolved config (``--config.*`` overrides
+  applied) as the ``--config.<field>=<value>`` paths that set it, and exits.
+
+It also quiets one line that absl would otherwise show at every launch: JAX's
+INFO record "Unable to initialize backend 'tpu': ... Failed to open libtpu.so"
+on machines without libtpu (JAX itself treats that failure as expected; any
+other backend failure, and every warning, still shows).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging as std_logging
+import math
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from credit.errors import UserError
 
 import ml_collections
-from absl import app
+from absl import app, flags
 
 EXIT_USER_ERROR = 1
+
+
+PRINT_CONFIG = "print_config"
+
+
+def process_start() -> float:
+  """The ``time.perf_counter()`` value at which this process started.
+
+  Read from ``/proc`` (Linux), so that a launcher's elapsed times include
+  Python's and JAX's start-up; elsewhere, the time of this call.
+  """
+  now = time.perf_counter()
+  try:
+    with open("/proc/self/stat") as f:
+      after_name = f.read().rsplit(")", 1)[1].split()
+    with open("/proc/uptime") as f:
+      uptime = float(f.read().split()[0])
+    # Field 22 of /proc/<pid>/stat (the 20th after the command name): start time in ticks.
+    age = uptime - int(after_name[19]) / os.sysconf("SC_CLK_TCK")
+  except (OSError, ValueError, IndexError):
+    return now
+  return now - max(0.0, age)
+
+
+def peak_memory_gb() -> float:
+  """This process's peak resident memory in GB (``ru_maxrss``: KiB on Linux, bytes on macOS).
+
+  NaN where the ``resource`` module does not exist (Windows).
+  """
+  try:
+    import resource
+  except ImportError:
+    return math.nan
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return rss / (1e9 if sys.platform == "darwin" else 1e9 / 1024)
+
+
+def define_print_config() -> None:
+  """Defines ``--print_config`` (print the resolved config and exit) for a launcher.
+
+  The flag is declared in the calling launcher's name, so that its ``--help`` lists it.
+  """
+  caller = sys._getframe(1).f_globals.get("__name__")
+  flags.DEFINE_bool(
+    PRINT_CONFIG,
+    False,
+    "Print every field of the resolved config (after --config.* overrides) as the "
+    "--config.<field>=<value> that sets it, and exit without running anything.",
+    module_name=sys.argv[0] if caller == "__main__" else caller,
+  )
+
+
+def require(*names: str) -> None:
+  """Stops with ``error: --<name> is required`` for each named flag left unset.
+
+  Used instead of absl's ``mark_flags_as_required`` for flags that
+  ``--print_config`` does not need.
+  """
+  for name in names:
+    if flags.FLAGS[name].value is None:
+      fail(f"--{name} is required ({flags.FLAGS[name].help})")
+
+
+def config_fields(config, prefix: str = "") -> list[tuple[str, object]]:
+  """``(dotted path, value)`` of every leaf field of ``config``, in sorted order."""
+  out = []
+  for key in sorted(config.keys()):
+    value = config[key]
+    if isinstance(value, ml_collections.ConfigDict | dict):
+      out += config_fields(value, f"{prefix}{key}.")
+    else:
+      out.append((f"{prefix}{key}", value))
+  return out
+
+
+def config_text(config, spec: str | None = None, flag: str = "config") -> str:
+  """The resolved config as ``path = value`` lines, with a header on how to override them."""
+  fields = config_fields(config)
+  source = f" of --{flag}={spec}" if spec else ""
+  lines = [f"# {len(fields)} fields{source}; set any with --{flag}.<field>=<value>"]
+  lines += [f"{path} = {value!r}" for path, value in fields]
+  return "\n".join(lines)
+
+
+class _QuietMissingLibtpu(std_logging.Filter):
+  """Drops JAX's INFO record that libtpu is absent (printed by absl at every launch)."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.levelno > std_logging.INFO:
+      return True
+    message = record.getMessage()
+    return not ("Unable to initialize backend 'tpu'" in message and "libtpu" in message)
+
+
+def quiet_missing_libtpu() -> None:
+  """Installs :class:`_QuietMissingLibtpu` on JAX's backend logger (idempotent)."""
+  logger = std_logging.getLogger("jax._src.xla_bridge")
+  if not any(isinstance(f, _QuietMissingLibtpu) for f in logger.filters):
+    logger.addFilter(_QuietMissingLibtpu())
 
 
 def fail(message: str) -> None:
@@ -113,9 +223,15 @@ def run(main: Callable[[list[str]], None], config_flag: str = "config") -> None:
   """``absl.app.run(main)``; user errors end the process with ``error: ...`` and status 1."""
 
   def guarded(argv: list[str]) -> None:
+    if PRINT_CONFIG in flags.FLAGS and flags.FLAGS[PRINT_CONFIG].value:
+      flag = flags.FLAGS[config_flag]
+      spec = getattr(flag, "config_filename", None) or _config_spec(sys.argv, config_flag)
+      print(config_text(flag.value, spec, config_flag), flush=True)
+      return
     try:
       main(argv)
     except UserError as err:
       fail(str(err))
 
+  quiet_missing_libtpu()
   app.run(guarded, flags_parser=lambda argv: parse_flags(argv, config_flag))

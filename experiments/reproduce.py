@@ -40,12 +40,14 @@ flags.DEFINE_integer("num_devices", 0, "Devices to shard seeds over (0: all visi
 flags.DEFINE_list("formats", ["png"], "Figure file formats.")
 flags.DEFINE_bool("dry_run", False, "List the sweeps and their cells, then exit.")
 config_flags.DEFINE_config_file("config", None, "Reproduction config file.", lock_config=False)
-flags.mark_flags_as_required(["config", "workdir"])
+cli.define_print_config()
+flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"too many command-line arguments: {argv[1:]}")
+  cli.require("workdir")
   quiet_orbax_logs()
   # Every sweep of the plan is validated here, before the first one runs.
   sweeps = plan(FLAGS.config, FLAGS.tasks, FLAGS.variants, validate=not FLAGS.dry_run)

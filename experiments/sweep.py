@@ -36,7 +36,8 @@ flags.DEFINE_integer("num_processes", None, "Number of processes (with --distrib
 flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
 flags.DEFINE_bool("dry_run", False, "List the cells and exit.")
 config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=True)
-flags.mark_flags_as_required(["config", "workdir"])
+cli.define_print_config()
+flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
@@ -44,6 +45,7 @@ def main(argv):
 
   if len(argv) > 1:
     cli.fail(f"too many command-line arguments: {argv[1:]}")
+  cli.require("workdir")
   if FLAGS.distributed:
     jax.distributed.initialize(
       coordinator_address=FLAGS.coordinator_address,

@@ -212,6 +212,11 @@ def test_launcher_overrides_progress_and_errors(tmp_path):
   assert "step 100/100 (100%)" in ok.stdout and "ETA" in ok.stdout
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert len(summary) == 3 and summary[0]["learning_rate"] == 0.01 and summary[0]["steps"] == 100
+  # It ends with the final table (means over the seeds that did not diverge) and its files.
+  kept = [r for r in summary if not r["diverged"]]
+  assert f"{np.mean([r['train_acc'] for r in kept]):.3f}" in ok.stdout
+  assert f"{np.mean([r['gap_acc'] for r in kept]):.3f}" in ok.stdout
+  assert "summary.json" in ok.stdout.split("Files in")[-1] and "Wall time" in ok.stdout
 
   unknown = _launch(f"--workdir={tmp_path}", "--config.no_such_field=1")
   assert unknown.returncode != 0 and "no_such_field" in unknown.stderr

@@ -109,7 +109,7 @@ def rule_color(rule: str):
   return _PALETTE[i % len(_PALETTE)]
 
 
-def _rule_key(rule: str):
+def rule_key(rule: str):
   return (RULE_ORDER.index(rule) if rule in RULE_ORDER else len(RULE_ORDER), rule)
 
 
@@ -117,7 +117,7 @@ def _lr_text(lr: float) -> str:
   return f"η = {lr:g}"
 
 
-class _Score(NamedTuple):
+class Score(NamedTuple):
   """How a task's score and loss read in labels."""
 
   name: str  # "accuracy" or "R²"
@@ -125,22 +125,22 @@ class _Score(NamedTuple):
   loss: str  # "cross-entropy (nats)" or "MSE"
 
 
-def _score_of(objective: str | None) -> _Score:
+def score_of(objective: str | None) -> Score:
   if objective == "mse":
-    return _Score("R²", False, "MSE")
+    return Score("R²", False, "MSE")
   if objective == "xent":
-    return _Score("accuracy", True, "cross-entropy (nats)")
-  return _Score("score", False, "loss")
+    return Score("accuracy", True, "cross-entropy (nats)")
+  return Score("score", False, "loss")
 
 
 def _groups(finals: Sequence[Mapping]) -> list[tuple[str, float, list[Mapping]]]:
   """``(rule, lr, records)`` in rule order, then learning rate."""
   grouped = stats.group_rows(finals, ("rule", "learning_rate"))
-  keys = sorted(grouped, key=lambda k: (_rule_key(k[0]), k[1]))
+  keys = sorted(grouped, key=lambda k: (rule_key(k[0]), k[1]))
   return [(rule, lr, grouped[(rule, lr)]) for rule, lr in keys]
 
 
-def _has(rows: Sequence[Mapping], metric: str) -> bool:
+def has_metric(rows: Sequence[Mapping], metric: str) -> bool:
   return any(math.isfinite(stats.as_float(r.get(metric))) for r in rows)
 
 
@@ -148,7 +148,7 @@ def _values(records: Sequence[Mapping], metric: str) -> np.ndarray:
   return np.asarray([stats.as_float(r[metric]) for r in records if not r["diverged"]], float)
 
 
-def _scale(metric: str, score: _Score) -> tuple[float, str]:
+def _scale(metric: str, score: Score) -> tuple[float, str]:
   """Factor and (two-line) label for a metric's axis."""
   if metric == "gap_acc":
     unit = " (% points)" if score.percent else ""
@@ -171,20 +171,22 @@ def _legend(ax) -> None:
     ax.legend(frameon=False)
 
 
-def _new_figure(width: float = 6.4, height: float = 4.4) -> Figure:
+def new_figure(width: float = 6.4, height: float = 4.4) -> Figure:
   return Figure(figsize=(width, height), layout="constrained")
 
 
 # ------------------------------------------------------------------- figures
 
 
-def strip_plot(finals: Sequence[Mapping], metric: str, task: str, score: _Score) -> Figure:
-  """Final ``metric`` per rule (and learning rate): a point per seed, mean +- s.e.m."""
+def draw_strip(ax, finals: Sequence[Mapping], metric: str, score: Score) -> list[tuple]:
+  """Final ``metric`` per rule (and learning rate) on ``ax``: a point per seed, mean +- s.e.m.
+
+  Returns:
+    The ``(rule, learning rate, records)`` groups, in the order of the x axis.
+  """
   groups = _groups(finals)
   several_lrs = len({lr for _, lr, _ in groups}) > 1
   factor, ylabel = _scale(metric, score)
-  fig = _new_figure(max(4.8, 1.3 * len(groups) + 2.0))
-  ax = fig.add_subplot()
   rng = np.random.default_rng(0)
   ticks = []
   for x, (rule, lr, records) in enumerate(groups):
@@ -221,6 +223,16 @@ def strip_plot(finals: Sequence[Mapping], metric: str, task: str, score: _Score)
   if metric.startswith("gap"):
     ax.axhline(0, color="0.6", lw=0.8, zorder=1)
   ax.set_ylabel(ylabel)
+  return groups
+
+
+def strip_plot(finals: Sequence[Mapping], metric: str, task: str, score: Score) -> Figure:
+  """Final ``metric`` per rule (and learning rate): a point per seed, mean +- s.e.m."""
+  groups = _groups(finals)
+  fig = new_figure(max(4.8, 1.3 * len(groups) + 2.0))
+  ax = fig.add_subplot()
+  draw_strip(ax, finals, metric, score)
+  several_lrs = len({lr for _, lr, _ in groups}) > 1
   what = "final " + ("generalization gap" if metric.startswith("gap") else "λ_max")
   lrs = "" if several_lrs else f", {_lr_text(groups[0][1])}"
   ax.set_title(f"{task_label(task)}: {what} per rule\n(points: seeds; bars: mean ± s.e.m.{lrs})")
@@ -228,7 +240,7 @@ def strip_plot(finals: Sequence[Mapping], metric: str, task: str, score: _Score)
 
 
 def scatter_plot(
-  finals: Sequence[Mapping], gap: str, task: str, score: _Score
+  finals: Sequence[Mapping], gap: str, task: str, score: Score
 ) -> tuple[Figure, stats.Correlation]:
   """Final lambda_max against the gap, pooled over rules, with Pearson and Spearman r."""
   kept = [r for r in finals if not r["diverged"]]
@@ -236,7 +248,7 @@ def scatter_plot(
   factor, ylabel = _scale(gap, score)
   y = np.asarray([stats.as_float(r[gap]) for r in kept]) * factor
   corr = stats.correlation(x, y)
-  fig = _new_figure()
+  fig = new_figure()
   ax = fig.add_subplot()
   lrs = sorted({r["learning_rate"] for r in kept})
   markers = "os^Dv<>p"
@@ -304,12 +316,17 @@ def _mean_band(ax, steps, table, color, label, factor=1.0, ls="-"):
     ax.fill_between(steps, mean - sem, mean + sem, color=color, alpha=0.2, lw=0)
 
 
-def lambda_training_plot(rows: Sequence[Mapping], task: str) -> Figure:
-  """lambda_max along training per rule, with the 2/eta line of each learning rate."""
+def draw_lambda_training(ax, rows: Sequence[Mapping], log_scale: bool | None = None) -> None:
+  """lambda_max along training per rule on ``ax``, with the 2/eta line of each learning rate.
+
+  ``log_scale``: a logarithmic y axis; default (None): when every value is positive and
+  2/eta is more than 5x the largest one.
+  """
   curves = _curves(rows, "lambda_max")
+  if not curves:  # every seed diverged
+    ax.text(0.5, 0.5, "no seed left (all diverged)", ha="center", transform=ax.transAxes)
+    return
   several_lrs = len({lr for _, lr, _, _ in curves}) > 1
-  fig = _new_figure(7.0, 4.6)
-  ax = fig.add_subplot()
   lrs = sorted({lr for _, lr, _, _ in curves})
   for rule, lr, steps, table in curves:
     label = rule_label(rule) + (f", {_lr_text(lr)}" if several_lrs else "")
@@ -327,14 +344,23 @@ def lambda_training_plot(rows: Sequence[Mapping], task: str) -> Figure:
       color="0.25",
     )
   positive = all(np.nanmin(t) > 0 for _, _, _, t in curves)
-  if positive and max(2 / lr for lr in lrs) / top > 5:
+  if log_scale is None:
+    log_scale = positive and max(2 / lr for lr in lrs) / top > 5
+  if log_scale and positive:
     ax.set_yscale("log")  # keeps the 2/eta line and the curves both readable
   else:
     ax.set_ylim(min(0.0, min(np.nanmin(t) for _, _, _, t in curves)), ax.get_ylim()[1])
   ax.set_xlabel("training step")
   ax.set_ylabel("λ_max of the W_rec Hessian")
-  ax.set_title(f"{task_label(task)}: sharpness along training\n(thin: seeds; thick: mean ± s.e.m.)")
   _legend(ax)
+
+
+def lambda_training_plot(rows: Sequence[Mapping], task: str) -> Figure:
+  """lambda_max along training per rule, with the 2/eta line of each learning rate."""
+  fig = new_figure(7.0, 4.6)
+  ax = fig.add_subplot()
+  draw_lambda_training(ax, rows)
+  ax.set_title(f"{task_label(task)}: sharpness along training\n(thin: seeds; thick: mean ± s.e.m.)")
   return fig
 
 
@@ -357,7 +383,7 @@ def bound_plot(
     The figure, or None when no rule has λ_max measured.
   """
   metric = next(
-    (m for m in ("lambda_max", "theory_lambda_max") if _has(rows, m)),
+    (m for m in ("lambda_max", "theory_lambda_max") if has_metric(rows, m)),
     None,
   )
   if metric is None:
@@ -366,7 +392,7 @@ def bound_plot(
   bounds = {(r, lr): (st, t) for r, lr, st, t in _curves(rows, "predicted_lambda_bound")}
   if not curves:
     return None
-  fig = _new_figure(3.2 * len(curves), 3.6)
+  fig = new_figure(3.2 * len(curves), 3.6)
   axes = np.atleast_1d(fig.subplots(1, len(curves), sharey=True))
   for ax, (rule, lr, steps, table) in zip(axes, curves, strict=True):
     color = rule_color(rule)
@@ -392,7 +418,7 @@ def alignment_plot(rows: Sequence[Mapping], task: str) -> Figure:
   """Cosine between the rule's gradient and BPTT's along training."""
   curves = [c for c in _curves(rows, "align_cos") if c[0] != "bptt"]
   several_lrs = len({lr for _, lr, _, _ in curves}) > 1
-  fig = _new_figure(7.0, 4.4)
+  fig = new_figure(7.0, 4.4)
   ax = fig.add_subplot()
   ax.axhline(1, color="black", lw=1, ls="--", label="BPTT (exact gradient)")
   ax.axhline(0, color="0.6", lw=0.8)
@@ -409,7 +435,7 @@ def alignment_plot(rows: Sequence[Mapping], task: str) -> Figure:
   return fig
 
 
-def learning_curves_plot(rows: Sequence[Mapping], task: str, score: _Score) -> Figure:
+def learning_curves_plot(rows: Sequence[Mapping], task: str, score: Score) -> Figure:
   """Train (solid) and shifted-test (dashed) score along training, mean over seeds.
 
   ``rows`` should hold one learning rate (:func:`make_figures` draws one
@@ -417,7 +443,7 @@ def learning_curves_plot(rows: Sequence[Mapping], task: str, score: _Score) -> F
   """
   factor = 100.0 if score.percent else 1.0
   unit = " (%)" if score.percent else ""
-  fig = _new_figure(7.0, 4.4)
+  fig = new_figure(7.0, 4.4)
   ax = fig.add_subplot()
   test = {(r, lr): (s, t) for r, lr, s, t in _curves(rows, "test_acc")}
   lrs = sorted({r["learning_rate"] for r in rows})
@@ -441,13 +467,13 @@ def learning_curves_plot(rows: Sequence[Mapping], task: str, score: _Score) -> F
   return fig
 
 
-def lr_sweep_plot(finals: Sequence[Mapping], task: str, score: _Score) -> Figure:
+def lr_sweep_plot(finals: Sequence[Mapping], task: str, score: Score) -> Figure:
   """Final gap against the learning rate, per rule (mean +- s.e.m. over seeds)."""
   factor, ylabel = _scale("gap_acc", score)
-  fig = _new_figure()
+  fig = new_figure()
   ax = fig.add_subplot()
   by_rule = stats.group_rows(finals, ("rule",))
-  for (rule,) in sorted(by_rule, key=lambda k: _rule_key(k[0])):
+  for (rule,) in sorted(by_rule, key=lambda k: rule_key(k[0])):
     points = []
     for (lr,), records in sorted(stats.group_rows(by_rule[(rule,)], ("learning_rate",)).items()):
       mean, _, sem, n = stats.mean_std_sem(list(_values(records, "gap_acc") * factor))
@@ -506,11 +532,11 @@ def make_figures(
   drawn: set[str] = set()
   with matplotlib.rc_context(STYLE):
     for (task,), task_rows in stats.group_rows(rows, ("task",)).items():
-      score = _score_of(objective_of.get(task))
+      score = score_of(objective_of.get(task))
       finals = stats.final_records(task_rows)
 
       def add(stem: str, needs: Sequence[str], build: Callable[[], Figure | None]) -> None:
-        missing = [m for m in needs if not _has(task_rows, m)]  # noqa: B023 - called at once
+        missing = [m for m in needs if not has_metric(task_rows, m)]  # noqa: B023 - called at once
         if missing:
           notes.append(f"{stem}: skipped, no {', '.join(missing)} in the results")
           return

@@ -42,7 +42,7 @@ from credit.sweeps import results, sharding
 from credit.sweeps.checkpointing import CellCheckpointer, Restored
 from credit.sweeps.lock import WorkdirInUseError, WorkdirLock
 from credit.training import divergence, outputs
-from credit.training.run import format_seconds, headline
+from credit.training.run import DivergenceNotes, format_seconds, headline
 from credit.training.train import dtype_of, make_trainer
 
 import jax
@@ -107,22 +107,39 @@ class SweepProgress:
 
   Rates are measured on chunks after each cell's first (which includes
   compilation); a cell's own ETA uses its own rate, the sweep's ETA the rate
-  of every such chunk so far plus the mean per-cell start-up time.
+  of every such chunk so far plus the mean per-cell start-up time. The sweep's
+  elapsed time counts from ``start`` (a ``time.perf_counter()`` value, e.g. the
+  process start; default: now), a cell's from ``start_cell``'s ``started``
+  (before its data is loaded). A seed that diverges gets a line of its own.
   """
 
-  def __init__(self, remaining_steps: dict[str, int], stream=None, enabled: bool = True):
+  def __init__(
+    self,
+    remaining_steps: dict[str, int],
+    stream=None,
+    enabled: bool = True,
+    start: float | None = None,
+  ):
     self.remaining = dict(remaining_steps)  # cell id -> steps still to run
     self.stream = (stream or sys.stdout) if enabled else open(os.devnull, "w")  # noqa: SIM115
-    self.start = time.perf_counter()
+    self.start = time.perf_counter() if start is None else start
     self.timed_steps = 0
     self.timed_seconds = 0.0
     self.startups: list[float] = []
 
-  def start_cell(self, index: int, total: int, cell: cells_lib.Cell, first_step: int) -> None:
+  def start_cell(
+    self,
+    index: int,
+    total: int,
+    cell: cells_lib.Cell,
+    first_step: int,
+    started: float | None = None,
+  ) -> None:
     self.cell = cell
     self.label = f"[{index}/{total} {cell.id}]"
-    self.cell_start = time.perf_counter()
-    self.last = (self.cell_start, first_step)
+    self.cell_start = time.perf_counter() if started is None else started
+    self.last = (time.perf_counter(), first_step)
+    self.divergence = DivergenceNotes()
     self.first_chunk_done = False
     self.cell_timed = (0, 0.0)
     self.remaining[cell.id] = cell.config.num_steps - first_step
@@ -163,6 +180,8 @@ class SweepProgress:
       file=self.stream,
       flush=True,
     )
+    for note in self.divergence.update(step, metrics):
+      self.note(note)
 
   def end_cell(self) -> None:
     self.remaining[self.cell.id] = 0
@@ -242,12 +261,14 @@ def run_cell(
     state = fns.init()
     first = 0
   resumed_from = steps[first - 1] if first else None
-  progress.start_cell(*position, cell, resumed_from or 0)
+  progress.start_cell(*position, cell, resumed_from or 0, started=start)
   if resumed_from is not None:
     progress.note(f"resuming from the checkpoint at step {resumed_from}")
   progress.note(
     f"{config.num_seeds} seeds on {mesh.size} device(s)"
     + (f" (padded to {fns.padded})" if fns.padded != config.num_seeds else "")
+    + f"; data and program ready in {format_seconds(time.perf_counter() - start)}, the "
+    "first line below includes compilation"
   )
 
   last_saved = resumed_from or 0
@@ -304,6 +325,7 @@ def run_sweep(
   workdir: str,
   num_devices: int | None = None,
   stream=None,
+  started: float | None = None,
 ) -> SweepResult:
   """Runs every unfinished cell of ``sweep`` in ``workdir`` and writes the tables.
 
@@ -312,6 +334,8 @@ def run_sweep(
     workdir: the sweep's folder; re-running on it resumes.
     num_devices: use the first ``num_devices`` devices (default: all).
     stream: where progress lines go (default: stdout).
+    started: the ``time.perf_counter()`` at which the job began (e.g. the
+      launcher's process start), for the sweep's elapsed time; default: now.
 
   Returns:
     A :class:`SweepResult`.
@@ -353,6 +377,7 @@ def run_sweep(
       {c.id: 0 if done else c.config.num_steps for c, done in zip(cells, finished, strict=True)},
       stream,
       enabled=is_primary(),  # one set of progress lines, not one per host
+      start=start if started is None else started,
     )
     task_cache = _TaskCache()
     ran = []

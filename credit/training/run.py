@@ -9,11 +9,13 @@ with an ETA and to write ``metrics.csv`` as it goes. The results equal those of
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from credit.analysis.stats import checked_for_divergence
 from credit.training import config as config_lib
 from credit.training import divergence, outputs
 from credit.training.seeds import over_seeds
@@ -84,19 +86,76 @@ def headline(metrics: Metrics) -> str:
   )
 
 
+# Said once per run, when a seed diverges before its first evaluation after the start.
+EARLY_DIVERGENCE_HINT = (
+  "its initial weights were unstable at this learning rate (the reference initialization, "
+  "W_rec ~ N(0, 2/N), explodes for about one draw in five)"
+)
+
+
+class DivergenceNotes:
+  """Lines that say which seeds diverged since the last evaluation, and why.
+
+  A diverged seed is frozen and left out of the progress line's means; these
+  lines say so where the user sees it, once per seed.
+  """
+
+  def __init__(self):
+    self.seen: np.ndarray | None = None
+    self.first_step: int | None = None  # the first evaluation after step 0
+    self.hinted = False
+
+  def update(self, step: int, metrics: Metrics) -> list[str]:
+    diverged = np.asarray(metrics["diverged"], bool).reshape(-1)
+    if self.seen is None:
+      self.seen = np.zeros_like(diverged)
+    if self.first_step is None and step > 0:
+      self.first_step = step
+    lines = []
+    for seed in np.flatnonzero(diverged & ~self.seen):
+      bad = [
+        name
+        for name, value in metrics.items()
+        if checked_for_divergence(name)
+        and not math.isfinite(float(np.asarray(value, float).reshape(-1)[seed]))
+      ]
+      why = (
+        f"non-finite {', '.join(sorted(bad))}"
+        if bad
+        else "training loss non-finite or above max_loss"
+      )
+      line = (
+        f"seed {seed} diverged by step {step} ({why}): it is frozen and left out of the "
+        "means from here on"
+      )
+      if step <= (self.first_step or 0) and not self.hinted:
+        line += f"; {EARLY_DIVERGENCE_HINT}"
+        self.hinted = True
+      lines.append(line + ".")
+    self.seen = self.seen | diverged
+    return lines
+
+
 class Progress:
   """One line per evaluation: step, elapsed time, ETA and the headline metrics.
 
   The ETA uses the time per step measured after the first chunk, so that
-  compilation does not inflate it.
+  compilation does not inflate it. Elapsed time counts from ``start`` (a
+  ``time.perf_counter()`` value; default: now), so a launcher can include the
+  time spent loading data and building the program. A seed that diverges gets
+  a line of its own (:class:`DivergenceNotes`).
   """
 
-  def __init__(self, total_steps: int, label: str = "", stream=None):
+  def __init__(self, total_steps: int, label: str = "", stream=None, start: float | None = None):
     self.total = total_steps
     self.label = label
     self.stream = stream or sys.stdout
-    self.start = time.perf_counter()
+    self.start = time.perf_counter() if start is None else start
     self.after_first: tuple[float, int] | None = None
+    self.divergence = DivergenceNotes()
+
+  def note(self, message: str) -> None:
+    print(f"{self.label}{message}", file=self.stream, flush=True)
 
   def update(self, step: int, metrics: Metrics) -> str:
     now = time.perf_counter()
@@ -114,6 +173,8 @@ class Progress:
       f"{headline(metrics)}"
     )
     print(line, file=self.stream, flush=True)
+    for note in self.divergence.update(step, metrics):
+      self.note(note)
     return line
 
 
@@ -152,7 +213,10 @@ def run_seeds(
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str | None, overwrite: bool = False
+  config: ml_collections.ConfigDict,
+  workdir: str | None,
+  overwrite: bool = False,
+  started: float | None = None,
 ) -> RunResult | None:
   """Trains ``config.num_seeds`` seeds of one config, writing the run's files as it goes.
 
@@ -168,6 +232,9 @@ def train_and_evaluate(
     overwrite: replace a run already in ``workdir``; without it a finished run
       of the same config is left as it is (returns ``None``) and a run of
       another config is refused.
+    started: the ``time.perf_counter()`` at which the job began (e.g. the
+      launcher's process start), so that progress lines count the loading
+      time too; default: now.
 
   Returns:
     A :class:`RunResult`, or ``None`` when ``workdir`` already holds this
@@ -177,7 +244,7 @@ def train_and_evaluate(
     ConfigError: an invalid config.
     WorkdirError: an unusable workdir, or one holding another run.
   """
-  start = time.perf_counter()
+  start = time.perf_counter() if started is None else started
   config_lib.validate(config)
   seeds = tuple(range(config.num_seeds))
   writer = None
@@ -191,7 +258,11 @@ def train_and_evaluate(
       )
       return None
   trainer = make_trainer(config)
-  progress = Progress(config.num_steps, label=f"[{config.task}/{config.rule}] ")
+  progress = Progress(config.num_steps, label=f"[{config.task}/{config.rule}] ", start=start)
+  progress.note(
+    f"data loaded and program built ({format_seconds(time.perf_counter() - start)} since "
+    f"start); the first line below includes compilation"
+  )
   on_evaluation = (lambda step, metrics: writer.append(metrics)) if writer else None
   state, history = run_seeds(trainer, seed_keys(config), progress, on_evaluation=on_evaluation)
   if writer is not None:
