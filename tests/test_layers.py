@@ -46,12 +46,8 @@ LAYERS = (
   ("credit.analysis",),
   ("credit.reproduction",),
 )
-# Known upward imports, each with why it is still there.
-ALLOWED = {
-  # The alignment probe compares a rule's update with BPTT's loss gradient; the two
-  # are one layer apart (rules < training.objective), so it imports it at call time.
-  ("credit.rules.alignment", "credit.training.objective"),
-}
+# Known upward imports, each with why it is still there (none today).
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def layer(module: str) -> int:
@@ -120,7 +116,6 @@ def test_the_check_finds_an_upward_import():
     ("credit.models.rnn", "credit.training.train", 3),  # a model importing the loop
     ("credit.theory.stability", "credit.sweeps.runner", 4),
     ("credit.training.remedies", "credit.training.objective", 5),  # fine: a lower layer
-    ("credit.rules.alignment", "credit.training.objective", 6),  # allowed, said why
   ]
   assert [m.split(" (")[0] for m in upward(edges)] == [
     "credit.models.rnn",

@@ -11,6 +11,7 @@ import functools
 from credit import losses, rules, tasks
 from credit.models import rnn
 from credit.rules import alignment, eligibility_trace, eprop, mdgl, rtrl
+from credit.training import alignment_probe
 
 import jax
 import jax.numpy as jnp
@@ -536,7 +537,7 @@ def test_alignment_probe_inside_compiled_training(trained):
   assert np.all(np.isnan(cos[:, 1]))
   # (Not necessarily positive: at this init BPTT's gradient is dominated by large
   # recurrent components that MDGL's one-hop credit does not see.)
-  for name in alignment.probe_metric_names(("w_rec", "w_in", "b", "w_out", "b_out")):
+  for name in alignment_probe.probe_metric_names(("w_rec", "w_in", "b", "w_out", "b_out")):
     v = np.asarray(metrics[name])[:, [0, 2]]
     assert np.all(np.isfinite(v)), name
     if name.startswith("align_cos"):
@@ -551,11 +552,11 @@ def test_alignment_probe_is_one_for_an_exact_rule_and_nan_between(smoke):
   config.alignment.batch_size = 16
   spec = rnn.RNNSpec(task.n_in, config.model.n_hidden, task.n_out)
   params = rnn.init_params(jax.random.key(0), spec)
-  probe = alignment.make_alignment_probe(config, spec, task, rules.make("rtrl", spec))
+  probe = alignment_probe.make_alignment_probe(config, spec, task, rules.make("rtrl", spec))
   run = jax.jit(probe)
   on = run(params, {}, jax.random.key(1), jnp.asarray(40, jnp.int32))
   off = run(params, {}, jax.random.key(1), jnp.asarray(30, jnp.int32))
-  assert set(on) == set(alignment.probe_metric_names(params))
+  assert set(on) == set(alignment_probe.probe_metric_names(params))
   for name, value in on.items():
     np.testing.assert_allclose(value, 1.0, rtol=1e-5, err_msg=name)
     assert np.isnan(off[name])

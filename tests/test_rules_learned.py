@@ -11,6 +11,7 @@ import functools
 from credit import rules
 from credit.models import rnn
 from credit.rules import alignment, dni, kernl, mdgl, modprop
+from credit.training import alignment_probe
 
 import jax
 import jax.numpy as jnp
@@ -427,7 +428,7 @@ def test_learned_state_in_compiled_training_probes_and_checkpoints(tmp_path):
   # The alignment probe reads the state it is given: the learned one differs from the initial.
   probe = jax.jit(
     jax.vmap(
-      alignment.make_alignment_probe(config, trainer.spec, trainer.task, trainer.rule),
+      alignment_probe.make_alignment_probe(config, trainer.spec, trainer.task, trainer.rule),
       in_axes=(0, 0, None, None),
     )
   )

@@ -10,7 +10,7 @@ Enabled by config blocks:
 * ``curvature.every > 0``: :func:`credit.curvature.tracking.make_curvature_probe`
   (metrics ``lambda_max``, ``lambda_2`` .. ``lambda_k``, ``hessian_trace``,
   ``relative_flatness``).
-* ``alignment.every > 0``: :func:`credit.rules.alignment.make_alignment_probe`
+* ``alignment.every > 0``: :func:`credit.training.alignment_probe.make_alignment_probe`
   (metrics ``align_cos`` over all parameters, ``align_cos_recurrent`` over
   ``w_rec, w_in, b``, ``align_cos_<param>``, and the norm ratios
   ``align_norm_ratio``, ``align_norm_ratio_recurrent``: cosine between the rule's
@@ -47,7 +47,7 @@ def make_probes(
 
     probes.append(make_curvature_probe(config, spec, task, total_loss))
   if config.alignment.every > 0:
-    from credit.rules.alignment import make_alignment_probe
+    from credit.training.alignment_probe import make_alignment_probe
 
     probes.append(make_alignment_probe(config, spec, task, rule))
   if "theory" in config and config.theory.every > 0:
