@@ -35,7 +35,14 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from credit.models.rnn import Params, RNNSpec, Trajectory
-from credit.rules.base import learning_signal, presynaptic, readout_grads, split_packed
+from credit.rules.base import (
+  GradientRule,
+  learning_signal,
+  no_state,
+  presynaptic,
+  readout_grads,
+  split_packed,
+)
 
 import jax
 import jax.numpy as jnp
@@ -139,3 +146,13 @@ def run_estimate(
 def signs(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
   """Independent Rademacher draws (:math:`\\pm 1`), the lowest-variance choice."""
   return jax.random.rademacher(key, shape, dtype)
+
+
+def estimate_rule(name: str, estimate: Callable, spec: RNNSpec) -> GradientRule:
+  """A stateless rule whose gradient is ``estimate(params, spec, traj, errors, key)``."""
+
+  def grads(params, state, traj, errors, key):
+    del state
+    return estimate(params, spec, traj, errors, key)
+
+  return GradientRule(name=name, init=no_state, grads=grads)

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from credit.models.rnn import Params, RNNSpec, Trajectory, effective_w_rec
 from credit.rules import influence
-from credit.rules.base import GradientRule, no_state
+from credit.rules.base import GradientRule
 
 import jax
 import jax.numpy as jnp
@@ -108,19 +108,9 @@ def r_kf_rtrl_grads(
 
 def make_kf_rtrl(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
   del options
-
-  def grads(params, state, traj, errors, key):
-    del state
-    return kf_rtrl_grads(params, spec, traj, errors, key)
-
-  return GradientRule(name="kf_rtrl", init=no_state, grads=grads)
+  return influence.estimate_rule("kf_rtrl", kf_rtrl_grads, spec)
 
 
 def make_r_kf_rtrl(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
   del options
-
-  def grads(params, state, traj, errors, key):
-    del state
-    return r_kf_rtrl_grads(params, spec, traj, errors, key)
-
-  return GradientRule(name="r_kf_rtrl", init=no_state, grads=grads)
+  return influence.estimate_rule("r_kf_rtrl", r_kf_rtrl_grads, spec)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from credit.models.rnn import Params, RNNSpec, Trajectory, effective_w_rec
 from credit.rules import influence
-from credit.rules.base import GradientRule, no_state
+from credit.rules.base import GradientRule
 
 import jax
 import jax.numpy as jnp
@@ -68,9 +68,4 @@ def uoro_grads(
 
 def make(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
   del options
-
-  def grads(params, state, traj, errors, key):
-    del state
-    return uoro_grads(params, spec, traj, errors, key)
-
-  return GradientRule(name="uoro", init=no_state, grads=grads)
+  return influence.estimate_rule("uoro", uoro_grads, spec)
