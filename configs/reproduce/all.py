@@ -34,12 +34,21 @@ from credit.training.config import parse_variants
 
 import ml_collections
 
-# Task -> the module of its sweep config.
+# Task -> the module of its sweep config (seq-MNIST: the reproduction's own, which drops the
+# duplicate three_factor_autodiff and fixes the Lanczos steps).
 SWEEPS = {
-  "seq_mnist": "configs.sweeps.paper_seq_mnist",
+  "seq_mnist": "configs.reproduce.seq_mnist",
   "delayed_match_to_sample": "configs.sweeps.delayed_match_to_sample",
   "evidence_accumulation": "configs.sweeps.evidence_accumulation",
   "pattern_generation": "configs.sweeps.pattern_generation",
+}
+# Seeds per rule (issue 13: at least 20 on the neuroscience tasks, 10 on seq-MNIST). Seed i
+# starts from the same weights under every rule of a task.
+SEEDS = {
+  "seq_mnist": 10,
+  "delayed_match_to_sample": 20,
+  "evidence_accumulation": 20,
+  "pattern_generation": 20,
 }
 REMEDIES = {
   "lr_x2": dict(remedies=dict(lr_scale=2.0)),
@@ -60,16 +69,23 @@ REMEDY_RULES = {
 }
 
 
+def task_sweep(task: str, smoke: bool = False) -> ml_collections.ConfigDict:
+  """The sweep of ``task`` in the reproduction: theory probe on, :data:`SEEDS` seeds."""
+  variant = "smoke" if smoke else None
+  if task == "seq_mnist":
+    sweep = importlib.import_module(SWEEPS[task]).get_config(variant).tasks.seq_mnist
+  else:
+    sweep = with_theory(importlib.import_module(SWEEPS[task]).get_config(variant))
+  if not smoke:
+    sweep.tasks[task].num_seeds = SEEDS[task]
+  return sweep
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   smoke = "smoke" in parse_variants(arg)
   repro = ml_collections.ConfigDict()
   repro.name = "reproduce" + ("_smoke" if smoke else "")
-  repro.tasks = ml_collections.ConfigDict(
-    {
-      task: with_theory(importlib.import_module(module).get_config("smoke" if smoke else None))
-      for task, module in SWEEPS.items()
-    }
-  )
+  repro.tasks = ml_collections.ConfigDict({task: task_sweep(task, smoke) for task in SWEEPS})
   repro.remedies = ml_collections.ConfigDict(REMEDIES)
   repro.remedy_rules = ml_collections.ConfigDict(REMEDY_RULES)
   return repro

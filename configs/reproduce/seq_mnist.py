@@ -1,6 +1,6 @@
 r"""The seq-MNIST reference protocol with the theory probe and the remedies (e-prop).
 
-``configs/sweeps/paper_seq_mnist.py`` (5 seeds; BPTT 10,000 steps, lambda_max
+``configs/sweeps/paper_seq_mnist.py`` (10 seeds here, 5 there; BPTT 10,000 steps, lambda_max
 every 250; e-prop 16,000 steps, every 400; 256 validation examples), with the
 theory probe at every 4th curvature measurement (every 1,000 / 1,600 steps, the
 last step included) and the remedies of ``configs/reproduce/all.py`` for
@@ -21,7 +21,7 @@ from credit.training.config import parse_variants
 
 import ml_collections
 
-from configs.reproduce.all import REMEDIES
+from configs.reproduce.all import REMEDIES, SEEDS
 from configs.sweeps import paper_seq_mnist
 
 THEORY_EVERY_EVALS = 4
@@ -35,6 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   sweep = paper_seq_mnist.get_config("smoke" if "smoke" in variants else None)
   if "smoke" not in variants:
     sweep.tasks.seq_mnist.curvature.lanczos_steps = LANCZOS_STEPS
+    sweep.tasks.seq_mnist.num_seeds = SEEDS["seq_mnist"]
   if "autodiff" not in variants:
     sweep.rules = tuple(r for r in sweep.rules if r != "three_factor_autodiff")
     del sweep.rule_overrides["three_factor_autodiff"]
