@@ -25,6 +25,13 @@ training default; ``online``: traces carried forward in time). RTRL is skipped
 unless ``--rtrl`` (N = 128 needs ~2.6 GB and ~2 TFLOP per step; N = 512
 exceeds the size guard).
 
+Spiking rows (``spiking/<rule>``, :mod:`credit.rules.spiking`): a LIF network
+(half ALIF units, triangle pseudo-derivative, leaky readout, ``init_gain = 5``)
+at the same N, T and batch on the same inputs (as currents), trained by each
+spiking rule as ``model.kind = "lif"`` training does (offline forms);
+``time_vs_bptt`` is then the step time relative to **rate** BPTT.
+``--no-spiking`` leaves them out.
+
 The RTRL approximations (``uoro``, ``kf_rtrl``, ``r_kf_rtrl``, ``snap2``) also
 report ``gflop_per_step``: the leading-order cost of their influence update
 (per example and time step, rules.md section 2, counting a multiply-add as 2
@@ -34,7 +41,7 @@ than timed; ``snap2`` (RTRL's cost on a dense ``W_rec``) is measured when RTRL i
 (``--rtrl``, within the size guard).
 
   python benchmarks/rules.py [--sizes 128,512] [--reps 15] [--rtrl] [--only eprop/fast,...]
-                             [--single-thread] [--max-gflop 200]
+                             [--single-thread] [--max-gflop 200] [--no-spiking]
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ if "--single-thread" in sys.argv:  # must reach XLA before its CPU backend start
 
 import credit  # noqa: F401  (first: sets XLA flags and JAX options before jax is imported)
 from credit import rules
-from credit.models import rnn
+from credit.models import lif, network, rnn
 from credit.rules import rtrl
 from credit.tasks.base import Batch, Task
 from credit.training.objective import loss_grads_and_state
@@ -88,22 +95,26 @@ def make_task(batch: int) -> tuple[Task, Batch]:
   return task, Batch(inputs, targets, mask)
 
 
-def step_fn(rule: rules.GradientRule, spec: rnn.RNNSpec, task: Task):
+def step_fn(rule: rules.GradientRule, spec: rnn.RNNSpec | lif.LIFSpec, task: Task):
   optimizer = optax.sgd(LR)
+  net = network(spec)
 
   def step(params, opt_state, rule_state, batch, key):
     loss, grads, rule_state = loss_grads_and_state(
       rule, spec, task, REG_L2, params, rule_state, batch, key
     )
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return loss, rnn.project(optax.apply_updates(params, updates), spec), opt_state, rule_state
+    return loss, net.project(optax.apply_updates(params, updates), spec), opt_state, rule_state
 
   return optimizer, jax.jit(step)
 
 
-def compile_case(rule: rules.GradientRule, spec: rnn.RNNSpec, task: Task, batch: Batch):
+def compile_case(
+  rule: rules.GradientRule, spec: rnn.RNNSpec | lif.LIFSpec, task: Task, batch: Batch
+):
   """The compiled step, its arguments, its compile time and its memory analysis."""
-  params = rnn.project(rnn.init_params(jax.random.key(0), spec), spec)
+  net = network(spec)
+  params = net.project(net.init_params(jax.random.key(0), spec), spec)
   rule_state = rule.init(jax.random.key(1), params)
   optimizer, step = step_fn(rule, spec, task)
   args = (params, optimizer.init(params), rule_state, batch, jax.random.key(2))
@@ -115,8 +126,11 @@ def compile_case(rule: rules.GradientRule, spec: rnn.RNNSpec, task: Task, batch:
 
 
 def measure(cases_: list, spec: rnn.RNNSpec, task: Task, batch: Batch, reps: int) -> dict:
-  """Times every case round-robin (fair under a varying machine load)."""
-  built = {label: compile_case(rule, spec, task, batch) for label, rule in cases_}
+  """Times every case round-robin (fair under a varying machine load).
+
+  A case is ``(label, rule)`` for ``spec``, or ``(label, rule, its own spec)``.
+  """
+  built = {c[0]: compile_case(c[1], c[2] if len(c) > 2 else spec, task, batch) for c in cases_}
   times = {label: [] for label in built}
   cpu = {label: [] for label in built}
   for _ in range(reps):
@@ -192,6 +206,15 @@ def cases(spec: rnn.RNNSpec, with_rtrl: bool):
   return out
 
 
+SPIKING_RULES = ("bptt", "eprop", "eprop_random", "rflo", "mdgl")
+
+
+def spiking_cases(n: int):
+  """``(label, rule, spec)`` of each spiking rule on a LIF/ALIF network of ``n`` units."""
+  spec = lif.LIFSpec(N_IN, n, N_OUT, frac_adaptive=0.5, init_gain=5.0)
+  return [(f"spiking/{name}", rules.make(name, spec), spec) for name in SPIKING_RULES]
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sizes", default="128,512")
@@ -205,6 +228,7 @@ def main():
     help="skip RTRL approximations whose influence update costs more per training step",
   )
   parser.add_argument("--only", default="", help="comma-separated case labels (bptt always)")
+  parser.add_argument("--no-spiking", action="store_true", help="leave out the spiking rows")
   parser.add_argument(
     "--single-thread",
     action="store_true",
@@ -238,10 +262,11 @@ def main():
     gflop = {label: g for label, _, g in approx}
     if "rtrl(influence)" in dict(cases(spec, args.rtrl)):
       gflop["rtrl(influence)"] = influence_flops("rtrl", spec) * args.batch * T / 1e9
+    candidates = cases(spec, args.rtrl) + [(label, rule) for label, rule, _ in approx]
+    if not args.no_spiking:
+      candidates += spiking_cases(n)
     selected = [
-      c
-      for c in cases(spec, args.rtrl) + [(label, rule) for label, rule, _ in approx]
-      if not args.only or c[0] == "bptt" or c[0] in args.only.split(",")
+      c for c in candidates if not args.only or c[0] == "bptt" or c[0] in args.only.split(",")
     ]
     rows = measure(selected, spec, task, batch, args.reps)
     for label, g in gflop.items():

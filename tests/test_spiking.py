@@ -381,39 +381,76 @@ def test_surrogate_gradient_jacobian_frozen_equals_finite_differences_and_is_asy
     spiking_curvature.surrogate_gradient_jvp(spec, task, 0.0, params, batch, second_order="x")
 
 
-def test_the_curvature_probe_measures_the_smoothed_proxy(x64):
-  """The training-time probe, unchanged, takes the proxy's loss: its lambda_max (Lanczos over
-  ``w_rec``, all N (N - 1) free directions) is the top eigenvalue of the dense Hessian
-  restricted to the free synapses."""
-  from credit.curvature.tracking import make_curvature_probe
+def _probe_config(definition, temperature=0.3, top_k=1):
+  """A spiking run config whose curvature probe measures all ``N (N - 1)`` free directions."""
+  from credit.training.config import base_config
 
-  spec, params, batch, task = curvature_setup()
-  task = task._replace(eval_sets={"val": batch})
-  config = ml_collections.ConfigDict(
-    {
-      "curvature": dict(
-        every=1,
-        params="w_rec",
-        top_k=1,
-        lanczos_steps=N * (N - 1),
-        batch_size=B,
-        chunk_size=0,
-        trace_probes=0,
-        flatness_probes=0,
-      )
-    }
+  config = base_config("evidence_accumulation", model="lif")
+  config.reg_l2 = 0.0
+  config.curvature.update(
+    dict(
+      every=1,
+      params="w_rec",
+      top_k=top_k,
+      lanczos_steps=N * (N - 1),
+      batch_size=B,
+      spiking_definition=definition,
+      temperature=temperature,
+    )
   )
-  loss_fn = spiking_curvature.smoothed_loss(spec, task, 0.0, temperature=0.3)
-  probe = make_curvature_probe(config, spec, task, loss_fn)
-  got = jax.jit(probe)(params, {}, jax.random.key(0), jnp.asarray(0))["lambda_max"]
+  return config
+
+
+def _w_rec_matrix(loss_fn, params, batch, second=jax.hessian):
+  """The dense second derivative of ``loss_fn`` over the free synapses of ``w_rec``."""
 
   def w_rec_loss(w):
     return loss_fn({**params, "w_rec": w.reshape(N, N)}, batch)
 
   free = np.flatnonzero((1.0 - np.eye(N)).ravel())
-  dense = np.asarray(jax.jit(jax.hessian(w_rec_loss))(params["w_rec"].ravel()))
-  want = np.linalg.eigvalsh(dense[np.ix_(free, free)]).max()
-  np.testing.assert_allclose(float(got), want, rtol=1e-8)
+  dense = np.asarray(jax.jit(second(w_rec_loss))(params["w_rec"].ravel()))
+  return dense[np.ix_(free, free)]
+
+
+def test_the_curvature_probe_measures_the_smoothed_proxy(x64):
+  """Given the spiking objective, the probe measures the proxy of ``curvature.temperature``:
+  its top eigenvalues (Lanczos over ``w_rec``, all N (N - 1) free directions) are those of
+  the proxy's dense Hessian restricted to the free synapses."""
+  from credit.curvature.tracking import make_curvature_probe
+
+  spec, params, batch, task = curvature_setup()
+  task = task._replace(eval_sets={"val": batch})
+  config = _probe_config("smoothed", temperature=0.3, top_k=2)
+  probe = make_curvature_probe(config, spec, task, spiking_curvature.spiking_loss(spec, task))
+  got = jax.jit(probe)(params, {}, jax.random.key(0), jnp.asarray(0))
+  assert "jacobian_max_real" not in got
+  proxy = spiking_curvature.smoothed_loss(spec, task, 0.0, temperature=0.3)
+  want = np.sort(np.linalg.eigvalsh(_w_rec_matrix(proxy, params, batch)))[::-1]
+  np.testing.assert_allclose(float(got["lambda_max"]), want[0], rtol=1e-8)
+  np.testing.assert_allclose(float(got["lambda_2"]), want[1], rtol=1e-8)
+
+
+def test_the_curvature_probe_measures_the_surrogate_jacobian(x64):
+  """``spiking_definition="surrogate"``: lambda_max is the top eigenvalue of the symmetric part
+  of the dense Jacobian of the surrogate gradient (spikes frozen), jacobian_max_real the
+  largest real part of its eigenvalues; both differ from the smoothed proxy's."""
+  from credit.curvature.tracking import make_curvature_probe
+
+  spec, params, batch, task = curvature_setup()
+  task = task._replace(eval_sets={"val": batch})
+  config = _probe_config("surrogate")
+  probe = make_curvature_probe(config, spec, task, spiking_curvature.spiking_loss(spec, task))
+  got = jax.jit(probe)(params, {}, jax.random.key(0), jnp.asarray(0))
+  frozen = spec._replace(surrogate=spec.surrogate._replace(second_order="frozen"))
+  loss_fn = spiking_curvature.spiking_loss(frozen, task)
+  dense = _w_rec_matrix(loss_fn, params, batch, lambda f: jax.jacfwd(jax.grad(f)))
+  assert np.abs(dense - dense.T).max() > 1e-3 * np.abs(dense).max()  # not symmetric
+  np.testing.assert_allclose(
+    float(got["lambda_max"]), np.linalg.eigvalsh((dense + dense.T) / 2).max(), rtol=1e-8
+  )
+  np.testing.assert_allclose(
+    float(got["jacobian_max_real"]), np.linalg.eigvals(dense).real.max(), rtol=1e-6
+  )
 
 
 def test_jacobian_extremes_of_the_frozen_operator_match_dense(x64):

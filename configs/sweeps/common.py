@@ -24,10 +24,21 @@ RULES = ("bptt", "eprop", "eprop_random", "rflo", "mdgl")
 FIT_CRITERION = dict(metric="train_acc", at_least=0.95)
 
 
-def task_sweep(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
-  """The sweep config of ``task``; ``arg`` may hold the ``smoke`` variant."""
+def task_sweep(
+  task: str,
+  arg: str | None = None,
+  config_module: str | None = None,
+  rules: tuple[str, ...] = RULES,
+  name: str | None = None,
+) -> ml_collections.ConfigDict:
+  """The sweep config of ``task``; ``arg`` may hold the ``smoke`` variant.
+
+  ``config_module`` (default ``configs.<task>``) gives the run config,
+  ``rules`` the swept rules and ``name`` the sweep's label (default ``task``).
+  """
   smoke = "smoke" in parse_variants(arg)
-  base = importlib.import_module(f"configs.{task}").get_config("smoke" if smoke else None)
+  module = config_module or f"configs.{task}"
+  base = importlib.import_module(module).get_config("smoke" if smoke else None)
   base.model.dale = True
   if not smoke:
     base.num_seeds = 5
@@ -40,12 +51,12 @@ def task_sweep(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     base.alignment.batch_size = min(base.alignment.batch_size, 64)
 
   sweep = ml_collections.ConfigDict()
-  sweep.name = task + ("_smoke" if smoke else "")
+  sweep.name = (name or task) + ("_smoke" if smoke else "")
   sweep.tasks = ml_collections.ConfigDict({task: base})
-  sweep.rules = RULES
+  sweep.rules = tuple(rules)
   sweep.learning_rates = (base.optimizer.learning_rate,)
   sweep.rule_overrides = ml_collections.ConfigDict(
-    {r: dict(alignment=dict(every=base.eval_every)) for r in RULES if r != "bptt"}
+    {r: dict(alignment=dict(every=base.eval_every)) for r in rules if r != "bptt"}
   )
   sweep.task_rule_overrides = ml_collections.ConfigDict()
   every = max(base.eval_every, base.num_steps // 5 // base.eval_every * base.eval_every)

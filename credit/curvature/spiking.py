@@ -48,6 +48,15 @@ import jax.numpy as jnp
 
 PyTree = Any
 
+# The definitions the curvature probe offers (``config.curvature.spiking_definition``):
+# "smoothed" (:func:`smoothed_hvp`, Lanczos) or "surrogate" (:func:`surrogate_gradient_jvp`
+# with spikes frozen: the symmetric part's lambda_max and the largest real eigenvalue).
+SPIKING_DEFINITIONS = ("smoothed", "surrogate")
+# The smoothed proxy's default temperature (units of v_th): units within about 0.1 v_th
+# of threshold are the only ones whose proxy "spike" is graded, so its forward pass stays
+# close to the spiking network's.
+DEFAULT_TEMPERATURE = 0.1
+
 
 def spiking_loss(
   spec: LIFSpec, task: Task, reg_l2: float = 0.0
@@ -139,6 +148,33 @@ class JacobianExtremes(NamedTuple):
   max_real: jax.Array
 
 
+def symmetric_part(matvec: hvp.MatVec, point: PyTree) -> hvp.MatVec:
+  r"""``v -> (A + A^\top) v / 2`` for a linear ``matvec`` (``A^\top`` by ``jax.linear_transpose``).
+
+  Args:
+    matvec: ``v -> A v`` on pytrees shaped like ``point``.
+    point: a pytree with the shape and dtype of ``A``'s input (its values are unused).
+  """
+  transposed = jax.linear_transpose(matvec, point)
+
+  def apply(v):
+    return jax.tree.map(lambda a, b: 0.5 * (a + b), matvec(v), transposed(v)[0])
+
+  return apply
+
+
+def max_real_eigenvalue(
+  matvec: hvp.MatVec, v0: PyTree, num_steps: int, mask: PyTree | None = None
+) -> jax.Array:
+  r""":math:`\max \mathrm{Re}\,\theta` over the Ritz values :math:`\theta` of ``num_steps``
+  Arnoldi steps (:func:`credit.curvature.krylov.arnoldi`; exact with ``num_steps`` equal
+  to the number of free coordinates)."""
+  from credit.curvature.krylov import arnoldi
+
+  ritz = jnp.linalg.eigvals(arnoldi(matvec, v0, num_steps, mask=mask).hessenberg)
+  return jnp.max(jnp.real(ritz)).astype(jax.tree.leaves(v0)[0].dtype)
+
+
 def jacobian_extremes(
   matvec: hvp.MatVec, point: PyTree, v0: PyTree, num_steps: int
 ) -> JacobianExtremes:
@@ -158,17 +194,10 @@ def jacobian_extremes(
   Returns:
     A :class:`JacobianExtremes`.
   """
-  from credit.curvature.krylov import arnoldi
   from credit.curvature.lanczos import lanczos_top_k
 
-  transposed = jax.linear_transpose(matvec, point)
-
-  def symmetric_part(v):
-    return jax.tree.map(lambda a, b: 0.5 * (a + b), matvec(v), transposed(v)[0])
-
-  top = lanczos_top_k(symmetric_part, v0, num_steps, 1)
-  ritz = jnp.linalg.eigvals(arnoldi(matvec, v0, num_steps).hessenberg)
+  top = lanczos_top_k(symmetric_part(matvec, point), v0, num_steps, 1)
   return JacobianExtremes(
     sym_lambda_max=top.eigenvalues[0],
-    max_real=jnp.max(jnp.real(ritz)).astype(top.eigenvalues.dtype),
+    max_real=max_real_eigenvalue(matvec, v0, num_steps).astype(top.eigenvalues.dtype),
   )

@@ -24,6 +24,22 @@ free synapses (:math:`PHP` with the synapse mask :math:`P`, see
 as in the reference (where masked entries have zero gradient), instead of a
 constant ``N * reg_l2`` to the trace.
 
+Spiking networks (a :class:`~credit.models.lif.LIFSpec`). A spiking loss is
+piecewise constant, so the probe measures one of the two definitions of
+:mod:`credit.curvature.spiking`, chosen by ``curvature.spiking_definition``,
+instead of ``total_loss``'s Hessian:
+
+* ``"smoothed"``: the Hessian of the smoothed proxy (``H`` replaced by
+  :math:`\sigma(x / \tau)`, ``tau = curvature.temperature``) at the same
+  weights; symmetric, Lanczos as for the rate network; every metric above.
+* ``"surrogate"``: the Jacobian :math:`A` of the surrogate-gradient map with
+  spikes frozen (what training follows; not symmetric). ``lambda_max`` ..
+  ``lambda_k``, ``hessian_trace`` and ``relative_flatness`` are those of its
+  symmetric part :math:`(A + A^\top)/2` (Lanczos; the trace equals
+  :math:`\mathrm{tr} A`), and ``jacobian_max_real`` is the largest real part of an
+  eigenvalue of :math:`A` (``lanczos_steps`` Arnoldi steps,
+  :mod:`credit.curvature.krylov`).
+
 Other evaluations return NaN. ``step`` is not vmapped over seeds, so the
 ``lax.cond`` stays a real branch and skipped evaluations cost nothing.
 """
@@ -33,11 +49,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from credit.curvature import spiking
 from credit.curvature.flatness import relative_flatness
 from credit.curvature.hvp import make_hvp, select
 from credit.curvature.lanczos import lanczos_top_k
 from credit.curvature.trace import hutchinson_trace
-from credit.models import rnn
+from credit.models import lif, rnn
 from credit.tasks.base import Batch, Task, validation_batch
 
 import jax
@@ -48,15 +65,65 @@ from jax.flatten_util import ravel_pytree
 Metrics = dict[str, jax.Array]
 
 
-def metric_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """Names of the metrics the probe reports for this config."""
+def metric_names(
+  config: ml_collections.ConfigDict, spec: rnn.RNNSpec | lif.LIFSpec | None = None
+) -> tuple[str, ...]:
+  """Names of the metrics the probe reports for this config (and network ``spec``; without
+  it, the network of ``config.model.kind``)."""
   c = config.curvature
   names = ["lambda_max"] + [f"lambda_{i}" for i in range(2, c.top_k + 1)]
   if c.trace_probes > 0:
     names.append("hessian_trace")
   if c.flatness_probes > 0:
     names.append("relative_flatness")
+  if spiking_definition(config, spec) == "surrogate":
+    names.append("jacobian_max_real")
   return tuple(names)
+
+
+def spiking_definition(
+  config: ml_collections.ConfigDict, spec: rnn.RNNSpec | lif.LIFSpec | None = None
+) -> str | None:
+  """The curvature definition of a spiking network (``None`` for a rate network)."""
+  if spec is not None:
+    is_spiking = isinstance(spec, lif.LIFSpec)
+  else:
+    is_spiking = "model" in config and config.model.get("kind", "rate") == "lif"
+  if not is_spiking:
+    return None
+  definition = config.curvature.get("spiking_definition", "smoothed")
+  if definition not in spiking.SPIKING_DEFINITIONS:
+    raise ValueError(
+      f"curvature.spiking_definition must be one of {spiking.SPIKING_DEFINITIONS}, "
+      f"got {definition!r}"
+    )
+  return definition
+
+
+def measured_loss(
+  config: ml_collections.ConfigDict,
+  spec: rnn.RNNSpec | lif.LIFSpec,
+  task: Task,
+  total_loss: Callable[[rnn.Params, Batch], jax.Array],
+) -> Callable[[rnn.Params, Batch], jax.Array]:
+  """The loss whose second derivative the probe measures (see the module docstring).
+
+  ``total_loss`` itself for a rate network; for a spiking one the smoothed
+  proxy's loss, or the spiking loss with spikes frozen at second order (its
+  ``jvp`` of ``grad`` is the surrogate-gradient map's Jacobian).
+  """
+  if not isinstance(spec, lif.LIFSpec):
+    return total_loss
+  c = config.curvature
+  definition = c.get("spiking_definition", "smoothed")
+  if definition == "smoothed":
+    return spiking.smoothed_loss(spec, task, config.reg_l2, float(c.temperature))
+  if definition == "surrogate":
+    frozen = spec._replace(surrogate=spec.surrogate._replace(second_order="frozen"))
+    return spiking.spiking_loss(frozen, task, config.reg_l2)
+  raise ValueError(
+    f"curvature.spiking_definition must be one of {spiking.SPIKING_DEFINITIONS}, got {definition!r}"
+  )
 
 
 def curvature_batch(task: Task, batch_size: int) -> Batch:
@@ -112,7 +179,7 @@ def random_start(key: jax.Array, like: Any, mask: Any | None) -> Any:
 
 def make_curvature_probe(
   config: ml_collections.ConfigDict,
-  spec: rnn.RNNSpec,
+  spec: rnn.RNNSpec | lif.LIFSpec,
   task: Task,
   total_loss: Callable[[rnn.Params, Batch], jax.Array],
 ) -> Callable[[rnn.Params, Any, jax.Array, jax.Array], Metrics]:
@@ -122,7 +189,8 @@ def make_curvature_probe(
     config: run config with a ``curvature`` block (``every > 0``).
     spec: the network spec.
     task: the task (its ``eval_sets["val"]`` gives the fixed batch).
-    total_loss: the exact objective ``(params, batch) -> scalar``.
+    total_loss: the exact objective ``(params, batch) -> scalar`` (for a
+      spiking network the probe measures :func:`measured_loss` instead).
 
   Returns:
     The probe. Sizes are checked here, before anything compiles.
@@ -138,23 +206,32 @@ def make_curvature_probe(
       f"need 1 <= curvature.top_k ({c.top_k}) <= curvature.lanczos_steps "
       f"({c.lanczos_steps}) <= Hessian dimension, the {free_coordinates_note(spec, subset)}"
     )
-  names = metric_names(config)
+  names = metric_names(config, spec)
   every = int(c.every)
+  loss_fn = measured_loss(config, spec, task, total_loss)
+  nonsymmetric = spiking_definition(config, spec) == "surrogate"
   # One jax.linearize per measurement: the primal gradient is shared by all HVPs
   # (about 20% cheaper each on seq-MNIST, benchmarks/curvature.py); its residuals
   # hold every example's activations, so chunked batches keep plain jvp-of-grad.
   linearize = c.chunk_size == 0 or c.chunk_size >= c.batch_size
+
+  def operator(params, fixed, sub, mask):
+    """``(A, its symmetric part)`` on ``sub`` (the same operator twice when symmetric)."""
+    op = make_hvp(loss_fn, params, fixed, sub, c.chunk_size, mask, linearize)
+    return op, (spiking.symmetric_part(op, select(params, sub)) if nonsymmetric else op)
 
   def compute(params: rnn.Params, key: jax.Array) -> Metrics:
     k_v0, k_trace, k_flat = jax.random.split(key, 3)
     # A barrier keeps XLA from constant-folding through the fixed batch (cf. evaluate).
     fixed = jax.lax.optimization_barrier(batch)
     mask = parameter_mask(params, spec, subset)
-    hvp = make_hvp(total_loss, params, fixed, subset, c.chunk_size, mask, linearize)
+    jac, hvp = operator(params, fixed, subset, mask)
     point = select(params, subset)
     v0 = random_start(k_v0, point, mask)
     top = lanczos_top_k(hvp, v0, c.lanczos_steps, c.top_k, mask=mask)
     out = {"lambda_max": top.eigenvalues[0]}
+    if nonsymmetric:
+      out["jacobian_max_real"] = spiking.max_real_eigenvalue(jac, v0, c.lanczos_steps, mask)
     for i in range(2, c.top_k + 1):
       out[f"lambda_{i}"] = top.eigenvalues[i - 1]
     if c.trace_probes > 0:
@@ -164,7 +241,7 @@ def make_curvature_probe(
         hvp_w = hvp
       else:
         w_mask = None if mask is None else {"w_rec": mask["w_rec"]}
-        hvp_w = make_hvp(total_loss, params, fixed, ("w_rec",), c.chunk_size, w_mask, linearize)
+        hvp_w = operator(params, fixed, ("w_rec",), w_mask)[1]
       w = rnn.effective_w_rec(params, spec)
       kappa = relative_flatness(
         lambda v: hvp_w({"w_rec": v})["w_rec"], w, k_flat, c.flatness_probes

@@ -385,3 +385,10 @@ def outputs(params: Params, spec: LIFSpec, inputs: jax.Array) -> jax.Array:
   """Readouts ``y [B, T, N_out]`` only (for evaluation, curvature and fused BPTT)."""
   zbar = jnp.swapaxes(_scan(params, spec, inputs, None, False), 0, 1)
   return zbar @ params["w_out"].T + params["b_out"]
+
+
+def outputs_in_chunks(
+  params: Params, spec: LIFSpec, inputs: jax.Array, chunk_size: int
+) -> jax.Array:
+  """:func:`outputs` over ``chunk_size`` examples at a time (as the rate model's)."""
+  return rnn.map_in_chunks(lambda xb: outputs(params, spec, xb), inputs, chunk_size)

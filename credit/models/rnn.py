@@ -252,11 +252,16 @@ def outputs_in_chunks(
   drive ``[T, B, N]`` above all) held for one chunk only: a whole evaluation set
   at once cost gigabytes for seq-MNIST's 10,000 test images.
   """
+  return map_in_chunks(lambda xb: outputs(params, spec, xb), inputs, chunk_size)
+
+
+def map_in_chunks(fn, inputs: jax.Array, chunk_size: int) -> jax.Array:
+  """``fn(inputs)`` for a batch-wise ``fn``, ``chunk_size`` examples at a time."""
   n = inputs.shape[0]
   if n <= chunk_size:
-    return outputs(params, spec, inputs)
+    return fn(inputs)
   pad = -n % chunk_size
   x = jnp.pad(inputs, ((0, pad),) + ((0, 0),) * (inputs.ndim - 1))
   x = x.reshape((-1, chunk_size) + inputs.shape[1:])
-  y = jax.lax.map(lambda xb: outputs(params, spec, xb), x)
+  y = jax.lax.map(fn, x)
   return y.reshape((-1,) + y.shape[2:])[:n]

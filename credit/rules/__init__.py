@@ -27,10 +27,15 @@ Registered rules (rate RNN):
 
 Rules with a learned state (``kernl``, ``dni``) update it after every training
 batch (:attr:`~credit.rules.base.GradientRule.update_state`).
+
+Spiking networks (a :class:`~credit.models.lif.LIFSpec`, ``config.model.kind =
+"lif"``) get the rules of the same names from :mod:`credit.rules.spiking`
+(:func:`names_for`): ``make`` picks the registry from the spec.
 """
 
 from __future__ import annotations
 
+from credit.models.lif import LIFSpec
 from credit.models.rnn import RNNSpec
 from credit.rules import (
   bptt,
@@ -42,6 +47,7 @@ from credit.rules import (
   modprop,
   rtrl,
   snap,
+  spiking,
   tbptt,
   three_factor,
   uoro,
@@ -80,6 +86,11 @@ STOCHASTIC_RULES = ("uoro", "kf_rtrl", "r_kf_rtrl")
 
 def names() -> tuple[str, ...]:
   return tuple(sorted(_FACTORIES))
+
+
+def names_for(kind: str) -> tuple[str, ...]:
+  """The rules that exist for ``config.model.kind = kind`` (``"rate"`` or ``"lif"``)."""
+  return spiking.names() if kind == "lif" else names()
 
 
 def get(name: str) -> RuleFactory:
@@ -151,9 +162,17 @@ def _is_number(v) -> bool:
   return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def validate(name: str, options: ml_collections.ConfigDict) -> None:
-  """Checks the rule name and every rule option (all of them, whichever rule is chosen)."""
-  get(name)
+def validate(name: str, options: ml_collections.ConfigDict, kind: str = "rate") -> None:
+  """Checks the rule name (for models of ``kind``) and every rule option (all of them,
+  whichever rule is chosen)."""
+  if kind == "lif":
+    if name not in spiking.names():
+      raise ValueError(
+        f"rule {name!r} has no spiking form (model.kind='lif'); the spiking rules are "
+        f"{spiking.names()}"
+      )
+  else:
+    get(name)
   known = set(default_options().keys())
   unknown = sorted(set(options.keys()) - known)
   if unknown:
@@ -202,23 +221,29 @@ def _complete(options: ml_collections.ConfigDict | None) -> ml_collections.Confi
 
 def make(
   name: str,
-  spec: RNNSpec,
+  spec: RNNSpec | LIFSpec,
   options: ml_collections.ConfigDict | None = None,
   loss_steps: tuple[int, ...] | None = None,
 ) -> GradientRule:
   """Builds rule ``name`` for ``spec``; missing options take their defaults.
 
+  A :class:`~credit.models.lif.LIFSpec` gets the spiking rule of that name
+  (:func:`credit.rules.spiking.make`); an unknown one lists the spiking rules.
+
   Args:
     name: a registered rule.
-    spec: the network.
+    spec: the network (rate or spiking).
     options: ``rule_options`` (see :func:`default_options`).
     loss_steps: the task's static loss steps (``Task.loss_steps``), when it has
       them: the offline e-prop family then picks its credited steps when the
       program is built (the same gradient, without run-time gathers).
   """
   full = _complete(options)
-  validate(name, full)
+  spiking_network = isinstance(spec, LIFSpec)
+  validate(name, full, "lif" if spiking_network else "rate")
   full.loss_steps = None if loss_steps is None else tuple(int(s) for s in loss_steps)
+  if spiking_network:
+    return spiking.make(name, spec, full)
   return get(name)(spec, full)
 
 
@@ -231,5 +256,6 @@ __all__ = [
   "get",
   "make",
   "names",
+  "names_for",
   "validate",
 ]

@@ -1,13 +1,16 @@
 """Tasks: a registry of task modules sharing the :class:`~credit.tasks.base.Task` interface.
 
 Each task module exposes ``default_options() -> ConfigDict``,
-``validate(options)`` and ``make(options, dtype) -> Task``.
+``validate(options)`` and ``make(options, dtype) -> Task``. Options may also
+carry a spike encoding of the inputs (``spike_encoding`` and its fields, see
+:mod:`credit.tasks.spike_encoding`), applied here to the task a module builds.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from credit.tasks import spike_encoding
 from credit.tasks.base import EVAL_SPLITS, Batch, Task
 
 import jax.numpy as jnp
@@ -37,12 +40,16 @@ def default_options(name: str) -> ml_collections.ConfigDict:
 
 def validate(name: str, options: ml_collections.ConfigDict) -> None:
   module(name).validate(options)
+  spike_encoding.validate_options(options)
 
 
 def make(name: str, options: ml_collections.ConfigDict | None = None, dtype=jnp.float32) -> Task:
   """Builds a task by name; ``options`` default to the task's ``default_options()``."""
   mod = module(name)
-  return mod.make(options if options is not None else mod.default_options(), dtype)
+  options = options if options is not None else mod.default_options()
+  task = mod.make(options, dtype)
+  encoding = spike_encoding.from_options(options)
+  return task if encoding is None else spike_encoding.encode_task(task, encoding)
 
 
 __all__ = ["EVAL_SPLITS", "Batch", "Task", "default_options", "make", "names", "validate"]

@@ -15,6 +15,15 @@ r"""Spike encodings of real-valued task inputs, as pure functions, and a task wr
 (a fresh key per batch) and to its evaluation sets (one fixed key, so that the
 evaluation sets stay fixed). Tasks whose inputs are already spikes (evidence
 accumulation's Poisson cues) need no encoding.
+
+**As task options** (:func:`default_options`, added to ``task_options`` of a
+spiking config by :func:`credit.training.config.base_config`):
+``spike_encoding`` (``"none"``, ``"poisson"`` or ``"threshold"``),
+``spike_p_max`` (Poisson: spike probability of a value of 1 per step) and
+``spike_levels`` (threshold crossings: the levels). :func:`credit.tasks.make`
+encodes the task it builds when ``spike_encoding`` is not ``"none"``; the test
+split is encoded after its shift (e.g. seq-MNIST's pixel noise), so the shift
+reaches the network as spikes.
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ from credit.tasks.base import Batch, Task
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+
+ENCODINGS = ("none", "poisson", "threshold")
 
 
 def poisson_spikes(key: jax.Array, x: jax.Array, p_max: float) -> jax.Array:
@@ -121,3 +133,36 @@ def encode_task(task: Task, encoding: Encoding, eval_key: jax.Array | None = Non
     sample_test=wrap(task.sample_test),
     eval_sets=eval_sets,
   )
+
+
+def default_options() -> ml_collections.ConfigDict:
+  """The spike-encoding task options (off by default)."""
+  return ml_collections.ConfigDict(
+    dict(spike_encoding="none", spike_p_max=1.0, spike_levels=(0.5,))
+  )
+
+
+def validate_options(options: ml_collections.ConfigDict) -> None:
+  """Checks the spike-encoding fields of ``options`` (absent fields: off)."""
+  name = options.get("spike_encoding", "none")
+  if name not in ENCODINGS:
+    raise ValueError(f"task_options.spike_encoding must be one of {ENCODINGS}, got {name!r}")
+  if name == "poisson" and not 0.0 < options.spike_p_max <= 1.0:
+    raise ValueError(f"task_options.spike_p_max must be in (0, 1], got {options.spike_p_max!r}")
+  if name == "threshold":
+    levels = tuple(options.spike_levels)
+    if not levels or len(set(levels)) != len(levels):
+      raise ValueError(
+        f"task_options.spike_levels must be a non-empty tuple of distinct levels, got {levels!r}"
+      )
+
+
+def from_options(options: ml_collections.ConfigDict) -> Encoding | None:
+  """The :class:`Encoding` the task options ask for (``None``: inputs unchanged)."""
+  validate_options(options)
+  name = options.get("spike_encoding", "none")
+  if name == "poisson":
+    return poisson_encoding(float(options.spike_p_max))
+  if name == "threshold":
+    return threshold_encoding(tuple(options.spike_levels))
+  return None

@@ -7,8 +7,9 @@ itself is :func:`credit.rules.alignment.cosine_alignment`.
 
 from __future__ import annotations
 
+from credit import rules
+from credit.models.lif import LIFSpec
 from credit.models.rnn import Params, RNNSpec
-from credit.rules import bptt
 from credit.rules.alignment import RECURRENT, cosine_alignment, norm_ratio
 from credit.rules.base import GradientRule
 from credit.tasks.base import Task, validation_batch
@@ -26,7 +27,7 @@ def probe_metric_names(param_names) -> tuple[str, ...]:
 
 
 def make_alignment_probe(
-  config: ml_collections.ConfigDict, spec: RNNSpec, task: Task, rule: GradientRule
+  config: ml_collections.ConfigDict, spec: RNNSpec | LIFSpec, task: Task, rule: GradientRule
 ):
   r"""A probe ``(params, rule_state, key, step) -> metrics``: the rule's gradient vs BPTT's.
 
@@ -36,7 +37,10 @@ def make_alignment_probe(
   same call the training step makes). They are measured on a fixed batch: the
   first ``config.alignment.batch_size`` examples of ``task.eval_sets["val"]``.
   Exact rules (``exact=True``, e.g. ``rtrl``) train through the fused
-  ``value_and_grad`` path, so their cosine is 1 by construction.
+  ``value_and_grad`` path, so their cosine is 1 by construction. For a spiking
+  network the reference is spiking BPTT (the surrogate gradient,
+  :func:`credit.rules.spiking.bptt_grads`), the rule ``rules.make`` builds for
+  its spec.
 
   Metrics: ``align_cos`` (all parameters), ``align_cos_recurrent`` (``w_rec``,
   ``w_in``, ``b``), ``align_cos_<param>`` for each parameter, and the norm
@@ -50,7 +54,7 @@ def make_alignment_probe(
     raise ValueError(f"alignment.every must be a positive integer, got {every!r}")
   size = min(int(config.alignment.batch_size), task.eval_sets["val"].inputs.shape[0])
   batch = validation_batch(task, size, "alignment.batch_size")
-  reference = bptt.make(spec)
+  reference = rules.make("bptt", spec)
   reg_l2 = config.reg_l2
 
   def measure(params: Params, rule_state, key: jax.Array):

@@ -1,8 +1,17 @@
 """The run config: shared defaults (``base_config``) and validation.
 
 Config files in ``configs/`` start from :func:`base_config` and change what
-their task needs. Validation runs before any data is loaded or anything is
-compiled, and each error names the field and the allowed values.
+their task needs. ``config.model.kind`` picks the network: ``"rate"`` (the leaky
+rate RNN, :mod:`credit.models.rnn`) or ``"lif"`` (LIF/ALIF spiking neurons,
+:mod:`credit.models.lif`; ALIF through ``model.frac_adaptive``). Each kind has
+its own model block (:func:`model_defaults`); a spiking config also has the
+curvature fields ``spiking_definition`` and ``temperature``
+(:mod:`credit.curvature.spiking`) and the task's spike-encoding options
+(:mod:`credit.tasks.spike_encoding`): start it from
+``base_config(task, model="lif")``.
+
+Validation runs before any data is loaded or anything is compiled, and each
+error names the field and the allowed values.
 """
 
 from __future__ import annotations
@@ -10,8 +19,11 @@ from __future__ import annotations
 import math
 
 from credit import rules, tasks
+from credit.curvature.spiking import DEFAULT_TEMPERATURE, SPIKING_DEFINITIONS
 from credit.errors import ConfigError, UnknownFieldError
+from credit.models import KINDS, lif
 from credit.models.rnn import ACTIVATIONS
+from credit.tasks import spike_encoding
 from credit.tasks.base import Task
 from credit.training import optimizers
 from credit.training.seeds import SEED_LAYOUTS
@@ -21,14 +33,52 @@ import ml_collections
 DTYPES = ("float32", "float64")
 
 
-def base_config(task: str = "seq_mnist") -> ml_collections.ConfigDict:
-  """Defaults of the reference protocol (BiolHessRNN, seq-MNIST)."""
+def model_defaults(kind: str = "rate") -> ml_collections.ConfigDict:
+  """The model block of ``kind`` (``"rate"`` or ``"lif"``), with its defaults.
+
+  ``"lif"`` fields are those of :class:`credit.models.lif.LIFSpec` (read by
+  :func:`credit.models.lif.spec_from_config`); its ``alpha`` is the membrane decay
+  :math:`e^{-dt/\tau_m}`, where the rate model's is the step :math:`dt/\tau`.
+  """
+  if kind not in KINDS:
+    raise ConfigError(f"model.kind must be one of {KINDS}, got {kind!r}")
+  if kind == "rate":
+    return ml_collections.ConfigDict(
+      dict(
+        kind="rate",
+        n_hidden=128,
+        activation="relu",
+        alpha=1.0,
+        no_autapse=True,
+        dale=False,
+        frac_exc=0.8,
+      )
+    )
+  spec = lif.LIFSpec(1, 128, 1)
+  fields = {
+    name: getattr(spec, name)
+    for name in lif.LIFSpec._fields
+    if name not in ("n_in", "n_out", "surrogate", "proxy_temperature")
+  }
+  surrogate = dict(
+    surrogate=spec.surrogate.kind,
+    surrogate_gamma=spec.surrogate.gamma,
+    surrogate_width=spec.surrogate.width,
+  )
+  return ml_collections.ConfigDict(dict(kind="lif", **fields, **surrogate))
+
+
+def base_config(task: str = "seq_mnist", model: str = "rate") -> ml_collections.ConfigDict:
+  """Defaults of the reference protocol (BiolHessRNN, seq-MNIST), for a ``model`` network.
+
+  ``model="lif"`` adds the spiking fields: the LIF model block, the curvature
+  probe's ``spiking_definition`` and ``temperature``, and the task's spike
+  encoding (``task_options.spike_encoding``, off by default).
+  """
   c = ml_collections.ConfigDict()
   c.task = task
   c.task_options = tasks.default_options(task)
-  c.model = ml_collections.ConfigDict(
-    dict(n_hidden=128, activation="relu", alpha=1.0, no_autapse=True, dale=False, frac_exc=0.8)
-  )
+  c.model = model_defaults(model)
   c.rule = "bptt"
   c.rule_options = rules.default_options()
   c.optimizer = ml_collections.ConfigDict(
@@ -63,6 +113,14 @@ def base_config(task: str = "seq_mnist") -> ml_collections.ConfigDict:
       flatness_probes=0,  # Hutchinson probes for relative flatness of W_rec (0: off)
     )
   )
+  if model == "lif":
+    c.task_options.update(spike_encoding.default_options())
+    # Which curvature of a spiking loss the probe measures (credit.curvature.spiking):
+    # "smoothed" (Hessian of the sigmoid proxy at `temperature`) or "surrogate" (the
+    # Jacobian of the surrogate-gradient map: its symmetric part's lambda_max, and the
+    # largest real eigenvalue as jacobian_max_real).
+    c.curvature.spiking_definition = "smoothed"
+    c.curvature.temperature = DEFAULT_TEMPERATURE
   c.alignment = ml_collections.ConfigDict(
     dict(
       every=0,  # steps between cosine(rule, BPTT) measurements (0: off)
@@ -209,12 +267,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def _validate(config: ml_collections.ConfigDict) -> None:
   if "task" not in config or config.task not in tasks.names():
     raise ConfigError(f"task must be one of {tasks.names()}, got {config.get('task')!r}")
-  reference = base_config(config.task)
+  kind = model_kind(config)
+  reference = base_config(config.task, kind)
+  _check_model_block(config, reference, kind)
   check_fields(config, reference)
   tasks.validate(config.task, config.task_options)
-  if config.rule not in rules.names():
+  if kind == "rate" and config.rule not in rules.names():
     raise ConfigError(f"rule must be one of {rules.names()}, got {config.rule!r}")
-  rules.validate(config.rule, config.rule_options)
+  if kind == "lif" and config.rule not in rules.names_for("lif"):
+    raise ConfigError(
+      f"rule {config.rule!r} does not exist for spiking networks (model.kind='lif'); the "
+      f"spiking rules are {rules.names_for('lif')}"
+    )
+  rules.validate(config.rule, config.rule_options, kind)
   optimizers.validate(config.optimizer)
   for field in ("batch_size", "num_steps", "eval_every", "num_seeds"):
     _positive_int(config, field)
@@ -249,12 +314,54 @@ def _validate(config: ml_collections.ConfigDict) -> None:
   m = config.model
   if not _is_int(m.n_hidden) or m.n_hidden < 1:
     raise ConfigError(f"model.n_hidden must be a positive integer, got {m.n_hidden!r}")
-  if m.activation not in ACTIVATIONS:
-    raise ConfigError(f"model.activation must be one of {ACTIVATIONS}, got {m.activation!r}")
-  if not 0 < m.alpha <= 1:
-    raise ConfigError(f"model.alpha must be in (0, 1], got {m.alpha}")
+  if kind == "lif":
+    _validate_spiking(config)
+  else:
+    if m.activation not in ACTIVATIONS:
+      raise ConfigError(f"model.activation must be one of {ACTIVATIONS}, got {m.activation!r}")
+    if not 0 < m.alpha <= 1:
+      raise ConfigError(f"model.alpha must be in (0, 1], got {m.alpha}")
   if m.dale and not 0 < m.frac_exc < 1:
     raise ConfigError(f"model.frac_exc must be in (0, 1) under Dale's law, got {m.frac_exc}")
+
+
+def model_kind(config: ml_collections.ConfigDict) -> str:
+  """``config.model.kind`` (``"rate"`` for configs saved before the field existed)."""
+  kind = config.model.get("kind", "rate") if "model" in config else "rate"
+  if kind not in KINDS:
+    raise ConfigError(f"model.kind must be one of {KINDS}, got {kind!r}")
+  return kind
+
+
+def _check_model_block(config, reference, kind: str) -> None:
+  """A model block with another kind's fields gets an error that says so."""
+  if not isinstance(config.get("model"), ml_collections.ConfigDict | dict):
+    return  # left to check_fields
+  alien = sorted(set(config.model.keys()) - set(reference.model.keys()))
+  if alien:
+    raise UnknownFieldError(
+      f"model.kind={kind!r} has no field(s) {alien}; its fields are "
+      f"{known_fields(reference.model)} (start a {kind!r} config from "
+      f"credit.training.config.base_config(task, model={kind!r}))"
+    )
+
+
+def _validate_spiking(config: ml_collections.ConfigDict) -> None:
+  """The spiking model block, the spiking curvature fields; no theory probe."""
+  lif.spec_from_config(config.model, 1, 1)  # ValueError naming the field
+  c = config.curvature
+  if c.spiking_definition not in SPIKING_DEFINITIONS:
+    raise ConfigError(
+      f"curvature.spiking_definition must be one of {SPIKING_DEFINITIONS}, got "
+      f"{c.spiking_definition!r}"
+    )
+  if not c.temperature > 0:
+    raise ConfigError(f"curvature.temperature must be > 0, got {c.temperature}")
+  if "theory" in config and config.theory.every > 0:
+    raise ConfigError(
+      "theory.every must be 0 for a spiking network (model.kind='lif'): the theory probe "
+      "linearizes the rate model's rules"
+    )
 
 
 def _validate_curvature(c: ml_collections.ConfigDict) -> None:

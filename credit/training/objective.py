@@ -1,7 +1,9 @@
 """The exact training objective and one rule's gradient of it.
 
 ``total_loss`` is what curvature is measured on (never a rule's approximate
-gradient); ``loss_and_grads`` is what the training step descends, and
+gradient; for a spiking network its ``jax.grad`` is the surrogate gradient, and
+the curvature probe picks a definition of its curvature, see
+:mod:`credit.curvature.spiking`); ``loss_and_grads`` is what the training step descends, and
 ``loss_grads_and_state`` the same plus the rule's updated state (for rules that
 learn auxiliary quantities, see :class:`~credit.rules.base.GradientRule`).
 """
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from credit import losses
-from credit.models import rnn
+from credit.models import network, rnn
 from credit.rules.base import GradientRule
 from credit.tasks.base import Batch, Task
 
@@ -22,10 +24,11 @@ import jax
 def make_total_loss(
   spec: rnn.RNNSpec, task: Task, reg_l2: float
 ) -> Callable[[rnn.Params, Batch], jax.Array]:
-  """``(params, batch) -> data loss + L2``: the exact objective."""
+  """``(params, batch) -> data loss + L2``: the exact objective (of the model of ``spec``)."""
+  net = network(spec)
 
   def total_loss(params: rnn.Params, batch: Batch) -> jax.Array:
-    y = rnn.outputs(params, spec, batch.inputs)
+    y = net.outputs(params, spec, batch.inputs)
     return task.loss(y, batch) + losses.l2_penalty(params, reg_l2)
 
   return total_loss
@@ -53,11 +56,13 @@ def loss_and_grads(
   gradient is added for every rule.
   """
   if rule.autodiff:
+    net = network(spec)
+
     # ``outputs`` keeps no [B, T, N] history to transpose: ~10% faster than ``forward``.
     def data_loss(p):
       if noise is None:
-        return task.loss(rnn.outputs(p, spec, batch.inputs), batch)
-      return task.loss(rnn.forward(p, spec, batch.inputs, noise=noise).y, batch)
+        return task.loss(net.outputs(p, spec, batch.inputs), batch)
+      return task.loss(net.forward(p, spec, batch.inputs, noise=noise).y, batch)
 
     loss, grads = jax.value_and_grad(data_loss)(params)
   else:
@@ -103,7 +108,7 @@ def loss_grads_and_state(
 
 def _forward_errors(spec, task, params, batch, noise):
   """One forward pass: the data loss, the trajectory and the errors ``dL/dy_t``."""
-  traj = rnn.forward(params, spec, batch.inputs, noise=noise)
+  traj = network(spec).forward(params, spec, batch.inputs, noise=noise)
   loss, errors = jax.value_and_grad(lambda y: task.loss(y, batch))(traj.y)
   return loss, traj, errors
 

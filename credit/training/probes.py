@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from credit.models.lif import LIFSpec
 from credit.models.rnn import RNNSpec
 from credit.rules.base import GradientRule
 from credit.tasks.base import Task
@@ -35,7 +36,7 @@ import ml_collections
 
 def make_probes(
   config: ml_collections.ConfigDict,
-  spec: RNNSpec,
+  spec: RNNSpec | LIFSpec,
   task: Task,
   rule: GradientRule,
   total_loss: Callable,

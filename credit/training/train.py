@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from credit import rules, runtime, tasks
-from credit.models import rnn
+from credit.models import lif, network, rnn
 from credit.tasks.base import Batch, Task
 from credit.training import divergence, optimizers, remedies
 from credit.training.objective import loss_grads_and_state, make_total_loss
@@ -79,7 +79,7 @@ class Trainer(NamedTuple):
   run_chunk: Callable[[TrainState, int], TrainState]
   evaluate: Callable[[TrainState, jax.Array], Metrics]
   eval_steps: tuple[int, ...]
-  spec: rnn.RNNSpec
+  spec: rnn.RNNSpec | lif.LIFSpec
   task: Task
   rule: rules.GradientRule
   optimizer: optax.GradientTransformation
@@ -87,12 +87,16 @@ class Trainer(NamedTuple):
   seed_layout: str = "auto"
 
 
-# Evaluation sets are run this many examples at a time (rnn.outputs_in_chunks).
+# Evaluation sets are run this many examples at a time (outputs_in_chunks).
 EVAL_CHUNK = 1024
 
 
-def model_spec(config: ml_collections.ConfigDict, task: Task) -> rnn.RNNSpec:
+def model_spec(config: ml_collections.ConfigDict, task: Task) -> rnn.RNNSpec | lif.LIFSpec:
+  """The network of ``config.model``: a rate :class:`~credit.models.rnn.RNNSpec`, or a
+  spiking :class:`~credit.models.lif.LIFSpec` for ``model.kind = "lif"``."""
   m = config.model
+  if m.get("kind", "rate") == "lif":
+    return lif.spec_from_config(m, task.n_in, task.n_out)
   return rnn.RNNSpec(
     n_in=task.n_in,
     n_hidden=m.n_hidden,
@@ -152,6 +156,7 @@ def make_trainer(
     task = tasks.make(config.task, config.task_options, dtype)
   config_lib.validate_against_task(config, task)
   spec = model_spec(config, task)
+  net = network(spec)  # the model module: rnn or lif
   rule = rules.make(config.rule, spec, config.rule_options, task.loss_steps)
   optimizer = optimizers.make_optimizer(config.optimizer, optimizers.schedule(config))
   total_loss = make_total_loss(spec, task, config.reg_l2)
@@ -185,7 +190,7 @@ def make_trainer(
 
   def init(key: jax.Array) -> TrainState:
     k_params, k_rule, k_run = jax.random.split(key, 3)
-    params = rnn.project(rnn.init_params(k_params, spec, dtype), spec)
+    params = net.project(net.init_params(k_params, spec, dtype), spec)
     return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
@@ -200,7 +205,7 @@ def make_trainer(
     batch = task.sample_train(k_batch, batch_size)
     loss, grads, rule_state = gradient(state, batch, k_rule)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = rnn.project(optax.apply_updates(state.params, updates), spec)
+    params = net.project(optax.apply_updates(state.params, updates), spec)
     finite = (
       jnp.isfinite(loss)
       & (loss <= max_loss)
@@ -230,7 +235,7 @@ def make_trainer(
     # at compile time, which costs seconds per set.
     eval_sets = jax.lax.optimization_barrier(task.eval_sets)
     for split, batch in eval_sets.items():
-      y = rnn.outputs_in_chunks(state.params, spec, batch.inputs, EVAL_CHUNK)
+      y = net.outputs_in_chunks(state.params, spec, batch.inputs, EVAL_CHUNK)
       out[f"{split}_loss"] = task.loss(y, batch)
       out[f"{split}_acc"] = task.score(y, batch)
     out["gap_acc"] = out["train_acc"] - out["test_acc"]
