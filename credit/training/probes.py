@@ -9,12 +9,14 @@ Enabled by config blocks:
 
 * ``curvature.every > 0``: :func:`credit.curvature.tracking.make_curvature_probe`
   (metrics ``lambda_max``, ``lambda_2`` .. ``lambda_k``, ``hessian_trace``,
-  ``relative_flatness``).
+  ``relative_flatness``; for a spiking network, of the curvature definition
+  ``curvature.spiking_definition`` picks, plus ``jacobian_max_real`` for
+  ``"surrogate"``).
 * ``alignment.every > 0``: :func:`credit.training.alignment_probe.make_alignment_probe`
   (metrics ``align_cos`` over all parameters, ``align_cos_recurrent`` over
   ``w_rec, w_in, b``, ``align_cos_<param>``, and the norm ratios
   ``align_norm_ratio``, ``align_norm_ratio_recurrent``: cosine between the rule's
-  gradient and BPTT's).
+  gradient and BPTT's, spiking BPTT's for a spiking network).
 * ``theory.every > 0``: :func:`credit.theory.tracking.make_theory_probe`
   (metrics ``theory_lambda_max``, ``theory_c``, ``theory_eta``,
   ``predicted_lambda_bound``, ``theory_stability_ratio``, ``update_map_radius``,
