@@ -334,10 +334,12 @@ def model_kind(config: ml_collections.ConfigDict) -> str:
 
 
 def _check_model_block(config, reference, kind: str) -> None:
-  """A model block with another kind's fields gets an error that says so."""
+  """A model block with another kind's fields gets an error that says so (other unknown
+  fields, typos, get :func:`check_fields`' error)."""
   if not isinstance(config.get("model"), ml_collections.ConfigDict | dict):
     return  # left to check_fields
-  alien = sorted(set(config.model.keys()) - set(reference.model.keys()))
+  others = set().union(*(model_defaults(k).keys() for k in KINDS if k != kind))
+  alien = sorted((set(config.model.keys()) - set(reference.model.keys())) & others)
   if alien:
     raise UnknownFieldError(
       f"model.kind={kind!r} has no field(s) {alien}; its fields are "
