@@ -31,6 +31,8 @@ def validate(opt: ml_collections.ConfigDict) -> None:
       raise ValueError(f"optimizer.{field} must be in [0, 1), got {opt[field]}")
   if "eps" in opt and not 0 < opt.eps < math.inf:
     raise ValueError(f"optimizer.eps must be > 0 and finite, got {opt.eps}")
+  if "clip_norm" in opt and not 0 <= opt.clip_norm < math.inf:
+    raise ValueError(f"optimizer.clip_norm must be >= 0 and finite (0: off), got {opt.clip_norm}")
   if "weight_decay" in opt and not 0 <= opt.weight_decay < math.inf:
     raise ValueError(f"optimizer.weight_decay must be >= 0 and finite, got {opt.weight_decay}")
 
@@ -109,9 +111,24 @@ def learning_rate_at(config: ml_collections.ConfigDict) -> Callable[[jax.Array],
 def make_optimizer(
   opt: ml_collections.ConfigDict, learning_rate: optax.ScalarOrSchedule | None = None
 ) -> optax.GradientTransformation:
-  """Builds the optimizer; ``learning_rate`` overrides ``opt.learning_rate`` (e.g. a schedule)."""
+  """Builds the optimizer; ``learning_rate`` overrides ``opt.learning_rate`` (e.g. a schedule).
+
+  With ``opt.clip_norm`` = :math:`c > 0` the update direction is first clipped to global
+  norm :math:`c`, :math:`g \\to g \\min(1, c / \\lVert g \\rVert)`: below :math:`c` the step is
+  exactly the optimizer's (plain SGD's :math:`2/\\eta` bound applies there); above, it stops a
+  single step off an RNN loss cliff from throwing a fitted network away.
+  """
   validate(opt)
   lr = opt.learning_rate if learning_rate is None else learning_rate
+  clip = float(opt.get("clip_norm", 0.0))
+  if clip > 0:
+    return optax.chain(optax.clip_by_global_norm(clip), _base_optimizer(opt, lr))
+  return _base_optimizer(opt, lr)
+
+
+def _base_optimizer(
+  opt: ml_collections.ConfigDict, lr: optax.ScalarOrSchedule
+) -> optax.GradientTransformation:
   if opt.name == "sgd":
     return optax.sgd(lr)
   if opt.name == "momentum":
