@@ -70,7 +70,9 @@ import numpy as np
 
 TOLERANCE = 0.1  # relative rise that still counts as "not sharper"
 WINDOW = 3  # running-median width, in measured evaluations
-MIN_AFTER = 2  # measured evaluations after the plateau needed to call it one
+# Measured evaluations after the plateau needed to call it one: with 3, a series that keeps
+# rising by 5% per evaluation (half the tolerance) is still rising at its end.
+MIN_AFTER = 3
 BAND = (0.8, 1.25)  # a ratio in this band sits at the edge (symmetric in log: 1/1.25 = 0.8)
 
 
