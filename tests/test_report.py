@@ -304,6 +304,18 @@ def test_identical_rules_are_detected_and_counted_once(reproduction):
   assert nums["effect"]["relation"]["partial"]["n"] == 2 * SEEDS
 
 
+def test_a_duplicate_rule_in_a_remedy_variant_is_counted_once(tmp_path):
+  base = _synthetic("effect", EFFECT)
+  base += [{**r, "rule": "rflo"} for r in base if r["rule"] == "eprop_random"]
+  variant = _synthetic("effect", {"eprop_random": EFFECT["eprop_random"]}, seed=4, variant_gap=0.0)
+  variant += [{**r, "rule": "rflo"} for r in variant]
+  _write_sweep(tmp_path / "effect" / "base", base, ["effect"])
+  _write_sweep(tmp_path / "effect" / "lr_x2", variant, ["effect"])
+  t = numbers.task_numbers("effect", numbers.find_sweeps(str(tmp_path))["effect"])
+  assert list(t["remedies"]["lr_x2"]) == ["eprop_random"]
+  assert t["remedies"]["lr_x2"]["eprop_random"]["runs"] == SEEDS
+
+
 def test_report_of_a_single_sweep_workdir(tmp_path):
   _write_sweep(
     tmp_path, _synthetic("effect", EFFECT) + _synthetic("null", NULL, 1), ["effect", "null"]

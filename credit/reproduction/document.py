@@ -108,7 +108,9 @@ def markdown(
     lines += tables.relation_section(t)
     lines += ["### (e) the theory: λ_max against the predicted bound", ""]
     lines += tables.theory_section(t)
-    lines += tables.edge_section(t, figures_lib.edge_figure_link(figures))
+    edge = tables.edge_section(t, figures_lib.edge_figure_link(figures))
+    if edge:
+      lines += ["### (e2) the theory: where each rule stops getting sharper", "", *edge]
     lines += ["### (f) remedies at matched fit (vs the same rule, base)", ""]
     lines += tables.remedies_section(t)
     lines += ["### (g) at matched training loss", ""]

@@ -456,9 +456,12 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
   for variant, sweep_dir in variants.items():
     if variant == base:
       continue
-    v_records = run_records(task_rows(sweep_dir, task), fit, lam)
+    v_rows = task_rows(sweep_dir, task)
+    v_records = run_records(v_rows, fit, lam)
     out["remedies"][variant] = {}
-    for rule in ordered_rules(r["rule"] for r in v_records):
+    # A rule equal to another (in the base sweep or in this variant) is counted once here too.
+    v_same = {**same, **identical_rules(v_rows)}
+    for rule in ordered_rules(r["rule"] for r in v_records if r["rule"] not in v_same):
       all_runs = [r for r in v_records if r["rule"] == rule]
       runs = [r for r in all_runs if not r["diverged"]]
       base_runs = by_rule.get(rule, [])

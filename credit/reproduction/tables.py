@@ -310,9 +310,8 @@ def edge_section(t: Mapping, figure: str | None = None) -> list[str]:
   if not rows:
     return []
   lines = [
-    "**Where each rule stops getting sharper** (definitions: *Edge of stability* above;",
-    "ratio: median over the plateau [bootstrap 95% CI], where it lies, and in brackets",
-    "the median at the plateau's start):",
+    "Definitions: *Edge of stability* above. Each ratio: the median over the plateau",
+    "[bootstrap 95% CI], where it lies, and in brackets the median at the plateau's start.",
     "",
   ]
   lines += table(
