@@ -46,6 +46,7 @@ the update on a quadratic,
 * Adam / AdamW: :math:`\lambda_{max}(P^{-1/2} H P^{-1/2}) < (2 + 2\beta_1)/((1 - \beta_1)\eta)`
   with :math:`P = \mathrm{diag}(\sqrt{\hat v} + \epsilon)` (Cohen et al. 2022,
   "Adaptive gradient methods at the edge of stability");
+* RMSprop (no momentum): :math:`\lambda_{max}(P^{-1/2} H P^{-1/2}) < 2/\eta`;
 
 and, for SGD, the rule's own bound :math:`2/(\eta c)` (``theory_stability_ratio``
 :math:`= \eta c \lambda_{max}/2`) and the spectral radius of :math:`I - \eta
@@ -169,14 +170,26 @@ def value_from(rows: Sequence[Mapping], step: float, name: str) -> float:
   return math.nan
 
 
+PRECOND_METRIC = "lambda_max_precond"
+
+
+def bounded_metric(applies_to: str | None) -> str | None:
+  """The results column a threshold bounds: ``lambda_max`` (on H), ``lambda_max_precond``
+  (on the preconditioned P⁻¹H), None (no threshold)."""
+  if applies_to is None:
+    return None
+  return "lambda_max" if applies_to == "H" else PRECOND_METRIC
+
+
 def optimizer_threshold(opt: Mapping, eta: float) -> dict:
-  """The optimizer's edge of stability at learning rate ``eta`` (module docstring).
+  r"""The optimizer's edge of stability at learning rate ``eta`` (module docstring).
+
+  RMSprop (no momentum) is preconditioned GD: :math:`\lambda_{max}(P^{-1}H) < 2/\eta`.
 
   Returns:
-    ``optimizer``, ``applies_to`` (``"H"`` or ``"P⁻¹H"``), ``metric`` (the results column
-    it bounds: ``lambda_max`` or ``lambda_max_precond``), ``formula`` and ``value``;
-    ``applies_to``, ``metric`` and ``formula`` None and ``value`` NaN for an optimizer
-    without a derived threshold.
+    ``optimizer``, ``applies_to`` (``"H"`` or ``"P⁻¹H"``; :func:`bounded_metric` names
+    the results column), ``formula`` and ``value``; ``applies_to`` and ``formula`` None
+    and ``value`` NaN for an optimizer without a derived threshold.
   """
   name = opt.get("name")
   if name == "sgd":
@@ -187,16 +200,11 @@ def optimizer_threshold(opt: Mapping, eta: float) -> dict:
   elif name in ("adam", "adamw"):
     b1 = float(opt.get("b1", 0.9))
     value, formula, on = (2 + 2 * b1) / ((1 - b1) * eta), "(2+2β₁)/((1−β₁)η)", "P⁻¹H"
+  elif name == "rmsprop":
+    value, formula, on = 2 / eta, "2/η", "P⁻¹H"
   else:
-    return {
-      "optimizer": name,
-      "applies_to": None,
-      "metric": None,
-      "formula": None,
-      "value": math.nan,
-    }
-  metric = "lambda_max" if on == "H" else "lambda_max_precond"
-  return {"optimizer": name, "applies_to": on, "metric": metric, "formula": formula, "value": value}
+    value, formula, on = math.nan, None, None
+  return {"optimizer": name, "applies_to": on, "formula": formula, "value": value}
 
 
 def at_plateau(

@@ -479,8 +479,9 @@ def edge_plot(panels: Mapping[str, EdgePanel]) -> Figure | None:
     extras = []
     if th.get("optimizer") == "sgd":
       extras.append(("predicted_lambda_bound", "--", "2/(ηc)"))
-    if th.get("applies_to") not in (None, "H") and has_metric(panel.rows, th.get("metric")):
-      extras.append((th["metric"], ":", "λ_max(P⁻¹H)"))
+    precond = "lambda_max_precond"  # the column of a P⁻¹H threshold
+    if th.get("applies_to") not in (None, "H") and has_metric(panel.rows, precond):
+      extras.append((precond, ":", "λ_max(P⁻¹H)"))
     for rule, lr, steps, table in curves:
       color = rule_color(rule)
       label = rule_label(rule) + (f", {_lr_text(lr)}" if several else "")

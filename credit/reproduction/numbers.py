@@ -68,7 +68,7 @@ GAPS = ("gap_acc", "gap_loss")
 HEADLINE_GAP = "gap_acc"
 SCORES = ("train_acc", "test_acc")
 LAMBDA_METRICS = ("lambda_max", "theory_lambda_max")
-PRECOND_METRIC = "lambda_max_precond"  # Adam: λ_max of P^{-1/2} H P^{-1/2}
+PRECOND_METRIC = eos.PRECOND_METRIC  # Adam: λ_max of P^{-1/2} H P^{-1/2}
 REFERENCE_RULE = "bptt"
 # Used when a sweep.json declares no fit criterion (results written before the field existed).
 DEFAULT_FIT = fit_lib.FitCriterion("train_acc", 0.95)
@@ -263,9 +263,10 @@ def run_edge(run: Mapping, lam: str | None, opt: Mapping) -> dict:
   th = eos.optimizer_threshold(opt, stats.as_float(run["learning_rate"])) if opt else {}
   out["optimizer_ratio"] = out["optimizer_ratio_plateau"] = math.nan
   source = None
-  if th.get("metric") == "lambda_max":
+  bounded = eos.bounded_metric(th.get("applies_to"))
+  if bounded == "lambda_max":
     source = out
-  elif th.get("metric") == PRECOND_METRIC and _measured(rows, PRECOND_METRIC):
+  elif bounded == PRECOND_METRIC and _measured(rows, PRECOND_METRIC):
     source = out["precond"] = eos.at_plateau(rows, PRECOND_METRIC)
   if source is not None and source["found"]:
     out["optimizer_ratio"] = source["series"] / th["value"]
@@ -288,7 +289,7 @@ def _ratios(found: Sequence[Mapping], name: str) -> dict:
 def _edge(runs: Sequence[dict], trained: bool, th: Mapping) -> dict:
   """Per rule: plateaus found and the medians (CI) of the ratios there (module docstring)."""
   found = [r for r in runs if r["edge"]["found"]]
-  precond = th.get("metric") == PRECOND_METRIC
+  precond = eos.bounded_metric(th.get("applies_to")) == PRECOND_METRIC
   measured = bool(th.get("formula")) and (
     (not precond) or any("precond" in r["edge"] for r in runs)
   )
