@@ -37,8 +37,8 @@ plateau's upper envelope when the sharpness oscillates around its level (as it
 does at an edge of stability); the median over the plateau is where the run
 sits. Both are reported (:func:`at_plateau`).
 
-**How close to the edge.** At :math:`i^*` a run's sharpness is compared with a
-threshold: per optimizer (:func:`optimizer_threshold`) the edge of stability of
+**How close to the edge.** Over the plateau (and at :math:`i^*`) a run's sharpness
+is compared with a threshold: per optimizer (:func:`optimizer_threshold`) the edge of stability of
 the update on a quadratic,
 
 * SGD: :math:`\lambda_{max}(H) < 2/\eta`;

@@ -246,6 +246,18 @@ def median_ci(values, band: tuple[float, float] = eos.BAND) -> dict:
   }
 
 
+RUN_EDGE_KEYS = (
+  "found",
+  "rose",
+  "step",
+  "value",
+  "optimizer_ratio",
+  "optimizer_ratio_plateau",
+  "theory_stability_ratio",
+  "theory_stability_ratio_plateau",
+  "update_map_radius",
+  "update_map_radius_plateau",
+)
 WHERE = ("plateau", "at")  # median over the plateau (the claims' number), value at its start
 
 
@@ -298,9 +310,16 @@ def _edge(runs: Sequence[dict], trained: bool, th: Mapping) -> dict:
     "runs": len(runs),
     "found": len(found),
     "still_rising": sorted(int(r["seed"]) for r in runs if not r["edge"]["found"]),
-    "never_rose": sum(not r["edge"]["rose"] for r in found),
+    "never_rose": sum(not r["edge"]["rose"] for r in found),  # per_run: each run's values
     "plateau_step": stats.describe([r["edge"]["step"] for r in found]),
     "optimizer_edge": {**_ratios(found, "optimizer_ratio"), "measured": measured},
+    "per_run": [
+      {
+        "seed": int(r["seed"]),
+        **{k: r["edge"].get(k, math.nan) for k in RUN_EDGE_KEYS},
+      }
+      for r in runs
+    ],
   }
   if th.get("optimizer") == "sgd":  # the rule's own bound 2/(ηc) is derived for SGD only
     out["own_edge"] = _ratios(found, "theory_stability_ratio")
