@@ -322,7 +322,7 @@ def edge_section(t: Mapping, figure: str | None = None) -> list[str]:
       "seeds still rising",
       "never rose",
       "plateau step (median)",
-      f"λ({th.get('applies_to') or '-'}) / {th.get('formula') or 'threshold'}",
+      f"λ({th.get('applies_to') or '-'}) / ({th.get('formula') or 'threshold'})",
       "ηcλ_max/2 (own edge)",
       "radius of I-ηJ",
     ],
