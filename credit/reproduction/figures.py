@@ -1,6 +1,9 @@
-"""The report's figures: λ_max against the predicted bound per task, and the remedies.
+"""The report's figures: λ_max against the edges along training, per task, and the remedies.
 
-Written to ``<workdir>/figures`` by :func:`write`; the per-sweep figures
+Written to ``<workdir>/figures`` by :func:`write`: per task ``theory_bound_<task>``
+and ``remedies_<task>``, and ``edge_of_stability`` (every task, one panel each:
+:func:`credit.analysis.figures.edge_plot`), linked from each task's theory
+section (:func:`edge_figure_link`). The per-sweep figures
 (``<sweep>/figures``, :mod:`credit.analysis.figures`) are linked, not redrawn.
 """
 
@@ -54,13 +57,25 @@ def remedy_plot(task: str, variants: Mapping[str, str], base: str, fit_numbers: 
   return fig
 
 
+EDGE_STEM = "edge_of_stability"
+EDGE_KEY = f"*{EDGE_STEM}"  # its key in :func:`write`'s output (no task is called so)
+
+
+def edge_figure_link(written: Mapping[str, Sequence[str]]) -> str | None:
+  """The edge-of-stability figure's path relative to the workdir, if :func:`write` drew it."""
+  paths = [p for p in written.get(EDGE_KEY, []) if p.endswith(".png")] or written.get(EDGE_KEY)
+  return os.path.join("figures", os.path.basename(paths[0])) if paths else None
+
+
 def write(
   workdir: str, numbers: Mapping, formats: Sequence[str] = ("png",)
 ) -> dict[str, list[str]]:
-  """Per task ``theory_bound_<task>`` and (reproductions) ``remedies_<task>``; ``{task: paths}``."""
+  """Per task ``theory_bound_<task>`` and (reproductions) ``remedies_<task>``, and the
+  edge-of-stability figure of every task; ``{task: paths}``, the latter under :data:`EDGE_KEY`."""
   out_dir = os.path.join(workdir, "figures")
   os.makedirs(out_dir, exist_ok=True)
   written: dict[str, list[str]] = {}
+  panels = {}
   with matplotlib.rc_context(figures_lib.STYLE):
     for task, variants in numbers_lib.find_sweeps(workdir).items():
       base = numbers_lib.base_variant(variants)
@@ -71,10 +86,10 @@ def write(
       line = (f"{th['formula']} ({th['applies_to']})", th["value"]) if th.get("formula") else None
       if line is not None and not math.isfinite(line[1]):
         line = None
+      rows = numbers_lib.task_rows(variants[base], task)
+      panels[task] = figures_lib.EdgePanel(rows, th, tuple(t["identical"]))
       figs = {
-        f"theory_bound_{task}": figures_lib.bound_plot(
-          numbers_lib.task_rows(variants[base], task), task, line, tuple(t["identical"])
-        )
+        f"theory_bound_{task}": figures_lib.bound_plot(rows, task, line, tuple(t["identical"]))
       }
       if len(variants) > 1:
         figs[f"remedies_{task}"] = remedy_plot(task, variants, base, t)
@@ -85,4 +100,10 @@ def write(
           path = os.path.join(out_dir, f"{stem}.{fmt}")
           fig.savefig(path, bbox_inches="tight")
           written.setdefault(task, []).append(path)
+    edge = figures_lib.edge_plot(panels)
+    if edge is not None:
+      for fmt in formats:
+        path = os.path.join(out_dir, f"{EDGE_STEM}.{fmt}")
+        edge.savefig(path, bbox_inches="tight")
+        written.setdefault(EDGE_KEY, []).append(path)
   return written
