@@ -15,7 +15,17 @@ examples (a fixed batch, as the reference code) and for the exact objective
 * ``hessian_trace`` (``trace_probes > 0``): Hutchinson estimate of the trace
   of the same Hessian;
 * ``relative_flatness`` (``flatness_probes > 0``): Hutchinson estimate of the
-  relative flatness of ``W_rec`` (:mod:`credit.curvature.flatness`).
+  relative flatness of ``W_rec`` (:mod:`credit.curvature.flatness`);
+* ``lambda_max_precond`` (adaptive optimizers only: ``adam``, ``adamw``,
+  ``rmsprop``): the preconditioned sharpness :math:`\lambda_{max}(P^{-1}H)` of
+  the same Hessian, with the optimizer's diagonal preconditioner :math:`P`
+  (:func:`credit.training.optimizers.preconditioner`, from the optimizer state
+  at this evaluation), as the top eigenvalue of the symmetric
+  :math:`P^{-1/2} H P^{-1/2}` (similar to :math:`P^{-1}H`) by the same number of
+  Lanczos steps. Compare with
+  :func:`~credit.training.optimizers.stability_threshold` (Adam:
+  :math:`(2 + 2\beta_1)/((1 - \beta_1)\eta)`, Cohen et al. 2022). NaN before
+  Adam's first update; absent from ``sgd`` and ``momentum`` runs.
 
 Masked synapses. With ``model.no_autapse`` the diagonal of ``W_rec`` does not
 enter the dynamics; only its L2 term does. The Hessian is restricted to the
@@ -39,6 +49,7 @@ from credit.curvature.lanczos import lanczos_top_k
 from credit.curvature.trace import hutchinson_trace
 from credit.models import rnn
 from credit.tasks.base import Batch, Task, validation_batch
+from credit.training import optimizers
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +67,15 @@ def metric_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     names.append("hessian_trace")
   if c.flatness_probes > 0:
     names.append("relative_flatness")
+  if measures_preconditioned(config):
+    names.append("lambda_max_precond")
   return tuple(names)
+
+
+def measures_preconditioned(config: ml_collections.ConfigDict) -> bool:
+  """Whether the run's optimizer has a diagonal preconditioner (``lambda_max_precond``)."""
+  opt = config.get("optimizer")
+  return opt is not None and opt.name in optimizers.ADAPTIVE
 
 
 def curvature_batch(task: Task, batch_size: int) -> Batch:
@@ -115,8 +134,11 @@ def make_curvature_probe(
   spec: rnn.RNNSpec,
   task: Task,
   total_loss: Callable[[rnn.Params, Batch], jax.Array],
-) -> Callable[[rnn.Params, Any, jax.Array, jax.Array], Metrics]:
-  """Builds ``probe(params, rule_state, key, step) -> metrics`` (see the module docstring).
+) -> Callable[..., Metrics]:
+  """Builds ``probe(params, rule_state, key, step, opt_state) -> metrics`` (module docstring).
+
+  ``opt_state`` (the optimizer state at this evaluation) is needed only for
+  ``lambda_max_precond``, i.e. with an adaptive optimizer.
 
   Args:
     config: run config with a ``curvature`` block (``every > 0``).
@@ -145,7 +167,9 @@ def make_curvature_probe(
   # hold every example's activations, so chunked batches keep plain jvp-of-grad.
   linearize = c.chunk_size == 0 or c.chunk_size >= c.batch_size
 
-  def compute(params: rnn.Params, key: jax.Array) -> Metrics:
+  precond = measures_preconditioned(config)
+
+  def compute(params: rnn.Params, opt_state: Any, key: jax.Array) -> Metrics:
     k_v0, k_trace, k_flat = jax.random.split(key, 3)
     # A barrier keeps XLA from constant-folding through the fixed batch (cf. evaluate).
     fixed = jax.lax.optimization_barrier(batch)
@@ -170,16 +194,72 @@ def make_curvature_probe(
         lambda v: hvp_w({"w_rec": v})["w_rec"], w, k_flat, c.flatness_probes
       )
       out["relative_flatness"] = kappa.estimate
+    if precond:
+      out["lambda_max_precond"] = preconditioned_sharpness(
+        hvp, config.optimizer, opt_state, subset, v0, c.lanczos_steps, mask
+      )
     return out
 
-  def probe(params: rnn.Params, rule_state: Any, key: jax.Array, step: jax.Array) -> Metrics:
+  def probe(
+    params: rnn.Params,
+    rule_state: Any,
+    key: jax.Array,
+    step: jax.Array,
+    opt_state: Any = None,
+  ) -> Metrics:
     del rule_state
     dtype = params["w_rec"].dtype
+    if precond and opt_state is None:
+      raise ValueError(
+        f"lambda_max_precond ({config.optimizer.name}) needs the optimizer state: "
+        "call probe(params, rule_state, key, step, opt_state)"
+      )
 
-    def skip(params, key):
-      del params, key
+    def skip(params, opt_state, key):
+      del params, opt_state, key
       return {name: jnp.full((), jnp.nan, dtype) for name in names}
 
-    return jax.lax.cond(step % every == 0, compute, skip, params, key)
+    opt_state = opt_state if precond else None  # only Adam-like states enter the branch
+    return jax.lax.cond(step % every == 0, compute, skip, params, opt_state, key)
 
   return probe
+
+
+def preconditioned_sharpness(
+  hvp: Callable[[Any], Any],
+  opt: ml_collections.ConfigDict,
+  opt_state: Any,
+  subset: tuple[str, ...] | None,
+  v0: Any,
+  num_steps: int,
+  mask: Any | None = None,
+) -> jax.Array:
+  r""":math:`\lambda_{max}(P^{-1}H)` by Lanczos on :math:`P^{-1/2} H P^{-1/2}`.
+
+  :math:`P^{-1}H = P^{-1/2} (P^{-1/2} H P^{-1/2}) P^{1/2}` is similar to the
+  symmetric :math:`P^{-1/2} H P^{-1/2}`, so both have the same (real) spectrum,
+  and Lanczos applies to the latter. With a mask the operator is
+  :math:`M P^{-1/2} H P^{-1/2} M` (diagonal factors commute with the mask).
+
+  Args:
+    hvp: ``v -> H v`` over ``select(params, subset)`` (masked, if ``mask``).
+    opt: the ``optimizer`` config block; adaptive (:data:`~credit.training.optimizers.ADAPTIVE`).
+    opt_state: its state at the point of ``hvp``.
+    subset: the measured parameter names (``None``: all).
+    v0: Lanczos start vector (zero on masked coordinates).
+    num_steps: Lanczos steps (HVPs).
+    mask: optional 0/1 pytree of the free coordinates.
+
+  Returns:
+    The top eigenvalue; NaN where the preconditioner is not defined yet (Adam
+    before its first update).
+  """
+  p, valid = optimizers.preconditioner(opt, opt_state)
+  scale = jax.tree.map(jax.lax.rsqrt, select(p, subset))
+  scale = jax.tree.map(lambda d, v: d.astype(v.dtype), scale, v0)
+
+  def matvec(v):
+    return jax.tree.map(jnp.multiply, scale, hvp(jax.tree.map(jnp.multiply, scale, v)))
+
+  top = lanczos_top_k(matvec, v0, num_steps, 1, mask=mask)
+  return jnp.where(valid, top.eigenvalues[0], jnp.nan)

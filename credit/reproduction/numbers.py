@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 from credit.analysis import fit as fit_lib
 from credit.analysis import stats
 from credit.errors import ResultsFileError
-from credit.training import outputs
+from credit.training import optimizers, outputs
 
 import numpy as np
 
@@ -218,22 +218,12 @@ def _block(runs: Sequence[Mapping], reference: Sequence[Mapping] | None, where: 
 
 
 def threshold(opt: Mapping, eta: float) -> dict:
-  """The edge-of-stability threshold that applies to the optimizer, at learning rate ``eta``."""
-  name = opt.get("name")
-  if name == "sgd":
-    return {"optimizer": name, "applies_to": "H", "formula": "2/η", "value": 2 / eta}
-  if name == "momentum":
-    b = float(opt.get("momentum", 0.9))
-    return {"optimizer": name, "applies_to": "H", "formula": "(2+2β)/η", "value": (2 + 2 * b) / eta}
-  if name in ("adam", "adamw"):
-    b1 = float(opt.get("b1", 0.9))
-    return {
-      "optimizer": name,
-      "applies_to": "P⁻¹H",
-      "formula": "(2+2β₁)/((1−β₁)η)",
-      "value": (2 + 2 * b1) / ((1 - b1) * eta),
-    }
-  return {"optimizer": name, "applies_to": None, "formula": None, "value": math.nan}
+  """The edge-of-stability threshold that applies to the optimizer, at learning rate ``eta``.
+
+  See :func:`credit.training.optimizers.stability_threshold`; ``"P⁻¹H"`` thresholds
+  apply to the curvature probe's ``lambda_max_precond``.
+  """
+  return {"optimizer": opt.get("name"), **optimizers.stability_threshold(opt, eta)._asdict()}
 
 
 def _theory(runs: Sequence[Mapping]) -> dict:

@@ -164,7 +164,10 @@ def make_theory_probe(
     del rule_state, key, step
     return {name: jnp.full((), jnp.nan, params["w_rec"].dtype) for name in names}
 
-  def probe(params: rnn.Params, rule_state: Any, key: jax.Array, step: jax.Array) -> Metrics:
+  def probe(
+    params: rnn.Params, rule_state: Any, key: jax.Array, step: jax.Array, opt_state: Any = None
+  ) -> Metrics:
+    del opt_state
     return jax.lax.cond(step % every == 0, compute, skip, params, rule_state, key, step)
 
   return probe

@@ -1,7 +1,8 @@
 """Measurements taken at evaluations, as the config asks for them.
 
-A probe is ``probe(params, rule_state, key, step) -> {metric name: scalar}``;
-it is compiled into the training program and vmapped over seeds with it.
+A probe is ``probe(params, rule_state, key, step, opt_state) -> {metric name: scalar}``
+(``opt_state``, the optimizer state, defaults to ``None`` for probes that do not
+need it); it is compiled into the training program and vmapped over seeds with it.
 ``step`` is not vmapped, so a probe that runs only every ``k`` steps uses
 ``lax.cond`` and pays nothing at the other evaluations (it reports NaN there).
 
@@ -9,7 +10,8 @@ Enabled by config blocks:
 
 * ``curvature.every > 0``: :func:`credit.curvature.tracking.make_curvature_probe`
   (metrics ``lambda_max``, ``lambda_2`` .. ``lambda_k``, ``hessian_trace``,
-  ``relative_flatness``).
+  ``relative_flatness``, and with ``adam``/``adamw``/``rmsprop`` the
+  preconditioned sharpness ``lambda_max_precond``).
 * ``alignment.every > 0``: :func:`credit.training.alignment_probe.make_alignment_probe`
   (metrics ``align_cos`` over all parameters, ``align_cos_recurrent`` over
   ``w_rec, w_in, b``, ``align_cos_<param>``, and the norm ratios
