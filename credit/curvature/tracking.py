@@ -41,11 +41,11 @@ Other evaluations return NaN. ``step`` is not vmapped over seeds, so the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from credit.curvature.flatness import relative_flatness
-from credit.curvature.hvp import make_hvp, select
-from credit.curvature.lanczos import lanczos_top_k
+from credit.curvature.hvp import make_gradient_and_hvp, make_hvp, select
+from credit.curvature.lanczos import TopK, lanczos_top_k
 from credit.curvature.trace import hutchinson_trace
 from credit.models import rnn
 from credit.tasks.base import Batch, Task, validation_batch
@@ -129,6 +129,104 @@ def random_start(key: jax.Array, like: Any, mask: Any | None) -> Any:
   return v if mask is None else jax.tree.map(jnp.multiply, mask, v)
 
 
+class CurvatureMeasurement(NamedTuple):
+  """One curvature measurement and what a later probe can reuse at the same point.
+
+  Attributes:
+    metrics: the probe's metrics (:func:`metric_names`).
+    top: the Lanczos result (Ritz vectors when asked for).
+    hvp: ``v -> H v`` over the measured subset (masked).
+    gradient: the exact gradient over the measured subset (masked).
+    mask: the 0/1 mask of the free coordinates (``None``: all free).
+  """
+
+  metrics: Metrics
+  top: TopK
+  hvp: Callable[[Any], Any]
+  gradient: Any
+  mask: Any | None
+
+
+def make_curvature_measurement(
+  config: ml_collections.ConfigDict,
+  spec: rnn.RNNSpec,
+  task: Task,
+  total_loss: Callable[[rnn.Params, Batch], jax.Array],
+  ritz_vectors: bool = False,
+) -> Callable[[rnn.Params, Any, jax.Array], CurvatureMeasurement]:
+  """Builds ``measure(params, opt_state, key) -> CurvatureMeasurement`` (unconditional).
+
+  Args:
+    config, spec, task, total_loss: as :func:`make_curvature_probe`.
+    ritz_vectors: also return the top ``curvature.top_k`` Ritz vectors (for
+      the theory probe, :func:`credit.theory.tracking.make_curvature_and_theory_probe`).
+
+  Returns:
+    The measurement. Sizes are checked here, before anything compiles.
+  """
+  c = config.curvature
+  batch = curvature_batch(task, c.batch_size)
+  subset = measured_subset(c.params)
+  dim = free_dimension(spec, subset)
+  if not 1 <= c.top_k <= c.lanczos_steps <= dim:
+    raise ValueError(
+      f"need 1 <= curvature.top_k ({c.top_k}) <= curvature.lanczos_steps "
+      f"({c.lanczos_steps}) <= Hessian dimension, the {free_coordinates_note(spec, subset)}"
+    )
+  # One jax.linearize per measurement: the primal gradient is shared by all HVPs
+  # (about 20% cheaper each on seq-MNIST, benchmarks/curvature.py); its residuals
+  # hold every example's activations, so chunked batches keep plain jvp-of-grad.
+  linearize = c.chunk_size == 0 or c.chunk_size >= c.batch_size
+  precond = measures_preconditioned(config)
+
+  def measure(params: rnn.Params, opt_state: Any, key: jax.Array) -> CurvatureMeasurement:
+    k_v0, k_trace, k_flat = jax.random.split(key, 3)
+    # A barrier keeps XLA from constant-folding through the fixed batch (cf. evaluate).
+    fixed = jax.lax.optimization_barrier(batch)
+    mask = parameter_mask(params, spec, subset)
+    grad, hvp = make_gradient_and_hvp(
+      total_loss, params, fixed, subset, c.chunk_size, mask, linearize
+    )
+    point = select(params, subset)
+    v0 = random_start(k_v0, point, mask)
+    top = lanczos_top_k(hvp, v0, c.lanczos_steps, c.top_k, return_vectors=ritz_vectors, mask=mask)
+    out = {"lambda_max": top.eigenvalues[0]}
+    for i in range(2, c.top_k + 1):
+      out[f"lambda_{i}"] = top.eigenvalues[i - 1]
+    if c.trace_probes > 0:
+      out["hessian_trace"] = hutchinson_trace(hvp, k_trace, point, c.trace_probes).estimate
+    if c.flatness_probes > 0:
+      if subset == ("w_rec",):
+        hvp_w = hvp
+      else:
+        w_mask = None if mask is None else {"w_rec": mask["w_rec"]}
+        hvp_w = make_hvp(total_loss, params, fixed, ("w_rec",), c.chunk_size, w_mask, linearize)
+      w = rnn.effective_w_rec(params, spec)
+      kappa = relative_flatness(
+        lambda v: hvp_w({"w_rec": v})["w_rec"], w, k_flat, c.flatness_probes
+      )
+      out["relative_flatness"] = kappa.estimate
+    if precond:
+      out["lambda_max_precond"] = preconditioned_sharpness(
+        hvp, config.optimizer, opt_state, subset, v0, c.lanczos_steps, mask
+      )
+    return CurvatureMeasurement(out, top, hvp, grad, mask)
+
+  return measure
+
+
+def check_opt_state(config: ml_collections.ConfigDict, opt_state: Any) -> Any:
+  """``opt_state`` where ``lambda_max_precond`` needs it, else ``None``; an error if missing."""
+  if not measures_preconditioned(config):
+    return None  # only Adam-like states enter the probe's branches
+  if opt_state is None:
+    raise ValueError(
+      f"lambda_max_precond ({config.optimizer.name}) needs the optimizer state: "
+      "call probe(params, rule_state, key, step, opt_state)"
+    )
+  return opt_state
+
+
 def make_curvature_probe(
   config: ml_collections.ConfigDict,
   spec: rnn.RNNSpec,
@@ -152,53 +250,12 @@ def make_curvature_probe(
   c = config.curvature
   if c.every <= 0:
     raise ValueError(f"curvature.every must be > 0 for a curvature probe, got {c.every}")
-  batch = curvature_batch(task, c.batch_size)
-  subset = measured_subset(c.params)
-  dim = free_dimension(spec, subset)
-  if not 1 <= c.top_k <= c.lanczos_steps <= dim:
-    raise ValueError(
-      f"need 1 <= curvature.top_k ({c.top_k}) <= curvature.lanczos_steps "
-      f"({c.lanczos_steps}) <= Hessian dimension, the {free_coordinates_note(spec, subset)}"
-    )
+  measure = make_curvature_measurement(config, spec, task, total_loss)
   names = metric_names(config)
   every = int(c.every)
-  # One jax.linearize per measurement: the primal gradient is shared by all HVPs
-  # (about 20% cheaper each on seq-MNIST, benchmarks/curvature.py); its residuals
-  # hold every example's activations, so chunked batches keep plain jvp-of-grad.
-  linearize = c.chunk_size == 0 or c.chunk_size >= c.batch_size
-
-  precond = measures_preconditioned(config)
 
   def compute(params: rnn.Params, opt_state: Any, key: jax.Array) -> Metrics:
-    k_v0, k_trace, k_flat = jax.random.split(key, 3)
-    # A barrier keeps XLA from constant-folding through the fixed batch (cf. evaluate).
-    fixed = jax.lax.optimization_barrier(batch)
-    mask = parameter_mask(params, spec, subset)
-    hvp = make_hvp(total_loss, params, fixed, subset, c.chunk_size, mask, linearize)
-    point = select(params, subset)
-    v0 = random_start(k_v0, point, mask)
-    top = lanczos_top_k(hvp, v0, c.lanczos_steps, c.top_k, mask=mask)
-    out = {"lambda_max": top.eigenvalues[0]}
-    for i in range(2, c.top_k + 1):
-      out[f"lambda_{i}"] = top.eigenvalues[i - 1]
-    if c.trace_probes > 0:
-      out["hessian_trace"] = hutchinson_trace(hvp, k_trace, point, c.trace_probes).estimate
-    if c.flatness_probes > 0:
-      if subset == ("w_rec",):
-        hvp_w = hvp
-      else:
-        w_mask = None if mask is None else {"w_rec": mask["w_rec"]}
-        hvp_w = make_hvp(total_loss, params, fixed, ("w_rec",), c.chunk_size, w_mask, linearize)
-      w = rnn.effective_w_rec(params, spec)
-      kappa = relative_flatness(
-        lambda v: hvp_w({"w_rec": v})["w_rec"], w, k_flat, c.flatness_probes
-      )
-      out["relative_flatness"] = kappa.estimate
-    if precond:
-      out["lambda_max_precond"] = preconditioned_sharpness(
-        hvp, config.optimizer, opt_state, subset, v0, c.lanczos_steps, mask
-      )
-    return out
+    return measure(params, opt_state, key).metrics
 
   def probe(
     params: rnn.Params,
@@ -208,21 +265,19 @@ def make_curvature_probe(
     opt_state: Any = None,
   ) -> Metrics:
     del rule_state
-    dtype = params["w_rec"].dtype
-    if precond and opt_state is None:
-      raise ValueError(
-        f"lambda_max_precond ({config.optimizer.name}) needs the optimizer state: "
-        "call probe(params, rule_state, key, step, opt_state)"
-      )
-
-    def skip(params, opt_state, key):
-      del params, opt_state, key
-      return {name: jnp.full((), jnp.nan, dtype) for name in names}
-
-    opt_state = opt_state if precond else None  # only Adam-like states enter the branch
-    return jax.lax.cond(step % every == 0, compute, skip, params, opt_state, key)
+    opt_state = check_opt_state(config, opt_state)
+    return jax.lax.cond(step % every == 0, compute, skip_metrics(names), params, opt_state, key)
 
   return probe
+
+
+def skip_metrics(names: tuple[str, ...]) -> Callable[..., Metrics]:
+  """A ``lax.cond`` branch reporting NaN for every name (dtype of ``params["w_rec"]``)."""
+
+  def skip(params: rnn.Params, *_) -> Metrics:
+    return {name: jnp.full((), jnp.nan, params["w_rec"].dtype) for name in names}
+
+  return skip
 
 
 def preconditioned_sharpness(

@@ -22,6 +22,11 @@ Enabled by config blocks:
   ``predicted_lambda_bound``, ``theory_stability_ratio``, ``update_map_radius``,
   ``update_map_min_real``, ``rule_jac_max_real``, ``theory_align_cos``: the
   rule's update-map stability, see :mod:`credit.theory`).
+
+When both the curvature and the theory probe are on over the same parameters,
+batch size and Lanczos steps (:func:`credit.theory.tracking.shares_lanczos`),
+they run as one probe that does the Lanczos run once at evaluations where both
+are due (:func:`credit.theory.tracking.make_curvature_and_theory_probe`).
 """
 
 from __future__ import annotations
@@ -44,7 +49,15 @@ def make_probes(
 ) -> tuple:
   """The probes enabled in ``config`` (none by default)."""
   probes = []
-  if config.curvature.every > 0:
+  from credit.theory.tracking import shares_lanczos
+
+  shared = shares_lanczos(config)
+  if shared:
+    # One Lanczos run where both are due (credit.theory.tracking); same metrics.
+    from credit.theory.tracking import make_curvature_and_theory_probe
+
+    probes.append(make_curvature_and_theory_probe(config, spec, task, rule, total_loss))
+  elif config.curvature.every > 0:
     from credit.curvature.tracking import make_curvature_probe
 
     probes.append(make_curvature_probe(config, spec, task, total_loss))
@@ -52,7 +65,7 @@ def make_probes(
     from credit.training.alignment_probe import make_alignment_probe
 
     probes.append(make_alignment_probe(config, spec, task, rule))
-  if "theory" in config and config.theory.every > 0:
+  if "theory" in config and config.theory.every > 0 and not shared:
     from credit.theory.tracking import make_theory_probe
 
     probes.append(make_theory_probe(config, spec, task, rule, total_loss))
