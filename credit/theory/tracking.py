@@ -8,8 +8,13 @@ the others held fixed, or ``"all"``; masked synapses excluded as in
 
 * ``theory_lambda_max`` (and ``theory_lambda_<i>`` for ``i <= top_k``): the top
   Hessian eigenvalues of the exact loss by ``lanczos_steps`` Lanczos steps
-  (the same quantity as the curvature probe's ``lambda_max``, from its own
-  start vector; its Ritz vectors are needed here);
+  (the same quantity as the curvature probe's ``lambda_max``; its Ritz vectors
+  are needed here). When the curvature probe runs over the same parameters,
+  batch size and Lanczos steps (:func:`shares_lanczos`), the two are one probe
+  (:func:`make_curvature_and_theory_probe`) and, at evaluations where both are
+  due, this is the curvature probe's Lanczos run (its start vector, so
+  ``theory_lambda_max == lambda_max`` there), with its gradient and HVP:
+  ``lanczos_steps`` HVPs and a gradient pass fewer per such evaluation;
 * ``theory_c`` (``theory_c_<i>``): the rule's alignment factor
   :math:`c = v^\top J v / v^\top H v` along each top eigenvector :math:`v`
   (:func:`~credit.theory.stability.alignment_factor`; 1 for exact rules);
