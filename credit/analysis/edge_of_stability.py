@@ -66,6 +66,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from credit.analysis import stats
+from credit.training import optimizers
 
 import numpy as np
 
@@ -184,27 +185,14 @@ def bounded_metric(applies_to: str | None) -> str | None:
 def optimizer_threshold(opt: Mapping, eta: float) -> dict:
   r"""The optimizer's edge of stability at learning rate ``eta`` (module docstring).
 
-  RMSprop (no momentum) is preconditioned GD: :math:`\lambda_{max}(P^{-1}H) < 2/\eta`.
+  The formulas: :func:`credit.training.optimizers.stability_threshold`.
 
   Returns:
     ``optimizer``, ``applies_to`` (``"H"`` or ``"P⁻¹H"``; :func:`bounded_metric` names
     the results column), ``formula`` and ``value``; ``applies_to`` and ``formula`` None
     and ``value`` NaN for an optimizer without a derived threshold.
   """
-  name = opt.get("name")
-  if name == "sgd":
-    value, formula, on = 2 / eta, "2/η", "H"
-  elif name == "momentum":
-    b = float(opt.get("momentum", 0.9))
-    value, formula, on = (2 + 2 * b) / eta, "(2+2β)/η", "H"
-  elif name in ("adam", "adamw"):
-    b1 = float(opt.get("b1", 0.9))
-    value, formula, on = (2 + 2 * b1) / ((1 - b1) * eta), "(2+2β₁)/((1−β₁)η)", "P⁻¹H"
-  elif name == "rmsprop":
-    value, formula, on = 2 / eta, "2/η", "P⁻¹H"
-  else:
-    value, formula, on = math.nan, None, None
-  return {"optimizer": name, "applies_to": on, "formula": formula, "value": value}
+  return {"optimizer": opt.get("name"), **optimizers.stability_threshold(opt, eta)._asdict()}
 
 
 def at_plateau(

@@ -15,7 +15,17 @@ examples (a fixed batch, as the reference code) and for the exact objective
 * ``hessian_trace`` (``trace_probes > 0``): Hutchinson estimate of the trace
   of the same Hessian;
 * ``relative_flatness`` (``flatness_probes > 0``): Hutchinson estimate of the
-  relative flatness of ``W_rec`` (:mod:`credit.curvature.flatness`).
+  relative flatness of ``W_rec`` (:mod:`credit.curvature.flatness`);
+* ``lambda_max_precond`` (adaptive optimizers only: ``adam``, ``adamw``,
+  ``rmsprop``): the preconditioned sharpness :math:`\lambda_{max}(P^{-1}H)` of
+  the same Hessian, with the optimizer's diagonal preconditioner :math:`P`
+  (:func:`credit.training.optimizers.preconditioner`, from the optimizer state
+  at this evaluation), as the top eigenvalue of the symmetric
+  :math:`P^{-1/2} H P^{-1/2}` (similar to :math:`P^{-1}H`) by the same number of
+  Lanczos steps. Compare with
+  :func:`~credit.training.optimizers.stability_threshold` (Adam:
+  :math:`(2 + 2\beta_1)/((1 - \beta_1)\eta)`, Cohen et al. 2022). NaN before
+  Adam's first update; absent from ``sgd`` and ``momentum`` runs.
 
 Masked synapses. With ``model.no_autapse`` the diagonal of ``W_rec`` does not
 enter the dynamics; only its L2 term does. The Hessian is restricted to the
@@ -31,14 +41,15 @@ Other evaluations return NaN. ``step`` is not vmapped over seeds, so the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from credit.curvature.flatness import relative_flatness
-from credit.curvature.hvp import make_hvp, select
-from credit.curvature.lanczos import lanczos_top_k
+from credit.curvature.hvp import make_gradient_and_hvp, make_hvp, select
+from credit.curvature.lanczos import TopK, lanczos_top_k
 from credit.curvature.trace import hutchinson_trace
 from credit.models import rnn
 from credit.tasks.base import Batch, Task, validation_batch
+from credit.training import optimizers
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +67,15 @@ def metric_names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     names.append("hessian_trace")
   if c.flatness_probes > 0:
     names.append("relative_flatness")
+  if measures_preconditioned(config):
+    names.append("lambda_max_precond")
   return tuple(names)
+
+
+def measures_preconditioned(config: ml_collections.ConfigDict) -> bool:
+  """Whether the run's optimizer has a diagonal preconditioner (``lambda_max_precond``)."""
+  opt = config.get("optimizer")
+  return opt is not None and opt.name in optimizers.ADAPTIVE
 
 
 def curvature_batch(task: Task, batch_size: int) -> Batch:
@@ -110,26 +129,42 @@ def random_start(key: jax.Array, like: Any, mask: Any | None) -> Any:
   return v if mask is None else jax.tree.map(jnp.multiply, mask, v)
 
 
-def make_curvature_probe(
+class CurvatureMeasurement(NamedTuple):
+  """One curvature measurement and what a later probe can reuse at the same point.
+
+  Attributes:
+    metrics: the probe's metrics (:func:`metric_names`).
+    top: the Lanczos result (Ritz vectors when asked for).
+    hvp: ``v -> H v`` over the measured subset (masked).
+    gradient: the exact gradient over the measured subset (masked).
+    mask: the 0/1 mask of the free coordinates (``None``: all free).
+  """
+
+  metrics: Metrics
+  top: TopK
+  hvp: Callable[[Any], Any]
+  gradient: Any
+  mask: Any | None
+
+
+def make_curvature_measurement(
   config: ml_collections.ConfigDict,
   spec: rnn.RNNSpec,
   task: Task,
   total_loss: Callable[[rnn.Params, Batch], jax.Array],
-) -> Callable[[rnn.Params, Any, jax.Array, jax.Array], Metrics]:
-  """Builds ``probe(params, rule_state, key, step) -> metrics`` (see the module docstring).
+  ritz_vectors: bool = False,
+) -> Callable[[rnn.Params, Any, jax.Array], CurvatureMeasurement]:
+  """Builds ``measure(params, opt_state, key) -> CurvatureMeasurement`` (unconditional).
 
   Args:
-    config: run config with a ``curvature`` block (``every > 0``).
-    spec: the network spec.
-    task: the task (its ``eval_sets["val"]`` gives the fixed batch).
-    total_loss: the exact objective ``(params, batch) -> scalar``.
+    config, spec, task, total_loss: as :func:`make_curvature_probe`.
+    ritz_vectors: also return the top ``curvature.top_k`` Ritz vectors (for
+      the theory probe, :func:`credit.theory.tracking.make_curvature_and_theory_probe`).
 
   Returns:
-    The probe. Sizes are checked here, before anything compiles.
+    The measurement. Sizes are checked here, before anything compiles.
   """
   c = config.curvature
-  if c.every <= 0:
-    raise ValueError(f"curvature.every must be > 0 for a curvature probe, got {c.every}")
   batch = curvature_batch(task, c.batch_size)
   subset = measured_subset(c.params)
   dim = free_dimension(spec, subset)
@@ -138,22 +173,23 @@ def make_curvature_probe(
       f"need 1 <= curvature.top_k ({c.top_k}) <= curvature.lanczos_steps "
       f"({c.lanczos_steps}) <= Hessian dimension, the {free_coordinates_note(spec, subset)}"
     )
-  names = metric_names(config)
-  every = int(c.every)
   # One jax.linearize per measurement: the primal gradient is shared by all HVPs
   # (about 20% cheaper each on seq-MNIST, benchmarks/curvature.py); its residuals
   # hold every example's activations, so chunked batches keep plain jvp-of-grad.
   linearize = c.chunk_size == 0 or c.chunk_size >= c.batch_size
+  precond = measures_preconditioned(config)
 
-  def compute(params: rnn.Params, key: jax.Array) -> Metrics:
+  def measure(params: rnn.Params, opt_state: Any, key: jax.Array) -> CurvatureMeasurement:
     k_v0, k_trace, k_flat = jax.random.split(key, 3)
     # A barrier keeps XLA from constant-folding through the fixed batch (cf. evaluate).
     fixed = jax.lax.optimization_barrier(batch)
     mask = parameter_mask(params, spec, subset)
-    hvp = make_hvp(total_loss, params, fixed, subset, c.chunk_size, mask, linearize)
+    grad, hvp = make_gradient_and_hvp(
+      total_loss, params, fixed, subset, c.chunk_size, mask, linearize
+    )
     point = select(params, subset)
     v0 = random_start(k_v0, point, mask)
-    top = lanczos_top_k(hvp, v0, c.lanczos_steps, c.top_k, mask=mask)
+    top = lanczos_top_k(hvp, v0, c.lanczos_steps, c.top_k, return_vectors=ritz_vectors, mask=mask)
     out = {"lambda_max": top.eigenvalues[0]}
     for i in range(2, c.top_k + 1):
       out[f"lambda_{i}"] = top.eigenvalues[i - 1]
@@ -170,16 +206,115 @@ def make_curvature_probe(
         lambda v: hvp_w({"w_rec": v})["w_rec"], w, k_flat, c.flatness_probes
       )
       out["relative_flatness"] = kappa.estimate
-    return out
+    if precond:
+      out["lambda_max_precond"] = preconditioned_sharpness(
+        hvp, config.optimizer, opt_state, subset, v0, c.lanczos_steps, mask
+      )
+    return CurvatureMeasurement(out, top, hvp, grad, mask)
 
-  def probe(params: rnn.Params, rule_state: Any, key: jax.Array, step: jax.Array) -> Metrics:
+  return measure
+
+
+def check_opt_state(config: ml_collections.ConfigDict, opt_state: Any) -> Any:
+  """``opt_state`` where ``lambda_max_precond`` needs it, else ``None``; an error if missing."""
+  if not measures_preconditioned(config):
+    return None  # only Adam-like states enter the probe's branches
+  if opt_state is None:
+    raise ValueError(
+      f"lambda_max_precond ({config.optimizer.name}) needs the optimizer state: "
+      "call probe(params, rule_state, key, step, opt_state)"
+    )
+  return opt_state
+
+
+def make_curvature_probe(
+  config: ml_collections.ConfigDict,
+  spec: rnn.RNNSpec,
+  task: Task,
+  total_loss: Callable[[rnn.Params, Batch], jax.Array],
+) -> Callable[..., Metrics]:
+  """Builds ``probe(params, rule_state, key, step, opt_state) -> metrics`` (module docstring).
+
+  ``opt_state`` (the optimizer state at this evaluation) is needed only for
+  ``lambda_max_precond``, i.e. with an adaptive optimizer.
+
+  Args:
+    config: run config with a ``curvature`` block (``every > 0``).
+    spec: the network spec.
+    task: the task (its ``eval_sets["val"]`` gives the fixed batch).
+    total_loss: the exact objective ``(params, batch) -> scalar``.
+
+  Returns:
+    The probe. Sizes are checked here, before anything compiles.
+  """
+  c = config.curvature
+  if c.every <= 0:
+    raise ValueError(f"curvature.every must be > 0 for a curvature probe, got {c.every}")
+  measure = make_curvature_measurement(config, spec, task, total_loss)
+  names = metric_names(config)
+  every = int(c.every)
+
+  def compute(params: rnn.Params, opt_state: Any, key: jax.Array) -> Metrics:
+    return measure(params, opt_state, key).metrics
+
+  def probe(
+    params: rnn.Params,
+    rule_state: Any,
+    key: jax.Array,
+    step: jax.Array,
+    opt_state: Any = None,
+  ) -> Metrics:
     del rule_state
-    dtype = params["w_rec"].dtype
-
-    def skip(params, key):
-      del params, key
-      return {name: jnp.full((), jnp.nan, dtype) for name in names}
-
-    return jax.lax.cond(step % every == 0, compute, skip, params, key)
+    opt_state = check_opt_state(config, opt_state)
+    return jax.lax.cond(step % every == 0, compute, skip_metrics(names), params, opt_state, key)
 
   return probe
+
+
+def skip_metrics(names: tuple[str, ...]) -> Callable[..., Metrics]:
+  """A ``lax.cond`` branch reporting NaN for every name (dtype of ``params["w_rec"]``)."""
+
+  def skip(params: rnn.Params, *_) -> Metrics:
+    return {name: jnp.full((), jnp.nan, params["w_rec"].dtype) for name in names}
+
+  return skip
+
+
+def preconditioned_sharpness(
+  hvp: Callable[[Any], Any],
+  opt: ml_collections.ConfigDict,
+  opt_state: Any,
+  subset: tuple[str, ...] | None,
+  v0: Any,
+  num_steps: int,
+  mask: Any | None = None,
+) -> jax.Array:
+  r""":math:`\lambda_{max}(P^{-1}H)` by Lanczos on :math:`P^{-1/2} H P^{-1/2}`.
+
+  :math:`P^{-1}H = P^{-1/2} (P^{-1/2} H P^{-1/2}) P^{1/2}` is similar to the
+  symmetric :math:`P^{-1/2} H P^{-1/2}`, so both have the same (real) spectrum,
+  and Lanczos applies to the latter. With a mask the operator is
+  :math:`M P^{-1/2} H P^{-1/2} M` (diagonal factors commute with the mask).
+
+  Args:
+    hvp: ``v -> H v`` over ``select(params, subset)`` (masked, if ``mask``).
+    opt: the ``optimizer`` config block; adaptive (:data:`~credit.training.optimizers.ADAPTIVE`).
+    opt_state: its state at the point of ``hvp``.
+    subset: the measured parameter names (``None``: all).
+    v0: Lanczos start vector (zero on masked coordinates).
+    num_steps: Lanczos steps (HVPs).
+    mask: optional 0/1 pytree of the free coordinates.
+
+  Returns:
+    The top eigenvalue; NaN where the preconditioner is not defined yet (Adam
+    before its first update).
+  """
+  p, valid = optimizers.preconditioner(opt, opt_state)
+  scale = jax.tree.map(jax.lax.rsqrt, select(p, subset))
+  scale = jax.tree.map(lambda d, v: d.astype(v.dtype), scale, v0)
+
+  def matvec(v):
+    return jax.tree.map(jnp.multiply, scale, hvp(jax.tree.map(jnp.multiply, scale, v)))
+
+  top = lanczos_top_k(matvec, v0, num_steps, 1, mask=mask)
+  return jnp.where(valid, top.eigenvalues[0], jnp.nan)
