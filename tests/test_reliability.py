@@ -215,6 +215,21 @@ def test_config_reproduction_every_sweep_is_validated_before_any_runs():
   with pytest.raises(UnknownFieldError, match="unknown reproduction config field"):
     reproduction.plan(repro)
   assert len(reproduction.plan(repro_seq_mnist.get_config("smoke"))) == 5  # base + 4 remedies
+  repro = repro_seq_mnist.get_config("smoke")
+  repro.remedy_overrides = dict(dms=dict(num_seeds=1))
+  with pytest.raises(ConfigError, match="remedy_overrides names task 'dms'"):
+    reproduction.plan(repro)
+  repro.remedy_overrides = dict(seq_mnist=dict(num_seeds=1, theory=dict(every=0)))
+  planned = {variant: sweep for _, variant, sweep in reproduction.plan(repro)}
+  for variant, sweep in planned.items():
+    for cell in cells_lib.expand(sweep):
+      base = variant == "base"
+      assert cell.config.num_seeds == (2 if base else 1), (variant, cell.id)
+      assert (cell.config.theory.every > 0) == base, (variant, cell.id)
+  assert planned["lr_x2"].rule_overrides.eprop.remedies.lr_scale == 2.0
+  repro.remedy_overrides = dict(seq_mnist=dict(num_seds=1))
+  with pytest.raises(UnknownFieldError, match="num_seds"):
+    reproduction.plan(repro)
 
 
 # ===================================================================== workdir

@@ -1,9 +1,12 @@
 r"""The whole reproduction: every task's sweep with the theory probe, plus the remedies.
 
 Per task, the sweep of ``configs/sweeps`` (seq-MNIST: the reference protocol
-``paper_seq_mnist``; the others: ``configs/sweeps/common.py``) with the theory
-probe measured wherever lambda_max is (:func:`credit.reproduction.plan.with_theory`),
-then one sweep per remedy variant for each distinct approximate rule (``REMEDY_RULES``). Launch::
+``paper_seq_mnist`` as ``configs/reproduce/seq_mnist.py`` runs it; the others:
+``configs/sweeps/common.py``) with each distinct rule once (``DISTINCT_APPROXIMATE_RULES``),
+``SEEDS`` seeds per rule and the theory probe measured with lambda_max
+(:func:`credit.reproduction.plan.with_theory`, every ``THEORY_EVERY_EVALS``-th
+evaluation), then one sweep per remedy variant for each distinct approximate rule
+(``REMEDY_RULES``; ``REMEDY_SEEDS`` seeds, no theory probe). Launch::
 
   python -m experiments.reproduce --config=configs/reproduce/all.py --workdir=/tmp/repro
   python -m experiments.reproduce --config=configs/reproduce/all.py:smoke --workdir=/tmp/rs
@@ -58,6 +61,14 @@ THEORY_EVERY_EVALS = {
   "evidence_accumulation": 1,
   "pattern_generation": 2,
 }
+# The remedy sweeps: fewer seeds than the base sweeps and no theory probe (the remedies are
+# compared with the same rule's base runs on gap and lambda_max at matched fit).
+REMEDY_SEEDS = {
+  "seq_mnist": 5,
+  "delayed_match_to_sample": 10,
+  "evidence_accumulation": 10,
+  "pattern_generation": 10,
+}
 REMEDIES = {
   "lr_x2": dict(remedies=dict(lr_scale=2.0)),
   "late_lr_x3": dict(remedies=dict(late_lr_factor=3.0, late_lr_start=0.5)),
@@ -100,4 +111,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   repro.tasks = ml_collections.ConfigDict({task: task_sweep(task, smoke) for task in SWEEPS})
   repro.remedies = ml_collections.ConfigDict(REMEDIES)
   repro.remedy_rules = ml_collections.ConfigDict(REMEDY_RULES)
+  if not smoke:
+    repro.remedy_overrides = ml_collections.ConfigDict(
+      {task: dict(num_seeds=n, theory=dict(every=0)) for task, n in REMEDY_SEEDS.items()}
+    )
   return repro
