@@ -437,6 +437,21 @@ def test_sweep_rerun_with_another_config_is_refused_before_writing_anything(tmp_
   assert _snapshot(workdir) == before
 
 
+def test_config_field_added_since_the_run_started_is_no_difference_at_its_default():
+  """A run resumes across a schema change that adds a field, unless the field is set."""
+  current = outputs.config_dict(get_config("smoke"))
+  stored = json.loads(json.dumps(current))
+  del stored["optimizer"]["clip_norm"]  # as written before the field existed
+  assert outputs.differing_fields(stored, current) == []
+  current["optimizer"]["clip_norm"] = 1.0
+  assert outputs.differing_fields(stored, current) == ["optimizer.clip_norm"]
+  assert "optimizer.clip_norm: None -> 1.0" in outputs.config_differences(stored, current)
+  del stored["reg_l2"]  # absent from the stored config and not at its default: a difference
+  current = outputs.config_dict(get_config("smoke"))
+  current["reg_l2"] = 0.5
+  assert "reg_l2" in outputs.differing_fields(stored, current)
+
+
 def test_sweep_workdir_that_is_a_file_is_refused(tmp_path):
   path = tmp_path / "sweep"
   path.write_text("")
