@@ -316,6 +316,21 @@ def test_a_duplicate_rule_in_a_remedy_variant_is_counted_once(tmp_path):
   assert t["remedies"]["lr_x2"]["eprop_random"]["runs"] == SEEDS
 
 
+def test_compute_table_sums_the_cells_wall_time(tmp_path):
+  work = tmp_path / "repro"
+  _write_sweep(work / "effect" / "base", _synthetic("effect", NULL), ["effect"])
+  for cell, wall, resumed in (("a", 60.0, None), ("b", 90.0, 400)):
+    os.makedirs(work / "effect" / "base" / "cells" / cell)
+    info = dict(wall_time_s=wall, padded_seeds=20, resumed_from_step=resumed)
+    (work / "effect" / "base" / "cells" / cell / "run_info.json").write_text(json.dumps(info))
+  lines = document.compute(str(work))
+  assert "| effect | base | 2 | 20 | 2.5 (resumed: lower bound) |" in lines
+  assert "| **total** | | | | **2.5** (lower bound) |" in lines
+  (work / "effect" / "base" / "cells" / "a" / "run_info.json").unlink()
+  (work / "effect" / "base" / "cells" / "b" / "run_info.json").unlink()
+  assert document.compute(str(work)) == []
+
+
 def test_report_of_a_single_sweep_workdir(tmp_path):
   _write_sweep(
     tmp_path, _synthetic("effect", EFFECT) + _synthetic("null", NULL, 1), ["effect", "null"]

@@ -8,6 +8,7 @@ figures, and replaces ``REPORT.md`` only with a complete report.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 
@@ -62,6 +63,49 @@ def provenance(workdir: str) -> list[str]:
     return ["## Provenance of these results", "", f.read().strip(), ""]
 
 
+def compute(workdir: str) -> list[str]:
+  """A table of the wall time each sweep took, from its cells' ``run_info.json``.
+
+  A cell resumed from a checkpoint records only its last invocation's time, so
+  its row says so (the total is then a lower bound). Empty when no cell has one.
+  """
+  rows, total, resumed = [], 0.0, False
+  for task, variants in sorted(numbers_lib.find_sweeps(workdir).items()):
+    for variant, folder in sorted(variants.items()):
+      cells = os.path.join(folder, "cells")
+      infos = []
+      for cell in sorted(os.listdir(cells)) if os.path.isdir(cells) else []:
+        path = os.path.join(cells, cell, "run_info.json")
+        if os.path.exists(path):
+          with open(path) as f:
+            infos.append(json.load(f))
+      if not infos:
+        continue
+      wall = sum(float(i.get("wall_time_s", 0.0)) for i in infos)
+      cont = any(i.get("resumed_from_step") is not None for i in infos)
+      resumed |= cont
+      total += wall
+      seeds = sorted({int(i.get("padded_seeds", 0)) for i in infos})
+      rows.append(
+        f"| {task} | {variant} | {len(infos)} | {'/'.join(map(str, seeds))} | "
+        f"{wall / 60:.1f}{' (resumed: lower bound)' if cont else ''} |"
+      )
+  if not rows:
+    return []
+  return [
+    "## Compute",
+    "",
+    "Wall time of each sweep (cells run one after another, each on one CPU core unless",
+    "the provenance says otherwise), from the cells' `run_info.json`.",
+    "",
+    "| task | variant | cells | seeds | minutes |",
+    "|---|---|---|---|---|",
+    *rows,
+    f"| **total** | | | | **{total / 60:.1f}**{' (lower bound)' if resumed else ''} |",
+    "",
+  ]
+
+
 def markdown(
   workdir: str,
   numbers: Mapping,
@@ -85,6 +129,7 @@ def markdown(
     "## Seeds per cell",
     "",
     *tables.seeds_table(numbers),
+    *compute(workdir),
     *tables.edge_definitions(
       next(iter(numbers.values())).get("edge_params", {}), figures_lib.edge_figure_link(figures)
     ),
