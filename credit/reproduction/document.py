@@ -59,6 +59,22 @@ def provenance(workdir: str) -> list[str]:
     return ["## Provenance of these results", "", f.read().strip(), ""]
 
 
+def field_map_section(workdir: str, figures: Mapping[str, Sequence[str]]) -> list[str]:
+  """A link to the field map (every rule's alignment with BPTT against λ_max), if drawn."""
+  paths = [p for p in figures.get(figures_lib.FIELD_MAP, []) if p.endswith(".png")]
+  if not paths:
+    return []
+  rel = os.path.relpath(paths[0], workdir)
+  return [
+    "## The field map",
+    "",
+    f"[Alignment with BPTT against λ_max per rule, coloured by the gap]({rel}) (points and",
+    "95% bootstrap CIs in `figures/field_map.json`; each rule at matched fit where any of its",
+    "runs fits, else at the end).",
+    "",
+  ]
+
+
 def markdown(
   workdir: str,
   numbers: Mapping,
@@ -82,6 +98,7 @@ def markdown(
     "## Seeds per cell",
     "",
     *tables.seeds_table(numbers),
+    *field_map_section(workdir, figures),
   ]
   for task, t in numbers.items():
     lam = t["lambda_metric"] or "lambda_max"

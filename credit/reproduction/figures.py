@@ -1,6 +1,8 @@
-"""The report's figures: λ_max against the predicted bound per task, and the remedies.
+"""The report's figures: λ_max against the predicted bound per task, the remedies, the field map.
 
-Written to ``<workdir>/figures`` by :func:`write`; the per-sweep figures
+Written to ``<workdir>/figures`` by :func:`write`; the field map (every rule's alignment
+with BPTT against λ_max, :mod:`credit.analysis.field_map`) when alignment was measured,
+with its points in ``field_map.json``; the per-sweep figures
 (``<sweep>/figures``, :mod:`credit.analysis.figures`) are linked, not redrawn.
 """
 
@@ -10,9 +12,11 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
+from credit.analysis import field_map
 from credit.analysis import figures as figures_lib
 from credit.analysis import stats
 from credit.reproduction import numbers as numbers_lib
+from credit.training import outputs
 
 import matplotlib
 import numpy as np
@@ -85,4 +89,28 @@ def write(
           path = os.path.join(out_dir, f"{stem}.{fmt}")
           fig.savefig(path, bbox_inches="tight")
           written.setdefault(task, []).append(path)
+    written.update(write_field_map(workdir, out_dir, formats))
   return written
+
+
+FIELD_MAP = "field_map"
+
+
+def write_field_map(workdir: str, out_dir: str, formats: Sequence[str]) -> dict[str, list[str]]:
+  """``field_map.<fmt>`` and ``field_map.json`` from each task's base sweep, when alignment
+  was measured; ``{"field_map": paths}`` (empty when not drawn)."""
+  rows, fits = {}, {}
+  for task, variants in numbers_lib.find_sweeps(workdir).items():
+    base = numbers_lib.base_variant(variants)
+    if base is not None:
+      rows[task] = numbers_lib.task_rows(variants[base], task)
+      fits[task] = numbers_lib.fit_criterion(numbers_lib.sweep_config(variants[base]), task)[0]
+  fig, points = field_map.field_map_plot(rows, fits)
+  if fig is None:
+    return {}
+  paths = []
+  for fmt in formats:
+    paths.append(os.path.join(out_dir, f"{FIELD_MAP}.{fmt}"))
+    fig.savefig(paths[-1], bbox_inches="tight")
+  outputs.write_json(os.path.join(out_dir, f"{FIELD_MAP}.json"), points)
+  return {FIELD_MAP: paths}

@@ -1,0 +1,147 @@
+r"""The field study: every online credit-assignment rule on seq-MNIST and two neuroscience tasks.
+
+Issue 16. Rules (:data:`RULES`): BPTT (the reference), e-prop with symmetric and random
+feedback, MDGL, UORO, KF-RTRL, R-KF-RTRL, SnAp-2, KeRNL, DNI and ModProp (offline form).
+Each task's sweep has the main report's fit criterion (training score >= 0.95,
+``fit_criteria``), λ_max of the W_rec Hessian and the cosine with BPTT (``align_cos``)
+at every evaluation, and seed ``i`` starts from the same weights under every rule.
+No remedies. The report (``REPORT.md``) has the main report's statistics, and
+``figures/field_map.png`` places every rule on the plane of mean alignment with BPTT
+against λ_max (:mod:`credit.analysis.field_map`). Launch::
+
+  python -m experiments.reproduce --config=configs/reproduce/field.py --workdir=/tmp/field
+  python -m experiments.reproduce --config=configs/reproduce/field.py:smoke --workdir=/tmp/fs
+
+Sizes are chosen so that the whole study fits in about 45 CPU-minutes (:data:`COST`)
+and are smaller than the main report's, said per task:
+
+* ``seq_mnist``: the reference network (ReLU, α = 1, no autapses, no Dale's law, SGD,
+  L2 1e-2) at N = :data:`SEQ_MNIST_N` units and batch :data:`SEQ_MNIST_BATCH`, for
+  :data:`SEQ_MNIST_STEPS` steps (the reference: N = 128, batch 256, 10,000 steps).
+  That is far too short to reach the fit criterion: every rule is compared at the end.
+  Without Dale's law MDGL and ModProp average over one cell type (all units).
+* ``delayed_match_to_sample``: ``configs/sweeps/common.py``'s protocol (Dale's law for
+  every rule, SGD lr 1e-2) at N = :data:`DMS_N` for :data:`DMS_STEPS` steps.
+* ``pattern_generation``: the same protocol (Adam lr 1e-3, batch 1) at N = :data:`PG_N`
+  for :data:`PG_STEPS` steps. Chosen over evidence accumulation, whose sequences are
+  2.6 times longer (T = 270).
+
+SnAp-2 is RTRL on a dense W_rec (its two-step pattern is full), :math:`O(N^4)` per example
+and time step: it runs at N = :data:`SNAP2_N` on every task (:data:`task_rule_overrides`),
+so its λ_max is of a smaller network. UORO and R-KF-RTRL diverge at SGD lr 1e-2; they
+train at :data:`SMALL_LR_SCALE` times the task's rate (``remedies.lr_scale`` in their rule
+overrides: the results' ``learning_rate`` column shows the task's rate, not the scaled one).
+
+Per-cell cost (wall seconds on 2 busy CPU cores, seeds run one after another, probes and
+compilation included; :data:`COST`) was measured with 2 seeds and 2 evaluations and
+scaled linearly to :data:`SEEDS` seeds and the full steps.
+
+Variants (``:a,b``): ``smoke`` (delayed match-to-sample only, :data:`SMOKE_RULES`, 8 units,
+2 seeds, 20 steps: the pipeline end to end, figures and report included, in under a minute
+on 2 idle CPU cores; for tests. Compilation dominates: about 15 CPU seconds per cell.)
+"""
+
+import importlib
+
+from credit.training.config import parse_variants
+
+import ml_collections
+
+RULES = (
+  "bptt",
+  "eprop",
+  "eprop_random",
+  "mdgl",
+  "uoro",
+  "kf_rtrl",
+  "r_kf_rtrl",
+  "snap2",
+  "kernl",
+  "dni",
+  "modprop",
+)
+TASKS = ("seq_mnist", "delayed_match_to_sample", "pattern_generation")
+# The smoke variant: one task, BPTT and two approximate rules (one with a scaled learning
+# rate, one with a learned state), enough for every figure and table of the report.
+SMOKE_TASK, SMOKE_RULES = "delayed_match_to_sample", ("bptt", "r_kf_rtrl", "kernl")
+FIT_CRITERION = dict(metric="train_acc", at_least=0.95)
+SEEDS = 10
+
+SEQ_MNIST_N, SEQ_MNIST_BATCH, SEQ_MNIST_STEPS, SEQ_MNIST_EVERY = 32, 64, 1000, 100
+DMS_N, DMS_STEPS, DMS_EVERY = 32, 600, 100
+PG_N, PG_STEPS, PG_EVERY = 32, 1000, 100
+SNAP2_N = 16
+# Rules that need a smaller learning rate (they diverge at SGD lr 1e-2), and the factor.
+SMALL_LR_RULES = ("uoro", "r_kf_rtrl")
+SMALL_LR_SCALE = 0.3
+# Validation examples of the curvature and alignment probes; Lanczos steps.
+PROBE_BATCH, LANCZOS_STEPS = 128, 10
+
+# Measured wall seconds per cell at SEEDS seeds (see the module docstring): {task: {rule: s}}.
+COST: dict[str, dict[str, float]] = {}
+
+
+def _base(task: str, smoke: bool) -> ml_collections.ConfigDict:
+  """The run config of ``task`` in the field study (module docstring)."""
+  config = importlib.import_module(f"configs.{task}").get_config("smoke" if smoke else None)
+  if task != "seq_mnist":
+    config.model.dale = True  # MDGL and ModProp average over E/I types; every rule alike
+  if smoke:
+    config.model.n_hidden = 8
+    config.num_steps, config.eval_every = 20, 10
+    config.batch_size = min(config.batch_size, 16)
+    probe_batch, lanczos = 16, 4
+  else:
+    n, steps, every = {
+      "seq_mnist": (SEQ_MNIST_N, SEQ_MNIST_STEPS, SEQ_MNIST_EVERY),
+      "delayed_match_to_sample": (DMS_N, DMS_STEPS, DMS_EVERY),
+      "pattern_generation": (PG_N, PG_STEPS, PG_EVERY),
+    }[task]
+    config.model.n_hidden, config.num_steps, config.eval_every = n, steps, every
+    if task == "seq_mnist":
+      config.batch_size = SEQ_MNIST_BATCH
+    config.num_seeds = SEEDS
+    probe_batch, lanczos = PROBE_BATCH, LANCZOS_STEPS
+  if task == "pattern_generation":
+    probe_batch = min(probe_batch, config.task_options.eval_size)
+  config.curvature.params = "w_rec"
+  config.curvature.every = config.eval_every
+  config.curvature.batch_size = probe_batch
+  config.curvature.lanczos_steps = lanczos
+  config.alignment.every = 0  # cos(BPTT, BPTT) = 1: on for the other rules below
+  config.alignment.batch_size = probe_batch
+  return config
+
+
+def task_sweep(task: str, smoke: bool = False) -> ml_collections.ConfigDict:
+  """The field sweep of ``task``: :data:`RULES` x one learning rate, no remedies."""
+  base = _base(task, smoke)
+  sweep = ml_collections.ConfigDict()
+  sweep.name = f"field_{task}" + ("_smoke" if smoke else "")
+  sweep.tasks = ml_collections.ConfigDict({task: base})
+  rules = SMOKE_RULES if smoke else RULES
+  sweep.rules = rules
+  sweep.learning_rates = (base.optimizer.learning_rate,)
+  overrides = {r: dict(alignment=dict(every=base.eval_every)) for r in rules if r != "bptt"}
+  if base.optimizer.name == "sgd":
+    for r in set(SMALL_LR_RULES) & set(rules):
+      overrides[r]["remedies"] = dict(lr_scale=SMALL_LR_SCALE)
+  sweep.rule_overrides = ml_collections.ConfigDict(overrides)
+  snap_n = min(SNAP2_N, base.model.n_hidden)
+  sweep.task_rule_overrides = ml_collections.ConfigDict(
+    {task: {"snap2": dict(model=dict(n_hidden=snap_n))} if "snap2" in rules else {}}
+  )
+  sweep.checkpoint_every = 0 if smoke else max(base.num_steps // 2, base.eval_every)
+  sweep.fit_criteria = ml_collections.ConfigDict({task: dict(FIT_CRITERION)})
+  return sweep
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  smoke = "smoke" in parse_variants(arg)
+  repro = ml_collections.ConfigDict()
+  repro.name = "field" + ("_smoke" if smoke else "")
+  tasks = (SMOKE_TASK,) if smoke else TASKS
+  repro.tasks = ml_collections.ConfigDict({task: task_sweep(task, smoke) for task in tasks})
+  repro.remedies = ml_collections.ConfigDict()
+  repro.remedy_rules = ml_collections.ConfigDict()
+  return repro
