@@ -103,7 +103,7 @@ def test_field_smoke_reproduction_writes_the_field_map(tmp_path):
     cwd=repo,
     capture_output=True,
     text=True,
-    timeout=600,
+    timeout=1200,  # a guard: on 2 idle cores the run takes well under a minute
     check=False,
     env={**os.environ, "PYTHONPATH": repo},
   )
@@ -111,7 +111,7 @@ def test_field_smoke_reproduction_writes_the_field_map(tmp_path):
   assert (work / "figures" / "field_map.png").stat().st_size > 0
   points = json.loads((work / "figures" / "field_map.json").read_text())
   task = points["delayed_match_to_sample"]
-  assert set(task) == {"bptt", "r_kf_rtrl", "kernl"}
+  assert set(task) == {"bptt", "r_kf_rtrl"}
   for rule, p in task.items():
     assert p["n"] >= 1 and p["lambda"] > 0
     assert p["align"] == 1.0 if rule == "bptt" else -1.0 <= p["align"] <= 1.0

@@ -93,9 +93,7 @@ def run_point(
   }
 
 
-def field_points(
-  rows: Sequence[Mapping], fit: fit_lib.FitCriterion | None
-) -> dict[str, dict]:
+def field_points(rows: Sequence[Mapping], fit: fit_lib.FitCriterion | None) -> dict[str, dict]:
   """Each rule's point on the field map of one task (module docstring).
 
   Args:
