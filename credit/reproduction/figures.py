@@ -12,9 +12,8 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
-from credit.analysis import field_map
+from credit.analysis import field_map, stats
 from credit.analysis import figures as figures_lib
-from credit.analysis import stats
 from credit.reproduction import numbers as numbers_lib
 from credit.training import outputs
 
