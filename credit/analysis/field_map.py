@@ -70,6 +70,12 @@ def run_point(
 ) -> dict | None:
   """One run's alignment, λ_max and gap at its first fit (``where="matched"``) or its end.
 
+  Args:
+    rows: the run's evaluations (one task, rule, learning rate and seed).
+    fit: the task's fit criterion (``where="matched"`` needs one).
+    lam: the λ_max column (``lambda_max`` or ``theory_lambda_max``).
+    where: ``"matched"`` or ``"end"``.
+
   Returns:
     ``{"align", "lambda", "gap", "step"}``, or None when the run diverged or (matched)
     never fits.
@@ -134,7 +140,7 @@ def field_points(rows: Sequence[Mapping], fit: fit_lib.FitCriterion | None) -> d
   return out
 
 
-def _yerr(entry: Mapping, name: str) -> list[list[float]]:
+def _err(entry: Mapping, name: str) -> list[list[float]]:
   low, high = entry[f"{name}_ci"]
   mean = entry[name]
   if not (math.isfinite(low) and math.isfinite(high)):
@@ -158,8 +164,8 @@ def draw_panel(ax, points: Mapping[str, Mapping], task: str, fig: Figure) -> Non
     ax.errorbar(
       p["align"],
       p["lambda"],
-      xerr=_yerr(p, "align"),
-      yerr=_yerr(p, "lambda"),
+      xerr=_err(p, "align"),
+      yerr=_err(p, "lambda"),
       fmt="o" if matched else "s",
       ms=8,
       mfc=color if matched else "white",
