@@ -214,10 +214,14 @@ def field_map_plot(
   if not points:
     return None, {}
   with matplotlib.rc_context(figures_lib.STYLE):
-    fig = Figure(figsize=(5.6 * len(points), 4.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(points)))
-    for ax, (task, p) in zip(axes, points.items(), strict=True):
+    cols = 2 if len(points) == 4 else min(len(points), 3)
+    rows = math.ceil(len(points) / cols)
+    fig = Figure(figsize=(5.6 * cols, 4.6 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, (task, p) in zip(axes, points.items(), strict=False):
       draw_panel(ax, p, task, fig)
+    for ax in axes[len(points) :]:
+      ax.set_visible(False)
     fig.suptitle(
       "the field: alignment with BPTT against λ_max\n(filled: at matched fit; open: at the end;"
       " bars: bootstrap 95% CIs over runs)",

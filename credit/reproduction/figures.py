@@ -88,21 +88,33 @@ def write(
           path = os.path.join(out_dir, f"{stem}.{fmt}")
           fig.savefig(path, bbox_inches="tight")
           written.setdefault(task, []).append(path)
-    written.update(write_field_map(workdir, out_dir, formats))
+    identical = {task: set(t.get("identical", {})) for task, t in numbers.items()}
+    written.update(write_field_map(workdir, out_dir, formats, identical))
   return written
 
 
 FIELD_MAP = "field_map"
 
 
-def write_field_map(workdir: str, out_dir: str, formats: Sequence[str]) -> dict[str, list[str]]:
+def write_field_map(
+  workdir: str,
+  out_dir: str,
+  formats: Sequence[str],
+  identical: Mapping[str, set[str]] | None = None,
+) -> dict[str, list[str]]:
   """``field_map.<fmt>`` and ``field_map.json`` from each task's base sweep, when alignment
-  was measured; ``{"field_map": paths}`` (empty when not drawn)."""
+  was measured; ``{"field_map": paths}`` (empty when not drawn).
+
+  ``identical``: ``{task: rules}`` whose results equal an earlier rule's
+  (:func:`credit.reproduction.numbers.identical_rules`), left out as in the tables.
+  """
+  identical = identical or {}
   rows, fits = {}, {}
   for task, variants in numbers_lib.find_sweeps(workdir).items():
     base = numbers_lib.base_variant(variants)
     if base is not None:
-      rows[task] = numbers_lib.task_rows(variants[base], task)
+      skip = identical.get(task, set())
+      rows[task] = [r for r in numbers_lib.task_rows(variants[base], task) if r["rule"] not in skip]
       fits[task] = numbers_lib.fit_criterion(numbers_lib.sweep_config(variants[base]), task)[0]
   fig, points = field_map.field_map_plot(rows, fits)
   if fig is None:
