@@ -54,6 +54,14 @@ RULE_ORDER = (
   "rflo",
   "mdgl",
   "mdgl_exact",
+  "modprop",
+  "snap",
+  "snap2",
+  "kf_rtrl",
+  "r_kf_rtrl",
+  "uoro",
+  "kernl",
+  "dni",
 )
 RULE_LABELS = {
   "bptt": "BPTT",
@@ -65,6 +73,14 @@ RULE_LABELS = {
   "rflo": "RFLO",
   "mdgl": "MDGL",
   "mdgl_exact": "MDGL (exact W)",
+  "modprop": "ModProp",
+  "snap": "SnAp-n",
+  "snap2": "SnAp-2",
+  "kf_rtrl": "KF-RTRL",
+  "r_kf_rtrl": "R-KF-RTRL",
+  "uoro": "UORO",
+  "kernl": "KeRNL",
+  "dni": "DNI",
 }
 TASK_LABELS = {
   "seq_mnist": "sequential MNIST",
@@ -83,7 +99,8 @@ STYLE = {
   "axes.spines.right": False,
   "savefig.dpi": 150,
 }
-_PALETTE = matplotlib.colormaps["tab10"].colors
+# tab10 for the first ten rules (their colours as before), then Dark2: every known rule distinct.
+_PALETTE = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
 _LR_STYLES = ("-", "--", ":", "-.")  # one line style per learning rate
 
 

@@ -106,6 +106,22 @@ def compute(workdir: str) -> list[str]:
   ]
 
 
+def field_map_section(workdir: str, figures: Mapping[str, Sequence[str]]) -> list[str]:
+  """A link to the field map (every rule's alignment with BPTT against λ_max), if drawn."""
+  paths = [p for p in figures.get(figures_lib.FIELD_MAP, []) if p.endswith(".png")]
+  if not paths:
+    return []
+  rel = os.path.relpath(paths[0], workdir)
+  return [
+    "## The field map",
+    "",
+    f"[Alignment with BPTT against λ_max per rule, coloured by the gap]({rel}) (points and",
+    "95% bootstrap CIs in `figures/field_map.json`; each rule at matched fit where any of its",
+    "runs fits, else at the end).",
+    "",
+  ]
+
+
 def markdown(
   workdir: str,
   numbers: Mapping,
@@ -130,6 +146,7 @@ def markdown(
     "",
     *tables.seeds_table(numbers),
     *compute(workdir),
+    *field_map_section(workdir, figures),
     *tables.edge_definitions(
       next(iter(numbers.values())).get("edge_params", {}), figures_lib.edge_figure_link(figures)
     ),

@@ -1,9 +1,11 @@
-"""The report's figures: λ_max against the edges along training, per task, and the remedies.
+"""The report's figures: λ_max against the edges along training, the remedies, the field map.
 
 Written to ``<workdir>/figures`` by :func:`write`: per task ``theory_bound_<task>``
 and ``remedies_<task>``, and ``edge_of_stability`` (every task, one panel each:
 :func:`credit.analysis.figures.edge_plot`), linked from each task's theory
-section (:func:`edge_figure_link`). The per-sweep figures
+section (:func:`edge_figure_link`); the field map (every rule's alignment with BPTT
+against λ_max, :mod:`credit.analysis.field_map`) when alignment was measured, with its
+points in ``field_map.json``. The per-sweep figures
 (``<sweep>/figures``, :mod:`credit.analysis.figures`) are linked, not redrawn.
 """
 
@@ -13,9 +15,10 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
+from credit.analysis import field_map, stats
 from credit.analysis import figures as figures_lib
-from credit.analysis import stats
 from credit.reproduction import numbers as numbers_lib
+from credit.training import outputs
 
 import matplotlib
 import numpy as np
@@ -106,4 +109,40 @@ def write(
         path = os.path.join(out_dir, f"{EDGE_STEM}.{fmt}")
         edge.savefig(path, bbox_inches="tight")
         written.setdefault(EDGE_KEY, []).append(path)
+    identical = {task: set(t.get("identical", {})) for task, t in numbers.items()}
+    written.update(write_field_map(workdir, out_dir, formats, identical))
   return written
+
+
+FIELD_MAP = "field_map"
+
+
+def write_field_map(
+  workdir: str,
+  out_dir: str,
+  formats: Sequence[str],
+  identical: Mapping[str, set[str]] | None = None,
+) -> dict[str, list[str]]:
+  """``field_map.<fmt>`` and ``field_map.json`` from each task's base sweep, when alignment
+  was measured; ``{"field_map": paths}`` (empty when not drawn).
+
+  ``identical``: ``{task: rules}`` whose results equal an earlier rule's
+  (:func:`credit.reproduction.numbers.identical_rules`), left out as in the tables.
+  """
+  identical = identical or {}
+  rows, fits = {}, {}
+  for task, variants in numbers_lib.find_sweeps(workdir).items():
+    base = numbers_lib.base_variant(variants)
+    if base is not None:
+      skip = identical.get(task, set())
+      rows[task] = [r for r in numbers_lib.task_rows(variants[base], task) if r["rule"] not in skip]
+      fits[task] = numbers_lib.fit_criterion(numbers_lib.sweep_config(variants[base]), task)[0]
+  fig, points = field_map.field_map_plot(rows, fits)
+  if fig is None:
+    return {}
+  paths = []
+  for fmt in formats:
+    paths.append(os.path.join(out_dir, f"{FIELD_MAP}.{fmt}"))
+    fig.savefig(paths[-1], bbox_inches="tight")
+  outputs.write_json(os.path.join(out_dir, f"{FIELD_MAP}.json"), points)
+  return {FIELD_MAP: paths}
