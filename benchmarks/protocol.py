@@ -3,6 +3,7 @@
   python benchmarks/protocol.py                # BPTT 10k + e-prop 16k steps, 5 seeds, probes on
   python benchmarks/protocol.py --seeds=10     # what the decisive reproduction needs
   python benchmarks/protocol.py --full         # the whole protocol, end to end (about 15 min)
+  python benchmarks/protocol.py --seeds=1 --separate-probes  # also: probes without sharing
 
 The protocol is ``configs/reproduce/seq_mnist.py``'s base sweep: BPTT for
 10,000 steps (evaluation and lambda_max every 250) and e-prop for 16,000 steps
@@ -14,6 +15,10 @@ extrapolates to the protocol's schedule. The JSON says which figures are
 measured and which are extrapolated, and splits the time into training,
 evaluation and probes. ``--full`` instead runs ``experiments.reproduce``'s base
 sweep in a temporary workdir and reports its wall time and peak memory.
+``--separate-probes`` also measures each rule with the curvature and theory
+probes built apart (each its own Lanczos run, as before they shared one;
+:func:`credit.theory.tracking.make_curvature_and_theory_probe`), in the same
+process, under ``separate_probes``.
 """
 
 from __future__ import annotations
@@ -57,10 +62,24 @@ def without_probes(config):
   return c
 
 
-def measure_cell(config, task, seeds: int) -> dict:
+def separate_probes(config, task) -> tuple:
+  """The config's probes, the curvature and theory probes built apart (no shared Lanczos)."""
+  from credit.curvature.tracking import make_curvature_probe
+  from credit.theory.tracking import make_theory_probe
+  from credit.training.alignment_probe import make_alignment_probe
+
+  t = make_trainer(without_probes(config), task)
+  probes = [make_curvature_probe(config, t.spec, task, t.total_loss)]
+  if config.alignment.every > 0:
+    probes.append(make_alignment_probe(config, t.spec, task, t.rule))
+  probes.append(make_theory_probe(config, t.spec, task, t.rule, t.total_loss))
+  return tuple(probes)
+
+
+def measure_cell(config, task, seeds: int, separate: bool = False) -> dict:
   config = config.copy_and_resolve_references()
   config.num_seeds = seeds
-  trainer = make_trainer(config, task)
+  trainer = make_trainer(config, task, separate_probes(config, task) if separate else None)
   fns = compile_seeds(trainer)
   plain = compile_seeds(make_trainer(without_probes(config), task))
   state = fns.init(seed_keys(config))
@@ -127,6 +146,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--full", action="store_true", help="run the whole protocol instead")
+  parser.add_argument(
+    "--separate-probes", action="store_true", help="also time the probes without a shared Lanczos"
+  )
   args = parser.parse_args()
   result = {"device": str(jax.devices()[0]), "seeds": args.seeds}
   if args.full:
@@ -146,6 +168,10 @@ def main():
     result["extrapolated_protocol_min"] = round(total / 60, 2)
     result["probes_over_training"] = round(probes / train, 3)
     result["benchmark_wall_s"] = round(time.perf_counter() - start, 1)
+    if args.separate_probes:
+      result["separate_probes"] = {
+        c.rule: measure_cell(c.config, task, args.seeds, separate=True) for c in cells
+      }
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   print(json.dumps(result, indent=2))
 

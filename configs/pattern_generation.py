@@ -6,7 +6,9 @@ Adam (lr 1e-3, as e-prop trains this task; plain SGD at 1e-2 diverged for 2 of
 3 seeds and at 3e-3 reached only R^2 ~ 0.92 in 2,000 steps), L2 1e-3, 2,000
 steps. The training set is one pattern, so the batch is 1 (more copies of
 the same noise-free pattern would only repeat the same gradient). Score: R^2;
-test: the input with 5 ms spike-time jitter. Launch::
+test: the input with 5 ms spike-time jitter. With Dale's law (the sweep's setting) and the
+variance-matched Dale init, BPTT reaches R^2 >= 0.95 in 20/20 seeds (first at step 200,
+final R^2 0.998 +- 0.001, min 0.993; issue 13). Launch::
 
   python -m experiments.train --config=configs/pattern_generation.py --workdir=/tmp/pg
   python -m experiments.train --config=configs/pattern_generation.py:smoke --workdir=/tmp/smoke

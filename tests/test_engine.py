@@ -20,13 +20,17 @@ def _last_step_errors(errors: jax.Array, steps: tuple[int, ...]) -> jax.Array:
   return errors * keep[None, :, None]
 
 
-@pytest.mark.parametrize("name", ["eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact"])
+@pytest.mark.parametrize(
+  "name", ["eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact", "tbptt2", "tbptt3"]
+)
 @pytest.mark.parametrize("kind", ["relu", "tanh_leaky"])
 @pytest.mark.parametrize("loss_steps", [(5,), (2, 4)])
 def test_static_loss_steps_give_the_run_time_gradient(x64, name, kind, loss_steps):
   spec, params, traj, errors = make_net(kind, dale=name.startswith("mdgl"))
   errors = _last_step_errors(errors, loss_steps)
   options = ml_collections.ConfigDict(dict(online=False))
+  if name.startswith("tbptt"):  # window 2: static windows; 3 with two loss steps: they cover T
+    name, options.truncation = "tbptt", int(name[-1])
   dynamic = rules.make(name, spec, options)
   static = rules.make(name, spec, options, loss_steps=loss_steps)
   state = dynamic.init(jax.random.key(0), params)

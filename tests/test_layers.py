@@ -5,10 +5,13 @@ The layers, lowest first, follow what the code does:
 0. foundation: ``credit`` (runtime settings), ``errors``, ``losses``, ``cli`` and
    ``analysis.stats`` (pure functions over tidy rows, no credit import);
 1. ``data``; 2. ``models``; 3. ``tasks`` (batches, losses, scores);
-4. ``rules`` (gradients from the model's trajectory on a task's batch);
-5. ``curvature`` (HVPs of the exact loss);
-6. ``training.objective`` and ``training.optimizers``: the loss-and-gradient and
-   the optimizer of a step, which the theory linearizes;
+4. ``rules`` (gradients from the model's trajectory on a task's batch), and
+   ``training.optimizers`` (optax optimizers, their stability thresholds and
+   preconditioners; no credit import);
+5. ``curvature`` (HVPs of the exact loss, preconditioned by the optimizer's state
+   for adaptive optimizers);
+6. ``training.objective``: the loss-and-gradient of a step, which the theory
+   linearizes;
 7. ``theory`` (the update map of a rule, its stability bound, their probe);
 8. ``training`` (the compiled loop: it runs the curvature and theory probes and
    the remedies);
@@ -37,9 +40,9 @@ LAYERS = (
   ("credit.data",),
   ("credit.models",),
   ("credit.tasks",),
-  ("credit.rules",),
+  ("credit.rules", "credit.training.optimizers"),
   ("credit.curvature",),
-  ("credit.training.objective", "credit.training.optimizers"),
+  ("credit.training.objective",),
   ("credit.theory",),
   ("credit.training",),
   ("credit.sweeps",),

@@ -143,3 +143,31 @@ def test_reference_initialization_statistics():
   limit = np.sqrt(6 / 410)
   assert np.abs(np.asarray(p["w_out"])).max() <= limit
   assert np.all(np.diag(np.asarray(p["w_rec"])) == 0)
+
+
+def test_dale_initialization_balanced_and_as_strong_as_the_reference(x64):
+  """Under Dale's law the mean input cancels and each row keeps the reference second moment.
+
+  Rows of ``W_rec ~ N(0, 2/N)`` have ``sum_j E[W_ij^2] = 2(N-1)/N`` (zero diagonal); the
+  Dale init must match it (not exceed it n_E/n_I-fold, which made DMS unstable at
+  initialization), and its expected row sum must vanish: ``n_E E|w_E| = n_I E|w_I|``.
+  """
+  n = 400
+  dale = rnn.RNNSpec(n_in=3, n_hidden=n, n_out=2, dale=True, frac_exc=0.8)
+  plain = dale._replace(dale=False)
+  w = np.asarray(rnn.init_params(jax.random.key(6), dale, jnp.float64)["w_rec"])
+  w_ref = np.asarray(rnn.init_params(jax.random.key(6), plain, jnp.float64)["w_rec"])
+  sign = np.asarray(rnn.presynaptic_sign(dale, jnp.float64))
+  assert np.all(w * sign[None, :] >= 0)
+  row_second_moment = (w**2).sum(1).mean()
+  np.testing.assert_allclose(row_second_moment, 2 * (n - 1) / n, rtol=0.02)
+  np.testing.assert_allclose(row_second_moment, (w_ref**2).sum(1).mean(), rtol=0.03)
+  # E|N(0, s^2)| = s sqrt(2/pi): the excitatory and inhibitory means cancel row by row in
+  # expectation; the spread of one row's sum is ~ sqrt(2 (1 - 2/pi)) = 0.85.
+  row_sum = w.sum(1)
+  assert abs(row_sum.mean()) < 3 * 0.85 / np.sqrt(n)
+  exc_mass = w[:, sign > 0].sum(1).mean()
+  assert exc_mass > 10 * abs(row_sum.mean())  # the cancellation is not trivial (both sides large)
+  radius = np.abs(np.linalg.eigvals(w)).max()
+  radius_ref = np.abs(np.linalg.eigvals(w_ref)).max()
+  assert radius < 1.2 * radius_ref

@@ -215,6 +215,21 @@ def test_config_reproduction_every_sweep_is_validated_before_any_runs():
   with pytest.raises(UnknownFieldError, match="unknown reproduction config field"):
     reproduction.plan(repro)
   assert len(reproduction.plan(repro_seq_mnist.get_config("smoke"))) == 5  # base + 4 remedies
+  repro = repro_seq_mnist.get_config("smoke")
+  repro.remedy_overrides = dict(dms=dict(num_seeds=1))
+  with pytest.raises(ConfigError, match="remedy_overrides names task 'dms'"):
+    reproduction.plan(repro)
+  repro.remedy_overrides = dict(seq_mnist=dict(num_seeds=1, theory=dict(every=0)))
+  planned = {variant: sweep for _, variant, sweep in reproduction.plan(repro)}
+  for variant, sweep in planned.items():
+    for cell in cells_lib.expand(sweep):
+      base = variant == "base"
+      assert cell.config.num_seeds == (2 if base else 1), (variant, cell.id)
+      assert (cell.config.theory.every > 0) == base, (variant, cell.id)
+  assert planned["lr_x2"].rule_overrides.eprop.remedies.lr_scale == 2.0
+  repro.remedy_overrides = dict(seq_mnist=dict(num_seds=1))
+  with pytest.raises(UnknownFieldError, match="num_seds"):
+    reproduction.plan(repro)
 
 
 # ===================================================================== workdir
@@ -420,6 +435,21 @@ def test_sweep_rerun_with_another_config_is_refused_before_writing_anything(tmp_
   with pytest.raises(WorkdirError, match=r"started with another config \(reg_l2: 0.01 -> 0.5\)"):
     run_sweep(sweep, workdir)
   assert _snapshot(workdir) == before
+
+
+def test_config_field_added_since_the_run_started_is_no_difference_at_its_default():
+  """A run resumes across a schema change that adds a field, unless the field is set."""
+  current = outputs.config_dict(get_config("smoke"))
+  stored = json.loads(json.dumps(current))
+  del stored["optimizer"]["clip_norm"]  # as written before the field existed
+  assert outputs.differing_fields(stored, current) == []
+  current["optimizer"]["clip_norm"] = 1.0
+  assert outputs.differing_fields(stored, current) == ["optimizer.clip_norm"]
+  assert "optimizer.clip_norm: None -> 1.0" in outputs.config_differences(stored, current)
+  del stored["reg_l2"]  # absent from the stored config and not at its default: a difference
+  current = outputs.config_dict(get_config("smoke"))
+  current["reg_l2"] = 0.5
+  assert "reg_l2" in outputs.differing_fields(stored, current)
 
 
 def test_sweep_workdir_that_is_a_file_is_refused(tmp_path):

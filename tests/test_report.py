@@ -304,6 +304,33 @@ def test_identical_rules_are_detected_and_counted_once(reproduction):
   assert nums["effect"]["relation"]["partial"]["n"] == 2 * SEEDS
 
 
+def test_a_duplicate_rule_in_a_remedy_variant_is_counted_once(tmp_path):
+  base = _synthetic("effect", EFFECT)
+  base += [{**r, "rule": "rflo"} for r in base if r["rule"] == "eprop_random"]
+  variant = _synthetic("effect", {"eprop_random": EFFECT["eprop_random"]}, seed=4, variant_gap=0.0)
+  variant += [{**r, "rule": "rflo"} for r in variant]
+  _write_sweep(tmp_path / "effect" / "base", base, ["effect"])
+  _write_sweep(tmp_path / "effect" / "lr_x2", variant, ["effect"])
+  t = numbers.task_numbers("effect", numbers.find_sweeps(str(tmp_path))["effect"])
+  assert list(t["remedies"]["lr_x2"]) == ["eprop_random"]
+  assert t["remedies"]["lr_x2"]["eprop_random"]["runs"] == SEEDS
+
+
+def test_compute_table_sums_the_cells_wall_time(tmp_path):
+  work = tmp_path / "repro"
+  _write_sweep(work / "effect" / "base", _synthetic("effect", NULL), ["effect"])
+  for cell, wall, resumed in (("a", 60.0, None), ("b", 90.0, 400)):
+    os.makedirs(work / "effect" / "base" / "cells" / cell)
+    info = dict(wall_time_s=wall, padded_seeds=20, resumed_from_step=resumed)
+    (work / "effect" / "base" / "cells" / cell / "run_info.json").write_text(json.dumps(info))
+  lines = document.compute(str(work))
+  assert "| effect | base | 2 | 20 | 2.5 (resumed: lower bound) |" in lines
+  assert "| **total** | | | | **2.5** (lower bound) |" in lines
+  (work / "effect" / "base" / "cells" / "a" / "run_info.json").unlink()
+  (work / "effect" / "base" / "cells" / "b" / "run_info.json").unlink()
+  assert document.compute(str(work)) == []
+
+
 def test_report_of_a_single_sweep_workdir(tmp_path):
   _write_sweep(
     tmp_path, _synthetic("effect", EFFECT) + _synthetic("null", NULL, 1), ["effect", "null"]
@@ -324,3 +351,123 @@ def test_claim_verdicts():
     c = claims_lib.Contrast("x", est, None, +1, 0.0, p, p)
     assert claims_lib.supports(c) == (est > 0 and p < 0.05), want
   assert numbers.threshold({"name": "sgd"}, 0.01)["value"] == pytest.approx(200)
+
+
+# ------------------------------------------------------------------ edge of stability
+
+EDGE_STEPS = tuple(range(0, 2000, 100))
+EDGE_SEEDS = 6
+
+
+def _edge_rows(task, c_of, precond_level=None):
+  """Per rule (c): λ_max rises to the rule's own bound 2/(ηc) by step 800 and hovers there
+  (±5%) for c = 1, and at half of it otherwise; the theory probe measures every other
+  evaluation. Seed 4 never fits and sits at 5x its bound; seed 5 diverges at step 1500 and
+  sits at 10x. ``precond_level``: ``lambda_max_precond`` = that level, hovering likewise."""
+  eta, rows = 0.01, []
+  for rule, c in c_of.items():
+    level = (1.0 if c == 1.0 else 0.5) * 2 / (eta * c)
+    for s in range(EDGE_SEEDS):
+      scale = {4: 5.0, 5: 10.0}.get(s, 1.0)
+      for k, step in enumerate(EDGE_STEPS):
+        wiggle = 1 + 0.05 * math.sin(1.3 * k + s)
+        lam = scale * level * (min(step, 800) / 800 * 0.9 + 0.1) * (wiggle if step > 800 else 1)
+        acc = 0.9 if s == 4 else min(0.99, 0.5 + step / 1000)
+        theory = k % 2 == 0
+        bad = s == 5 and step >= 1500
+        rows.append(
+          {
+            "task": task,
+            "rule": rule,
+            "learning_rate": eta,
+            "seed": s,
+            "step": step,
+            "diverged": bad,
+            "gap_acc": 0.01,
+            "gap_loss": 0.02,
+            "train_acc": math.nan if bad else acc,
+            "test_acc": acc - 0.01,
+            "train_loss": 2.0 - 1.5 * acc,
+            "lambda_max": lam,
+            "theory_eta": eta if theory else math.nan,
+            "theory_c": c if theory else math.nan,
+            "theory_lambda_max": lam if theory else math.nan,
+            "predicted_lambda_bound": 2 / (eta * c) if theory else math.nan,
+            "theory_stability_ratio": eta * c * lam / 2 if theory else math.nan,
+            "update_map_radius": max(1.0, abs(1 - eta * c * lam)) if theory else math.nan,
+            **(
+              {"lambda_max_precond": lam / level * precond_level}
+              if precond_level is not None
+              else {}
+            ),
+          }
+        )
+  return rows
+
+
+def _plateau_median(rows, rule, name, seeds):
+  """Per seed, the median of ``name`` from step 800 (the plateau by construction); over seeds."""
+  per_seed = [
+    np.nanmedian(
+      [r[name] for r in rows if r["rule"] == rule and r["seed"] == s and r["step"] >= 800]
+    )
+    for s in seeds
+  ]
+  return float(np.median(per_seed))
+
+
+def test_theory_claim_asks_whether_each_rule_stops_at_its_own_edge(tmp_path):
+  sgd = _edge_rows("sgd_task", {"bptt": 1.0, "eprop": 0.5})
+  sgd += [{**r, "rule": "rflo"} for r in sgd if r["rule"] == "eprop"]  # a duplicate rule
+  _write_sweep(tmp_path / "sgd_task" / "base", sgd, ["sgd_task"])
+  adam = _edge_rows("adam_task", {"bptt": 1.0, "eprop": 0.5}, precond_level=3800.0)
+  _write_sweep(tmp_path / "adam_task" / "base", adam, ["adam_task"], "adam")
+  text = open(document.write_report(str(tmp_path))).read()
+  nums = json.load(open(tmp_path / "report.json"))
+  edge = {rule: e["edge"] for rule, e in nums["sgd_task"]["rules"].items()}
+  assert set(edge) == {"bptt", "eprop"}  # rflo = eprop, counted once
+  # Seed 4 never fits and seed 5 diverges: neither enters (both sit far above the edge).
+  for rule in edge:
+    assert (edge[rule]["runs"], edge[rule]["found"], edge[rule]["population"]) == (
+      4,
+      4,
+      "trained",
+    )
+    assert edge[rule]["plateau_step"]["median"] == pytest.approx(800, abs=100)
+  kept = range(4)
+  for rule, want in (("bptt", "at the edge"), ("eprop", "below the edge")):
+    own = edge[rule]["own_edge"]["plateau"]
+    assert own["median"] == pytest.approx(
+      _plateau_median(sgd, rule, "theory_stability_ratio", kept), rel=1e-12
+    )
+    assert own["verdict"] == want and own["n"] == 4
+  assert edge["bptt"]["own_edge"]["plateau"]["median"] == pytest.approx(1.0, abs=0.05)
+  # The optimizer's edge is 2/η for both: eprop sits at 2/(ηc)/2 = 2/η too.
+  assert edge["eprop"]["optimizer_edge"]["plateau"]["verdict"] == "at the edge"
+  adam_cell, sgd_cell = _claims_row(text, "the theorem predicts the curvature")  # task order
+  assert sgd_cell.startswith("**mixed**")
+  b = edge["bptt"]["own_edge"]["plateau"]
+  assert (
+    f"bptt (4/4 runs stop rising): ηcλ/2 {b['median']:.3g} [{b['ci'][0]:.3g}, {b['ci'][1]:.3g}]"
+    ", at the edge" in sgd_cell
+  )
+  # Adam: the preconditioned sharpness against Adam's threshold, both rules at it.
+  assert adam_cell.startswith("**reproduced**") and "λ(P⁻¹H)/((2+2β₁)/((1−β₁)η))" in adam_cell
+  a = nums["adam_task"]["rules"]["eprop"]["edge"]
+  assert "own_edge" not in a and a["optimizer_edge"]["measured"]
+  assert a["optimizer_edge"]["plateau"]["median"] == pytest.approx(
+    _plateau_median(adam, "eprop", "lambda_max_precond", kept) / 3800.0, rel=1e-12
+  )
+  assert (tmp_path / "figures" / "edge_of_stability.png").exists()
+  assert text.count("(figures/edge_of_stability.png)") == 3  # once overall, once per task
+
+
+def test_adam_without_preconditioned_sharpness_says_not_measured(reproduction):
+  _, text, nums = reproduction
+  e = nums["null"]["rules"]["eprop"]["edge"]
+  assert not e["optimizer_edge"]["measured"] and "own_edge" not in e
+  assert (
+    "preconditioned sharpness not measured"
+    in _claims_row(text, "the theorem predicts the curvature")[1]
+  )
+  assert "| not measured | SGD only | SGD only |" in text

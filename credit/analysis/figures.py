@@ -17,7 +17,8 @@ Per task:
   has more than one).
 
 :func:`bound_plot` (λ_max against the predicted bound along training, one panel per
-rule) is drawn by the report (:mod:`credit.reproduction.figures`).
+rule) and :func:`edge_plot` (the same per rule, one panel per task, with the
+optimizer's threshold) are drawn by the report (:mod:`credit.reproduction.figures`).
 
 A figure whose metrics are absent (no curvature probe, one learning rate) is
 skipped with a note. Seeds that diverged (:mod:`credit.analysis.stats`) are
@@ -31,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import NamedTuple
@@ -52,6 +54,14 @@ RULE_ORDER = (
   "rflo",
   "mdgl",
   "mdgl_exact",
+  "modprop",
+  "snap",
+  "snap2",
+  "kf_rtrl",
+  "r_kf_rtrl",
+  "uoro",
+  "kernl",
+  "dni",
 )
 RULE_LABELS = {
   "bptt": "BPTT",
@@ -63,6 +73,14 @@ RULE_LABELS = {
   "rflo": "RFLO",
   "mdgl": "MDGL",
   "mdgl_exact": "MDGL (exact W)",
+  "modprop": "ModProp",
+  "snap": "SnAp-n",
+  "snap2": "SnAp-2",
+  "kf_rtrl": "KF-RTRL",
+  "r_kf_rtrl": "R-KF-RTRL",
+  "uoro": "UORO",
+  "kernl": "KeRNL",
+  "dni": "DNI",
 }
 TASK_LABELS = {
   "seq_mnist": "sequential MNIST",
@@ -81,7 +99,8 @@ STYLE = {
   "axes.spines.right": False,
   "savefig.dpi": 150,
 }
-_PALETTE = matplotlib.colormaps["tab10"].colors
+# tab10 for the first ten rules (their colours as before), then Dark2: every known rule distinct.
+_PALETTE = matplotlib.colormaps["tab10"].colors + matplotlib.colormaps["Dark2"].colors
 _LR_STYLES = ("-", "--", ":", "-.")  # one line style per learning rate
 
 
@@ -411,6 +430,116 @@ def bound_plot(
   axes[0].set_ylabel(metric)
   _legend(axes[0])
   fig.suptitle(f"{task_label(task)}: λ_max and the predicted bound along training")
+  return fig
+
+
+def _median_iqr(ax, steps, table, color, label, ls="-", band=True) -> None:
+  """Median over seeds, and their interquartile range as a band (NaN: not measured)."""
+  with np.errstate(invalid="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # a step measured in no seed
+    q1, med, q3 = np.nanpercentile(table, [25, 50, 75], axis=0)
+  ax.plot(steps, med, color=color, lw=1.8, ls=ls, label=label)
+  if band:
+    ax.fill_between(steps, q1, q3, color=color, alpha=0.18, lw=0)
+
+
+class EdgePanel(NamedTuple):
+  """One task of :func:`edge_plot`.
+
+  Attributes:
+    rows: the task's rows (base sweep).
+    threshold: the optimizer's edge (:func:`credit.analysis.edge_of_stability.optimizer_threshold`
+      at the sweep's learning rate), or an empty dict.
+    skip_rules: rules left out (duplicates of another rule).
+  """
+
+  rows: Sequence[Mapping]
+  threshold: Mapping
+  skip_rules: Sequence[str] = ()
+
+
+def edge_plot(panels: Mapping[str, EdgePanel]) -> Figure | None:
+  r"""λ_max along training per rule, against the edges that apply: one panel per task.
+
+  Each panel, per rule (seeds that did not diverge; median, and the interquartile
+  range as a band): λ_max of H (``lambda_max``, else ``theory_lambda_max``; solid);
+  under SGD the rule's own bound :math:`2/(\eta c)` (``predicted_lambda_bound``;
+  dashed, no band); under Adam the preconditioned sharpness ``lambda_max_precond``
+  where measured (dotted). The optimizer's threshold is a grey line (SGD
+  :math:`2/\eta`, momentum :math:`(2+2\beta)/\eta`, Adam
+  :math:`(2+2\beta_1)/((1-\beta_1)\eta)`, which bounds the preconditioned sharpness,
+  not λ_max of H). Log y.
+
+  Returns:
+    The figure, or None when no task has λ_max measured.
+  """
+  drawable = {}
+  for task, panel in panels.items():
+    metric = next(
+      (m for m in ("lambda_max", "theory_lambda_max") if has_metric(panel.rows, m)), None
+    )
+    if metric is not None:
+      drawable[task] = (metric, panel)
+  if not drawable:
+    return None
+  ncols = min(2, len(drawable))
+  nrows = -(-len(drawable) // ncols)
+  fig = new_figure(4.8 * ncols + 2.2, 3.6 * nrows + 0.4)
+  grid = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+  for ax in grid[len(drawable) :]:
+    ax.set_visible(False)
+  axes = grid[: len(drawable)]
+  for ax, (task, (metric, panel)) in zip(axes, drawable.items(), strict=True):
+    th = panel.threshold or {}
+    curves = [c for c in _curves(panel.rows, metric) if c[0] not in panel.skip_rules]
+    several = len({lr for _, lr, _, _ in curves}) > 1
+    extras = []
+    if th.get("optimizer") == "sgd":
+      extras.append(("predicted_lambda_bound", "--", "2/(ηc)"))
+    precond = "lambda_max_precond"  # the column of a P⁻¹H threshold
+    if th.get("applies_to") not in (None, "H") and has_metric(panel.rows, precond):
+      extras.append((precond, ":", "λ_max(P⁻¹H)"))
+    for rule, lr, steps, table in curves:
+      color = rule_color(rule)
+      label = rule_label(rule) + (f", {_lr_text(lr)}" if several else "")
+      _median_iqr(ax, steps, table, color, label)
+      for name, ls, what in extras:
+        for r2, lr2, st2, t2 in _curves(panel.rows, name):
+          if (r2, lr2) == (rule, lr):
+            _median_iqr(ax, st2, t2, color, f"{label}: {what}", ls=ls, band=ls == ":")
+    if th.get("formula") and math.isfinite(th.get("value", math.nan)):
+      ax.axhline(th["value"], color="0.35", lw=1.2)
+      ax.annotate(
+        f"{th['formula']} = {th['value']:.4g} (on {th['applies_to']})",
+        (1.0, th["value"]),
+        xycoords=("axes fraction", "data"),
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        color="0.25",
+      )
+    if any(np.nanmax(t) > 0 for _, _, _, t in curves if np.isfinite(t).any()):
+      ax.set_yscale("log")
+    ax.set_title(task_label(task))
+    ax.set_xlabel("training step")
+  for ax in grid[::ncols]:
+    ax.set_ylabel("sharpness")
+  handles, labels = axes[0].get_legend_handles_labels()
+  seen = dict(zip(labels, handles, strict=True))
+  for ax in axes[1:]:
+    for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+      seen.setdefault(lab, h)
+  fig.legend(
+    list(seen.values()),
+    list(seen),
+    frameon=False,
+    loc="outside right center",
+    fontsize=8,
+  )
+  fig.suptitle(
+    "λ_max along training (median and IQR over seeds that did not diverge),\n"
+    "the rule's own bound 2/(ηc) (SGD, dashed) and the optimizer's edge (grey)"
+  )
   return fig
 
 

@@ -308,6 +308,40 @@ def bootstrap_diff_ci(
   return Interval(float(x.mean() - y.mean()), float(low), float(high))
 
 
+def bootstrap_ci(
+  x: Iterable,
+  statistic=np.median,
+  level: float = 0.95,
+  resamples: int = 10_000,
+  seed: int = 0,
+) -> Interval:
+  r"""A one-sample statistic (default the median) with its percentile-bootstrap CI.
+
+  The sample is resampled with replacement; the interval is the
+  :math:`(1 \pm \text{level})/2` quantiles of the statistic over the resamples
+  (seeded, so a report regenerates to the same digits).
+
+  Args:
+    x: the sample (non-finite values are dropped).
+    statistic: a reduction with an ``axis`` argument (``np.median``, ``np.mean``).
+    level: the coverage, in (0, 1).
+    resamples: bootstrap resamples.
+    seed: the generator's seed.
+
+  Returns:
+    ``(statistic, low, high)``; NaN when the sample is empty.
+  """
+  if not 0 < level < 1:
+    raise ValueError(f"level must be in (0, 1), got {level}")
+  x = finite(x)
+  if x.size == 0:
+    return Interval(math.nan, math.nan, math.nan)
+  rng = np.random.default_rng(seed)
+  boot = statistic(x[rng.integers(0, x.size, (resamples, x.size))], axis=1)
+  low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+  return Interval(float(statistic(x)), float(low), float(high))
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
   r"""Holm's step-down adjusted p-values (family-wise error), in the input order.
 

@@ -171,6 +171,27 @@ def make_hvp(
   Returns:
     ``hvp(v) -> Hv``, both with the structure of ``select(params, subset)``.
   """
+  return make_gradient_and_hvp(
+    loss_fn, params, batch, subset, chunk_size, mask, linearize, matmul_precision
+  )[1]
+
+
+def make_gradient_and_hvp(
+  loss_fn: LossFn,
+  params: dict,
+  batch: Any,
+  subset: Sequence[str] | None = None,
+  chunk_size: int = 0,
+  mask: dict | None = None,
+  linearize: bool = False,
+  matmul_precision: str | None = "highest",
+) -> tuple[dict, MatVec]:
+  r"""``(grad_S L, v -> H_SS v)``: :func:`make_hvp` and the gradient at the same point.
+
+  With ``linearize`` the gradient is the primal output of ``jax.linearize``
+  (free); otherwise it is one more gradient pass, which XLA drops when unused.
+  With a ``mask`` the gradient is masked like the products.
+  """
   grad_fn = make_grad(loss_fn, params, batch, subset, chunk_size)
   point = select(params, subset)
 
@@ -182,18 +203,20 @@ def make_hvp(
   if linearize:
     # The tangent map is traced here, so the precision is recorded in it.
     with precision():
-      _, hvp = jax.linearize(grad_fn, point)
+      grad, hvp = jax.linearize(grad_fn, point)
   else:
+    with precision():
+      grad = grad_fn(point)
 
     def hvp(v):
       with precision():
         return jax.jvp(grad_fn, (point,), (v,))[1]
 
   if mask is None:
-    return hvp
+    return grad, hvp
 
   def masked_hvp(v):
     hv = hvp(jax.tree.map(jnp.multiply, mask, v))
     return jax.tree.map(jnp.multiply, mask, hv)
 
-  return masked_hvp
+  return jax.tree.map(jnp.multiply, mask, grad), masked_hvp

@@ -15,7 +15,17 @@ examples (a fixed batch, as the reference code) and for the exact objective
 * ``hessian_trace`` (``trace_probes > 0``): Hutchinson estimate of the trace
   of the same Hessian;
 * ``relative_flatness`` (``flatness_probes > 0``): Hutchinson estimate of the
-  relative flatness of ``W_rec`` (:mod:`credit.curvature.flatness`).
+  relative flatness of ``W_rec`` (:mod:`credit.curvature.flatness`);
+* ``lambda_max_precond`` (adaptive optimizers only: ``adam``, ``adamw``,
+  ``rmsprop``): the preconditioned sharpness :math:`\lambda_{max}(P^{-1}H)` of
+  the same Hessian, with the optimizer's diagonal preconditioner :math:`P`
+  (:func:`credit.training.optimizers.preconditioner`, from the optimizer state
+  at this evaluation), as the top eigenvalue of the symmetric
+  :math:`P^{-1/2} H P^{-1/2}` (similar to :math:`P^{-1}H`) by the same number of
+  Lanczos steps. Compare with
+  :func:`~credit.training.optimizers.stability_threshold` (Adam:
+  :math:`(2 + 2\beta_1)/((1 - \beta_1)\eta)`, Cohen et al. 2022). NaN before
+  Adam's first update; absent from ``sgd`` and ``momentum`` runs.
 
 Masked synapses. With ``model.no_autapse`` the diagonal of ``W_rec`` does not
 enter the dynamics; only its L2 term does. The Hessian is restricted to the
@@ -47,15 +57,16 @@ Other evaluations return NaN. ``step`` is not vmapped over seeds, so the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from credit.curvature import spiking
 from credit.curvature.flatness import relative_flatness
-from credit.curvature.hvp import make_hvp, select
-from credit.curvature.lanczos import lanczos_top_k
+from credit.curvature.hvp import make_gradient_and_hvp, make_hvp, select
+from credit.curvature.lanczos import TopK, lanczos_top_k
 from credit.curvature.trace import hutchinson_trace
 from credit.models import lif, rnn
 from credit.tasks.base import Batch, Task, validation_batch
+from credit.training import optimizers
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +89,8 @@ def metric_names(
     names.append("relative_flatness")
   if spiking_definition(config, spec) == "surrogate":
     names.append("jacobian_max_real")
+  if measures_preconditioned(config):
+    names.append("lambda_max_precond")
   return tuple(names)
 
 
@@ -124,6 +137,12 @@ def measured_loss(
   raise ValueError(
     f"curvature.spiking_definition must be one of {spiking.SPIKING_DEFINITIONS}, got {definition!r}"
   )
+
+
+def measures_preconditioned(config: ml_collections.ConfigDict) -> bool:
+  """Whether the run's optimizer has a diagonal preconditioner (``lambda_max_precond``)."""
+  opt = config.get("optimizer")
+  return opt is not None and opt.name in optimizers.ADAPTIVE
 
 
 def curvature_batch(task: Task, batch_size: int) -> Batch:
@@ -177,13 +196,126 @@ def random_start(key: jax.Array, like: Any, mask: Any | None) -> Any:
   return v if mask is None else jax.tree.map(jnp.multiply, mask, v)
 
 
+class CurvatureMeasurement(NamedTuple):
+  """One curvature measurement and what a later probe can reuse at the same point.
+
+  Attributes:
+    metrics: the probe's metrics (:func:`metric_names`).
+    top: the Lanczos result (Ritz vectors when asked for).
+    hvp: ``v -> H v`` over the measured subset (masked).
+    gradient: the exact gradient over the measured subset (masked).
+    mask: the 0/1 mask of the free coordinates (``None``: all free).
+  """
+
+  metrics: Metrics
+  top: TopK
+  hvp: Callable[[Any], Any]
+  gradient: Any
+  mask: Any | None
+
+
+def make_curvature_measurement(
+  config: ml_collections.ConfigDict,
+  spec: rnn.RNNSpec | lif.LIFSpec,
+  task: Task,
+  total_loss: Callable[[rnn.Params, Batch], jax.Array],
+  ritz_vectors: bool = False,
+) -> Callable[[rnn.Params, Any, jax.Array], CurvatureMeasurement]:
+  """Builds ``measure(params, opt_state, key) -> CurvatureMeasurement`` (unconditional).
+
+  Args:
+    config, spec, task, total_loss: as :func:`make_curvature_probe` (for a spiking
+      network the measured loss is :func:`measured_loss`).
+    ritz_vectors: also return the top ``curvature.top_k`` Ritz vectors (for
+      the theory probe, :func:`credit.theory.tracking.make_curvature_and_theory_probe`).
+
+  Returns:
+    The measurement. Sizes are checked here, before anything compiles.
+  """
+  c = config.curvature
+  batch = curvature_batch(task, c.batch_size)
+  subset = measured_subset(c.params)
+  dim = free_dimension(spec, subset)
+  if not 1 <= c.top_k <= c.lanczos_steps <= dim:
+    raise ValueError(
+      f"need 1 <= curvature.top_k ({c.top_k}) <= curvature.lanczos_steps "
+      f"({c.lanczos_steps}) <= Hessian dimension, the {free_coordinates_note(spec, subset)}"
+    )
+  # One jax.linearize per measurement: the primal gradient is shared by all HVPs
+  # (about 20% cheaper each on seq-MNIST, benchmarks/curvature.py); its residuals
+  # hold every example's activations, so chunked batches keep plain jvp-of-grad.
+  linearize = c.chunk_size == 0 or c.chunk_size >= c.batch_size
+  precond = measures_preconditioned(config)
+  loss_fn = measured_loss(config, spec, task, total_loss)
+  nonsymmetric = spiking_definition(config, spec) == "surrogate"
+
+  def symmetric(op, sub, params):
+    """``op`` itself, or for the surrogate Jacobian its symmetric part (for Lanczos)."""
+    return spiking.symmetric_part(op, select(params, sub)) if nonsymmetric else op
+
+  def measure(params: rnn.Params, opt_state: Any, key: jax.Array) -> CurvatureMeasurement:
+    k_v0, k_trace, k_flat = jax.random.split(key, 3)
+    # A barrier keeps XLA from constant-folding through the fixed batch (cf. evaluate).
+    fixed = jax.lax.optimization_barrier(batch)
+    mask = parameter_mask(params, spec, subset)
+    grad, jac = make_gradient_and_hvp(loss_fn, params, fixed, subset, c.chunk_size, mask, linearize)
+    hvp = symmetric(jac, subset, params)
+    point = select(params, subset)
+    v0 = random_start(k_v0, point, mask)
+    top = lanczos_top_k(hvp, v0, c.lanczos_steps, c.top_k, return_vectors=ritz_vectors, mask=mask)
+    out = {"lambda_max": top.eigenvalues[0]}
+    if nonsymmetric:
+      out["jacobian_max_real"] = spiking.max_real_eigenvalue(jac, v0, c.lanczos_steps, mask)
+    for i in range(2, c.top_k + 1):
+      out[f"lambda_{i}"] = top.eigenvalues[i - 1]
+    if c.trace_probes > 0:
+      out["hessian_trace"] = hutchinson_trace(hvp, k_trace, point, c.trace_probes).estimate
+    if c.flatness_probes > 0:
+      if subset == ("w_rec",):
+        hvp_w = hvp
+      else:
+        w_mask = None if mask is None else {"w_rec": mask["w_rec"]}
+        hvp_w = symmetric(
+          make_hvp(loss_fn, params, fixed, ("w_rec",), c.chunk_size, w_mask, linearize),
+          ("w_rec",),
+          params,
+        )
+      w = rnn.effective_w_rec(params, spec)
+      kappa = relative_flatness(
+        lambda v: hvp_w({"w_rec": v})["w_rec"], w, k_flat, c.flatness_probes
+      )
+      out["relative_flatness"] = kappa.estimate
+    if precond:
+      out["lambda_max_precond"] = preconditioned_sharpness(
+        hvp, config.optimizer, opt_state, subset, v0, c.lanczos_steps, mask
+      )
+    return CurvatureMeasurement(out, top, hvp, grad, mask)
+
+  return measure
+
+
+def check_opt_state(config: ml_collections.ConfigDict, opt_state: Any) -> Any:
+  """``opt_state`` where ``lambda_max_precond`` needs it, else ``None``; an error if missing."""
+  if not measures_preconditioned(config):
+    return None  # only Adam-like states enter the probe's branches
+  if opt_state is None:
+    raise ValueError(
+      f"lambda_max_precond ({config.optimizer.name}) needs the optimizer state: "
+      "call probe(params, rule_state, key, step, opt_state)"
+    )
+  return opt_state
+
+
 def make_curvature_probe(
   config: ml_collections.ConfigDict,
   spec: rnn.RNNSpec | lif.LIFSpec,
   task: Task,
   total_loss: Callable[[rnn.Params, Batch], jax.Array],
-) -> Callable[[rnn.Params, Any, jax.Array, jax.Array], Metrics]:
-  """Builds ``probe(params, rule_state, key, step) -> metrics`` (see the module docstring).
+) -> Callable[..., Metrics]:
+  """Builds ``probe(params, rule_state, key, step, opt_state) -> metrics`` (module docstring).
+
+  ``opt_state`` (the optimizer state at this evaluation) is needed only for
+  ``lambda_max_precond``, i.e. with an adaptive optimizer.
 
   Args:
     config: run config with a ``curvature`` block (``every > 0``).
@@ -198,65 +330,71 @@ def make_curvature_probe(
   c = config.curvature
   if c.every <= 0:
     raise ValueError(f"curvature.every must be > 0 for a curvature probe, got {c.every}")
-  batch = curvature_batch(task, c.batch_size)
-  subset = measured_subset(c.params)
-  dim = free_dimension(spec, subset)
-  if not 1 <= c.top_k <= c.lanczos_steps <= dim:
-    raise ValueError(
-      f"need 1 <= curvature.top_k ({c.top_k}) <= curvature.lanczos_steps "
-      f"({c.lanczos_steps}) <= Hessian dimension, the {free_coordinates_note(spec, subset)}"
-    )
+  measure = make_curvature_measurement(config, spec, task, total_loss)
   names = metric_names(config, spec)
   every = int(c.every)
-  loss_fn = measured_loss(config, spec, task, total_loss)
-  nonsymmetric = spiking_definition(config, spec) == "surrogate"
-  # One jax.linearize per measurement: the primal gradient is shared by all HVPs
-  # (about 20% cheaper each on seq-MNIST, benchmarks/curvature.py); its residuals
-  # hold every example's activations, so chunked batches keep plain jvp-of-grad.
-  linearize = c.chunk_size == 0 or c.chunk_size >= c.batch_size
 
-  def operator(params, fixed, sub, mask):
-    """``(A, its symmetric part)`` on ``sub`` (the same operator twice when symmetric)."""
-    op = make_hvp(loss_fn, params, fixed, sub, c.chunk_size, mask, linearize)
-    return op, (spiking.symmetric_part(op, select(params, sub)) if nonsymmetric else op)
+  def compute(params: rnn.Params, opt_state: Any, key: jax.Array) -> Metrics:
+    return measure(params, opt_state, key).metrics
 
-  def compute(params: rnn.Params, key: jax.Array) -> Metrics:
-    k_v0, k_trace, k_flat = jax.random.split(key, 3)
-    # A barrier keeps XLA from constant-folding through the fixed batch (cf. evaluate).
-    fixed = jax.lax.optimization_barrier(batch)
-    mask = parameter_mask(params, spec, subset)
-    jac, hvp = operator(params, fixed, subset, mask)
-    point = select(params, subset)
-    v0 = random_start(k_v0, point, mask)
-    top = lanczos_top_k(hvp, v0, c.lanczos_steps, c.top_k, mask=mask)
-    out = {"lambda_max": top.eigenvalues[0]}
-    if nonsymmetric:
-      out["jacobian_max_real"] = spiking.max_real_eigenvalue(jac, v0, c.lanczos_steps, mask)
-    for i in range(2, c.top_k + 1):
-      out[f"lambda_{i}"] = top.eigenvalues[i - 1]
-    if c.trace_probes > 0:
-      out["hessian_trace"] = hutchinson_trace(hvp, k_trace, point, c.trace_probes).estimate
-    if c.flatness_probes > 0:
-      if subset == ("w_rec",):
-        hvp_w = hvp
-      else:
-        w_mask = None if mask is None else {"w_rec": mask["w_rec"]}
-        hvp_w = operator(params, fixed, ("w_rec",), w_mask)[1]
-      w = rnn.effective_w_rec(params, spec)
-      kappa = relative_flatness(
-        lambda v: hvp_w({"w_rec": v})["w_rec"], w, k_flat, c.flatness_probes
-      )
-      out["relative_flatness"] = kappa.estimate
-    return out
-
-  def probe(params: rnn.Params, rule_state: Any, key: jax.Array, step: jax.Array) -> Metrics:
+  def probe(
+    params: rnn.Params,
+    rule_state: Any,
+    key: jax.Array,
+    step: jax.Array,
+    opt_state: Any = None,
+  ) -> Metrics:
     del rule_state
-    dtype = params["w_rec"].dtype
-
-    def skip(params, key):
-      del params, key
-      return {name: jnp.full((), jnp.nan, dtype) for name in names}
-
-    return jax.lax.cond(step % every == 0, compute, skip, params, key)
+    opt_state = check_opt_state(config, opt_state)
+    return jax.lax.cond(step % every == 0, compute, skip_metrics(names), params, opt_state, key)
 
   return probe
+
+
+def skip_metrics(names: tuple[str, ...]) -> Callable[..., Metrics]:
+  """A ``lax.cond`` branch reporting NaN for every name (dtype of ``params["w_rec"]``)."""
+
+  def skip(params: rnn.Params, *_) -> Metrics:
+    return {name: jnp.full((), jnp.nan, params["w_rec"].dtype) for name in names}
+
+  return skip
+
+
+def preconditioned_sharpness(
+  hvp: Callable[[Any], Any],
+  opt: ml_collections.ConfigDict,
+  opt_state: Any,
+  subset: tuple[str, ...] | None,
+  v0: Any,
+  num_steps: int,
+  mask: Any | None = None,
+) -> jax.Array:
+  r""":math:`\lambda_{max}(P^{-1}H)` by Lanczos on :math:`P^{-1/2} H P^{-1/2}`.
+
+  :math:`P^{-1}H = P^{-1/2} (P^{-1/2} H P^{-1/2}) P^{1/2}` is similar to the
+  symmetric :math:`P^{-1/2} H P^{-1/2}`, so both have the same (real) spectrum,
+  and Lanczos applies to the latter. With a mask the operator is
+  :math:`M P^{-1/2} H P^{-1/2} M` (diagonal factors commute with the mask).
+
+  Args:
+    hvp: ``v -> H v`` over ``select(params, subset)`` (masked, if ``mask``).
+    opt: the ``optimizer`` config block; adaptive (:data:`~credit.training.optimizers.ADAPTIVE`).
+    opt_state: its state at the point of ``hvp``.
+    subset: the measured parameter names (``None``: all).
+    v0: Lanczos start vector (zero on masked coordinates).
+    num_steps: Lanczos steps (HVPs).
+    mask: optional 0/1 pytree of the free coordinates.
+
+  Returns:
+    The top eigenvalue; NaN where the preconditioner is not defined yet (Adam
+    before its first update).
+  """
+  p, valid = optimizers.preconditioner(opt, opt_state)
+  scale = jax.tree.map(jax.lax.rsqrt, select(p, subset))
+  scale = jax.tree.map(lambda d, v: d.astype(v.dtype), scale, v0)
+
+  def matvec(v):
+    return jax.tree.map(jnp.multiply, scale, hvp(jax.tree.map(jnp.multiply, scale, v)))
+
+  top = lanczos_top_k(matvec, v0, num_steps, 1, mask=mask)
+  return jnp.where(valid, top.eigenvalues[0], jnp.nan)

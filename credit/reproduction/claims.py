@@ -22,9 +22,14 @@ worse gap                gap difference > 0 (bootstrap CI, Mann-Whitney p)
 more variable gap        gap variance ratio > 1 (Brown-Forsythe p)
 gap tracks curvature     rank correlation of λ_max and gap with the rule partialled out > 0
 sharper regions          λ_max difference > 0 (bootstrap CI, Mann-Whitney p)
-theorem predicts it      SGD: λ_max below 2/(ηc) in ≥ 90% of runs and ηcλ_max/2 ≥ 0.5
-                         (median) at the end, i.e. the rule sits near its own edge;
-                         other optimizers: not tested (their threshold is stated)
+theorem predicts it      per rule (BPTT included), over its trained runs whose λ_max stops
+                         rising (:mod:`credit.analysis.edge_of_stability`): the bootstrap
+                         95% CI of the median ratio over the plateau lies inside the band
+                         around 1 (``BAND``). SGD: the rule's own edge ηcλ_max/2; Adam:
+                         λ_max(P⁻¹H) over (2+2β₁)/((1−β₁)η) where measured (the rule's
+                         own bound is derived for SGD only); momentum: λ_max over
+                         (2+2β)/η. Rules with fewer than ``MIN_PLATEAUS`` plateaus
+                         are listed, not counted
 remedies help            each remedy's gap difference < 0 against the same rule (base)
 =======================  ============================================================
 """
@@ -36,11 +41,11 @@ import math
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from credit.analysis import edge_of_stability as eos
 from credit.analysis import stats
 
 ALPHA = 0.05
-BELOW_BOUND = 0.9
-NEAR_EDGE = 0.5
+MIN_PLATEAUS = 3  # runs whose sharpness stopped rising needed to judge a rule's edge
 REFERENCE_RULE = "bptt"
 HEADLINE_GAP = "gap_acc"
 
@@ -212,29 +217,47 @@ ESTIMATE_NAMES = {
 }
 
 
+def _ratio(d: Mapping) -> str:
+  return f"{_fmt(d['median'])} [{_fmt(d['ci'][0])}, {_fmt(d['ci'][1])}]"
+
+
 def theory_cell(task: Mapping) -> Cell:
-  """Whether each rule sits near its own predicted edge (SGD), or why it is not tested."""
+  """Whether each rule stops getting sharper at its own edge (module docstring), or why not tested.
+
+  SGD: the rule's own edge ηcλ_max/2; other optimizers: the optimizer's threshold on the
+  sharpness it bounds, when measured. The number is the median over each run's plateau
+  with its bootstrap 95% CI, over the runs whose sharpness stopped rising.
+  """
   th = task.get("threshold") or {}
-  if th.get("optimizer") != "sgd":
-    if th.get("formula"):
-      why = (
-        f"{th['optimizer']}: threshold {th['formula']} = {_fmt(th['value'])} on "
-        f"{th['applies_to']}; preconditioned sharpness not measured"
-      )
-    else:
-      why = f"optimizer {th.get('optimizer') or 'unknown'}: no threshold derived"
+  if not th.get("formula"):
+    return Cell(NOT_TESTED, [f"optimizer {th.get('optimizer') or 'unknown'}: no threshold derived"])
+  sgd = th["optimizer"] == "sgd"
+  edges = {rule: e["edge"] for rule, e in task["rules"].items() if e.get("edge")}
+  if not sgd and not any(e["optimizer_edge"]["measured"] for e in edges.values()):
+    why = (
+      f"{th['optimizer']}: threshold {th['formula']} = {_fmt(th['value'])} on "
+      f"{th['applies_to']}; "
+      + ("preconditioned sharpness not measured" if th["applies_to"] != "H" else "no λ_max")
+    )
     return Cell(NOT_TESTED, [why])
+  name = "ηcλ/2" if sgd else f"λ({th['applies_to']})/({th['formula']})"
   flags, lines = [], []
-  for rule, e in task["rules"].items():
-    t = e.get("theory") or {}
-    if not t:
+  for rule, e in edges.items():
+    ratio = (e["own_edge"] if sgd else e["optimizer_edge"])["plateau"]
+    who = "" if e["population"] == "trained" else "; none fits: all kept runs"
+    head = f"{rule} ({e['found']}/{e['runs']} runs stop rising{who})"
+    if e["found"] < MIN_PLATEAUS or not math.isfinite(ratio["median"]):
+      lines.append(f"{head}: too few plateaus to judge")
       continue
-    below, ratio = t["fraction_below_bound"], t["stability_ratio"]["median"]
-    if not (math.isfinite(below) and math.isfinite(ratio)):
-      continue
-    flags.append(below >= BELOW_BOUND and ratio >= NEAR_EDGE)
-    lines.append(f"{rule}: below 2/(ηc) {_fmt(below, 2)}, ηcλ/2 median {_fmt(ratio)}")
-  return Cell(verdict(flags), lines or ["no theory probe"])
+    flags.append(ratio["verdict"] == "at the edge")
+    extra = (
+      f"; radius of I−ηJ {_ratio(e['update_map_radius']['plateau'])}"
+      if sgd and math.isfinite(e["update_map_radius"]["plateau"]["median"])
+      else ""
+    )
+    lines.append(f"{head}: {name} {_ratio(ratio)}, {ratio['verdict']}{extra}")
+  band = f"edge: CI of the median inside [{_fmt(eos.BAND[0])}, {_fmt(eos.BAND[1])}]"
+  return Cell(verdict(flags), [*lines, band] if lines else ["no λ_max measured"])
 
 
 def table(numbers: Mapping) -> dict[str, dict[str, Cell]]:

@@ -8,6 +8,7 @@ figures, and replaces ``REPORT.md`` only with a complete report.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 
@@ -37,9 +38,12 @@ A cell is **reproduced** when every contrast of the claim points the claimed way
 Holm p < 0.05, **not reproduced** when none does, **mixed** otherwise, and **not tested**
 when nothing could be computed. Claims: worse gap (Δgap > 0 vs BPTT), more variable gap
 (variance ratio > 1), gap correlates with curvature (rank partial r > 0), sharper regions
-(Δλ_max > 0), the theorem predicts the curvature (SGD only: λ_max below 2/(ηc) in ≥ 90%
-of runs and ηcλ_max/2 ≥ 0.5 at the end, i.e. each rule near its own edge of stability),
-the remedies help (Δgap < 0 against the same rule without the remedy).
+(Δλ_max > 0), the theorem predicts the curvature (each rule stops getting sharper at its
+own edge of stability: over the trained runs whose λ_max stops rising, the median over
+the plateau of ηcλ_max/2 (SGD), or of the preconditioned sharpness over Adam's threshold
+where it is measured, has its bootstrap 95% CI inside the band around 1 given in the
+cell; a rule with fewer than 3 such runs is listed, not counted), the remedies help
+(Δgap < 0 against the same rule without the remedy).
 """
 
 
@@ -57,6 +61,65 @@ def provenance(workdir: str) -> list[str]:
     return []
   with open(path) as f:
     return ["## Provenance of these results", "", f.read().strip(), ""]
+
+
+def compute(workdir: str) -> list[str]:
+  """A table of the wall time each sweep took, from its cells' ``run_info.json``.
+
+  A cell resumed from a checkpoint records only its last invocation's time, so
+  its row says so (the total is then a lower bound). Empty when no cell has one.
+  """
+  rows, total, resumed = [], 0.0, False
+  for task, variants in sorted(numbers_lib.find_sweeps(workdir).items()):
+    for variant, folder in sorted(variants.items()):
+      cells = os.path.join(folder, "cells")
+      infos = []
+      for cell in sorted(os.listdir(cells)) if os.path.isdir(cells) else []:
+        path = os.path.join(cells, cell, "run_info.json")
+        if os.path.exists(path):
+          with open(path) as f:
+            infos.append(json.load(f))
+      if not infos:
+        continue
+      wall = sum(float(i.get("wall_time_s", 0.0)) for i in infos)
+      cont = any(i.get("resumed_from_step") is not None for i in infos)
+      resumed |= cont
+      total += wall
+      seeds = sorted({int(i.get("padded_seeds", 0)) for i in infos})
+      rows.append(
+        f"| {task} | {variant} | {len(infos)} | {'/'.join(map(str, seeds))} | "
+        f"{wall / 60:.1f}{' (resumed: lower bound)' if cont else ''} |"
+      )
+  if not rows:
+    return []
+  return [
+    "## Compute",
+    "",
+    "Wall time of each sweep (cells run one after another, each on one CPU core unless",
+    "the provenance says otherwise), from the cells' `run_info.json`.",
+    "",
+    "| task | variant | cells | seeds | minutes |",
+    "|---|---|---|---|---|",
+    *rows,
+    f"| **total** | | | | **{total / 60:.1f}**{' (lower bound)' if resumed else ''} |",
+    "",
+  ]
+
+
+def field_map_section(workdir: str, figures: Mapping[str, Sequence[str]]) -> list[str]:
+  """A link to the field map (every rule's alignment with BPTT against λ_max), if drawn."""
+  paths = [p for p in figures.get(figures_lib.FIELD_MAP, []) if p.endswith(".png")]
+  if not paths:
+    return []
+  rel = os.path.relpath(paths[0], workdir)
+  return [
+    "## The field map",
+    "",
+    f"[Alignment with BPTT against λ_max per rule, coloured by the gap]({rel}) (points and",
+    "95% bootstrap CIs in `figures/field_map.json`; each rule at matched fit where any of its",
+    "runs fits, else at the end).",
+    "",
+  ]
 
 
 def markdown(
@@ -82,6 +145,11 @@ def markdown(
     "## Seeds per cell",
     "",
     *tables.seeds_table(numbers),
+    *compute(workdir),
+    *field_map_section(workdir, figures),
+    *tables.edge_definitions(
+      next(iter(numbers.values())).get("edge_params", {}), figures_lib.edge_figure_link(figures)
+    ),
   ]
   for task, t in numbers.items():
     lam = t["lambda_metric"] or "lambda_max"
@@ -102,6 +170,9 @@ def markdown(
     lines += tables.relation_section(t)
     lines += ["### (e) the theory: λ_max against the predicted bound", ""]
     lines += tables.theory_section(t)
+    edge = tables.edge_section(t, figures_lib.edge_figure_link(figures))
+    if edge:
+      lines += ["### (e2) the theory: where each rule stops getting sharper", "", *edge]
     lines += ["### (f) remedies at matched fit (vs the same rule, base)", ""]
     lines += tables.remedies_section(t)
     lines += ["### (g) at matched training loss", ""]

@@ -28,7 +28,15 @@ Per task, over the runs that did not diverge:
 * **theory**: the threshold that applies to the task's optimizer (SGD
   :math:`2/\eta` and the rule's :math:`2/(\eta c)`; momentum :math:`(2 + 2\beta)/\eta`;
   Adam :math:`(2 + 2\beta_1)/((1 - \beta_1)\eta)` on the preconditioned
-  sharpness, Cohen et al. 2022) and the theory probe's end-of-training numbers;
+  sharpness ``lambda_max_precond``, Cohen et al. 2022) and the theory probe's
+  end-of-training numbers;
+* **edge**: per run, where its sharpness stops rising
+  (:func:`credit.analysis.edge_of_stability.plateau`) and there the ratio of its
+  sharpness to the optimizer's threshold, :math:`\eta c \lambda_{max}/2` (SGD: the
+  rule's own edge) and the radius of :math:`I - \eta J_{rule}` (SGD); per rule the
+  median of each with a bootstrap 95% CI and where it lies against the band
+  around 1 (trained runs: those that meet the fit criterion at some evaluation;
+  all kept runs, said so, for a rule none of whose runs does);
 * **matched_loss**: gap and :math:`\lambda_{max}` interpolated at a common
   training loss, the highest of the rules' median final training losses
   (:func:`credit.analysis.fit.at_loss`), for when a rule never meets the criterion;
@@ -46,6 +54,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
+from credit.analysis import edge_of_stability as eos
 from credit.analysis import fit as fit_lib
 from credit.analysis import stats
 from credit.errors import ResultsFileError
@@ -59,6 +68,7 @@ GAPS = ("gap_acc", "gap_loss")
 HEADLINE_GAP = "gap_acc"
 SCORES = ("train_acc", "test_acc")
 LAMBDA_METRICS = ("lambda_max", "theory_lambda_max")
+PRECOND_METRIC = eos.PRECOND_METRIC  # Adam: λ_max of P^{-1/2} H P^{-1/2}
 REFERENCE_RULE = "bptt"
 # Used when a sweep.json declares no fit criterion (results written before the field existed).
 DEFAULT_FIT = fit_lib.FitCriterion("train_acc", 0.95)
@@ -218,22 +228,103 @@ def _block(runs: Sequence[Mapping], reference: Sequence[Mapping] | None, where: 
 
 
 def threshold(opt: Mapping, eta: float) -> dict:
-  """The edge-of-stability threshold that applies to the optimizer, at learning rate ``eta``."""
-  name = opt.get("name")
-  if name == "sgd":
-    return {"optimizer": name, "applies_to": "H", "formula": "2/η", "value": 2 / eta}
-  if name == "momentum":
-    b = float(opt.get("momentum", 0.9))
-    return {"optimizer": name, "applies_to": "H", "formula": "(2+2β)/η", "value": (2 + 2 * b) / eta}
-  if name in ("adam", "adamw"):
-    b1 = float(opt.get("b1", 0.9))
-    return {
-      "optimizer": name,
-      "applies_to": "P⁻¹H",
-      "formula": "(2+2β₁)/((1−β₁)η)",
-      "value": (2 + 2 * b1) / ((1 - b1) * eta),
-    }
-  return {"optimizer": name, "applies_to": None, "formula": None, "value": math.nan}
+  """The edge-of-stability threshold that applies to the optimizer, at learning rate ``eta``.
+
+  See :func:`credit.analysis.edge_of_stability.optimizer_threshold`.
+  """
+  return eos.optimizer_threshold(opt, eta)
+
+
+def median_ci(values, band: tuple[float, float] = eos.BAND) -> dict:
+  """``n``, ``median`` and its bootstrap 95% ``ci``, and the ``verdict`` against ``band``."""
+  m = stats.bootstrap_ci(values)
+  return {
+    "n": int(stats.finite(values).size),
+    "median": m.estimate,
+    "ci": [m.low, m.high],
+    "verdict": eos.band_verdict(m.low, m.high, band),
+  }
+
+
+RUN_EDGE_KEYS = (
+  "found",
+  "rose",
+  "step",
+  "value",
+  "optimizer_ratio",
+  "optimizer_ratio_plateau",
+  "theory_stability_ratio",
+  "theory_stability_ratio_plateau",
+  "update_map_radius",
+  "update_map_radius_plateau",
+)
+WHERE = ("plateau", "at")  # median over the plateau (the claims' number), value at its start
+
+
+def run_edge(run: Mapping, lam: str | None, opt: Mapping) -> dict:
+  """One run's plateau of λ_max and its ratios there (module docstring, **edge**).
+
+  ``optimizer_ratio`` (at the plateau's start) and ``optimizer_ratio_plateau`` (median
+  over it): the sharpness the optimizer's threshold bounds (λ_max of H, or Adam's
+  preconditioned ``lambda_max_precond``, whose own plateau is used) over the threshold.
+  """
+  rows = fit_lib.healthy_rows(run["_rows"])
+  if lam is None:
+    return {"found": False, "rose": False, "measured": 0, "step": math.nan}
+  out = eos.at_plateau(rows, lam, ("theory_stability_ratio", "update_map_radius"))
+  th = eos.optimizer_threshold(opt, stats.as_float(run["learning_rate"])) if opt else {}
+  out["optimizer_ratio"] = out["optimizer_ratio_plateau"] = math.nan
+  source = None
+  bounded = eos.bounded_metric(th.get("applies_to"))
+  if bounded == "lambda_max":
+    source = out
+  elif bounded == PRECOND_METRIC and _measured(rows, PRECOND_METRIC):
+    source = out["precond"] = eos.at_plateau(rows, PRECOND_METRIC)
+  if source is not None and source["found"]:
+    out["optimizer_ratio"] = source["series"] / th["value"]
+    out["optimizer_ratio_plateau"] = source["series_plateau"] / th["value"]
+  return out
+
+
+def _measured(rows: Sequence[Mapping], name: str) -> bool:
+  return any(math.isfinite(stats.as_float(r.get(name))) for r in rows)
+
+
+def _ratios(found: Sequence[Mapping], name: str) -> dict:
+  """``{where: median_ci}`` of one ratio over the runs whose sharpness stopped rising."""
+  return {
+    where: median_ci([r["edge"][name if where == "at" else f"{name}_plateau"] for r in found])
+    for where in WHERE
+  }
+
+
+def _edge(runs: Sequence[dict], trained: bool, th: Mapping) -> dict:
+  """Per rule: plateaus found and the medians (CI) of the ratios there (module docstring)."""
+  found = [r for r in runs if r["edge"]["found"]]
+  precond = eos.bounded_metric(th.get("applies_to")) == PRECOND_METRIC
+  measured = bool(th.get("formula")) and (
+    (not precond) or any("precond" in r["edge"] for r in runs)
+  )
+  out = {
+    "population": "trained" if trained else "kept",
+    "runs": len(runs),
+    "found": len(found),
+    "still_rising": sorted(int(r["seed"]) for r in runs if not r["edge"]["found"]),
+    "never_rose": sum(not r["edge"]["rose"] for r in found),  # per_run: each run's values
+    "plateau_step": stats.describe([r["edge"]["step"] for r in found]),
+    "optimizer_edge": {**_ratios(found, "optimizer_ratio"), "measured": measured},
+    "per_run": [
+      {
+        "seed": int(r["seed"]),
+        **{k: r["edge"].get(k, math.nan) for k in RUN_EDGE_KEYS},
+      }
+      for r in runs
+    ],
+  }
+  if th.get("optimizer") == "sgd":  # the rule's own bound 2/(ηc) is derived for SGD only
+    out["own_edge"] = _ratios(found, "theory_stability_ratio")
+    out["update_map_radius"] = _ratios(found, "update_map_radius")
+  return out
 
 
 def _theory(runs: Sequence[Mapping]) -> dict:
@@ -321,10 +412,17 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
   opt = optimizer(sweep, task)
   lrs = stats.finite(column(records, "learning_rate"))
   eta = float(lrs[0]) if lrs.size else math.nan
+  th = threshold(opt, eta) if opt else {}
   out: dict = {
     "lambda_metric": lam,
     "optimizer": opt.get("name"),
-    "threshold": threshold(opt, eta) if opt else {},
+    "threshold": th,
+    "edge_params": {
+      "tolerance": eos.TOLERANCE,
+      "window": eos.WINDOW,
+      "min_after": eos.MIN_AFTER,
+      "band": list(eos.BAND),
+    },
     "fit": {"metric": fit.metric, "at_least": fit.at_least, "declared": declared},
     "identical": same,
     "rules": {},
@@ -351,6 +449,11 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
       "all_end": _block(runs, ref, "final"),
       "theory": _theory(runs),
     }
+    if th:
+      trained = [r for r in runs if r["matched"] is not None]
+      for r in trained or runs:
+        r["edge"] = run_edge(r, lam, opt)
+      entry["edge"] = _edge(trained or runs, bool(trained), th)
     if ref is not None:
       entry["variability"] = stats.brown_forsythe(
         column(runs, HEADLINE_GAP, "matched"), column(ref, HEADLINE_GAP, "matched")
@@ -373,9 +476,12 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
   for variant, sweep_dir in variants.items():
     if variant == base:
       continue
-    v_records = run_records(task_rows(sweep_dir, task), fit, lam)
+    v_rows = task_rows(sweep_dir, task)
+    v_records = run_records(v_rows, fit, lam)
     out["remedies"][variant] = {}
-    for rule in ordered_rules(r["rule"] for r in v_records):
+    # A rule equal to another (in the base sweep or in this variant) is counted once here too.
+    v_same = {**same, **identical_rules(v_rows)}
+    for rule in ordered_rules(r["rule"] for r in v_records if r["rule"] not in v_same):
       all_runs = [r for r in v_records if r["rule"] == rule]
       runs = [r for r in all_runs if not r["diverged"]]
       base_runs = by_rule.get(rule, [])

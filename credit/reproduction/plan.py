@@ -9,7 +9,11 @@ A reproduction config (``configs/reproduce/*.py``) holds:
   ``dict(remedies=dict(lr_scale=2.0))``; each variant is run as a sweep of its
   own (the sweep grid has no remedy axis), into ``<workdir>/<task>/<variant>``;
 * ``remedy_rules``: ``{task: rules}`` that get the remedy variants (a task not
-  listed: every rule of its sweep but BPTT).
+  listed: every rule of its sweep but BPTT);
+* ``remedy_overrides`` (optional): ``{task: partial run config}`` merged into
+  every remedy cell of that task after the variant's own overrides, e.g.
+  ``dict(num_seeds=10, theory=dict(every=0))`` for fewer seeds and no theory
+  probe in the remedy sweeps than in the base sweep.
 
 :func:`with_theory` turns the theory probe on wherever the curvature probe
 runs, per-rule overrides included, so that the predicted bound is measured at
@@ -123,7 +127,7 @@ def remedy_sweep(
   return ml_collections.ConfigDict(out)
 
 
-REPRODUCTION_FIELDS = ("name", "tasks", "remedies", "remedy_rules")
+REPRODUCTION_FIELDS = ("name", "tasks", "remedies", "remedy_rules", "remedy_overrides")
 
 
 def validate_reproduction(repro: ml_collections.ConfigDict) -> None:
@@ -148,9 +152,10 @@ def validate_reproduction(repro: ml_collections.ConfigDict) -> None:
       raise ConfigError(
         f"remedies.{variant} must be a partial run config (a block), got {overrides!r}"
       )
-  for task in (repro.get("remedy_rules") or {}).keys():
-    if task not in repro.tasks:
-      raise ConfigError(f"remedy_rules names task {task!r}, not in tasks {sorted(repro.tasks)}")
+  for field in ("remedy_rules", "remedy_overrides"):
+    for task in (repro.get(field) or {}).keys():
+      if task not in repro.tasks:
+        raise ConfigError(f"{field} names task {task!r}, not in tasks {sorted(repro.tasks)}")
 
 
 def plan(
@@ -191,8 +196,11 @@ def plan(
     sweep = repro.tasks[task]
     out.append((task, BASE, sweep))
     rules = remedy_rules(repro, task)
+    extra = (repro.get("remedy_overrides") or {}).get(task) or {}
+    extra = extra.to_dict() if hasattr(extra, "to_dict") else dict(extra)
     for variant in variants:
-      out.append((task, variant, remedy_sweep(sweep, variant, repro.remedies[variant], rules)))
+      overrides = _deep_merge(repro.remedies[variant].to_dict(), extra)
+      out.append((task, variant, remedy_sweep(sweep, variant, overrides, rules)))
   if validate:
     from credit.sweeps import cells as cells_lib
 

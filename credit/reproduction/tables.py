@@ -209,9 +209,21 @@ def theory_section(t: Mapping) -> list[str]:
       f"{fmt(th['value'])} on the sharpness of {th['applies_to']}.",
     ]
     if th["applies_to"] != "H":
+      measured = any(
+        (e.get("edge") or {}).get("optimizer_edge", {}).get("measured") for e in t["rules"].values()
+      )
       lines += [
-        "The probes measure λ_max of H, not of the preconditioned P⁻¹H, so the theorem is",
-        "not tested on this task; 2/(ηc) below describes an SGD step at the same η.",
+        "The preconditioned sharpness `lambda_max_precond` (λ_max of P^{-1/2} H P^{-1/2},",
+        "P = diag(√v̂ + ε)) is compared with it below."
+        if measured
+        else "The preconditioned sharpness is **not measured** in these results (no",
+        *(
+          []
+          if measured
+          else ["`lambda_max_precond` column), so the optimizer's edge is not tested here."]
+        ),
+        "The rule's own bound 2/(ηc) below is derived for SGD: it describes an SGD step at",
+        "the same η, not this optimizer's.",
       ]
   else:
     lines = [f"Optimizer `{th.get('optimizer') or 'unknown'}`: no threshold derived."]
@@ -260,6 +272,95 @@ def theory_section(t: Mapping) -> list[str]:
       "",
     ]
   )
+
+
+def _ratio_cell(d: Mapping | None) -> str:
+  """``median [CI]`` over the plateau, then the value at its start, of :func:`numbers._ratios`."""
+  if not d or not d["plateau"]["n"]:
+    return "n/a"
+  p, a = d["plateau"], d["at"]
+  return (
+    f"{fmt(p['median'], 3)} [{fmt(p['ci'][0], 3)}, {fmt(p['ci'][1], 3)}] {p['verdict']}"
+    f" (start {fmt(a['median'], 3)})"
+  )
+
+
+def edge_section(t: Mapping, figure: str | None = None) -> list[str]:
+  """Where each rule stops getting sharper, and its ratios to the edges there."""
+  th = t.get("threshold") or {}
+  rows = []
+  for rule, e in t["rules"].items():
+    ed = e.get("edge")
+    if not ed:
+      continue
+    opt = ed["optimizer_edge"] if ed["optimizer_edge"]["measured"] else None
+    rows.append(
+      [
+        rule,
+        "trained" if ed["population"] == "trained" else "kept (none fits)",
+        f"{ed['found']}/{ed['runs']}",
+        ", ".join(map(str, ed["still_rising"])) or "-",
+        str(ed["never_rose"]),
+        fmt(ed["plateau_step"]["median"]),
+        _ratio_cell(opt) if opt else "not measured",
+        _ratio_cell(ed.get("own_edge")) if "own_edge" in ed else "SGD only",
+        _ratio_cell(ed.get("update_map_radius")) if "update_map_radius" in ed else "SGD only",
+      ]
+    )
+  if not rows:
+    return []
+  lines = [
+    "Definitions: *Edge of stability* above. Each ratio: the median over the plateau",
+    "[bootstrap 95% CI], where it lies, and in brackets the median at the plateau's start.",
+    "",
+  ]
+  lines += table(
+    [
+      "rule",
+      "runs",
+      "stop rising",
+      "seeds still rising",
+      "never rose",
+      "plateau step (median)",
+      f"λ({th.get('applies_to') or '-'}) / ({th.get('formula') or 'threshold'})",
+      "ηcλ_max/2 (own edge)",
+      "radius of I-ηJ",
+    ],
+    rows,
+  )
+  if figure:
+    lines += [f"Along training: [edge_of_stability]({figure}).", ""]
+  return lines
+
+
+def edge_definitions(params: Mapping, figure: str | None = None) -> list[str]:
+  """What the edge tables of the tasks measure, said once (parameters from the numbers)."""
+  band = params.get("band", [math.nan, math.nan])
+  return [
+    "## Edge of stability: where each rule stops getting sharper",
+    "",
+    f"Per run, its λ_max series is smoothed by a running median of {params.get('window')}",
+    "measured evaluations (probes measured every few evaluations: the measured ones only).",
+    "After a leading fall (the smoothed λ_max dropping by more than the tolerance per",
+    "evaluation) is skipped, the run **stops getting sharper** at the first evaluation after",
+    "which the smoothed λ_max never again exceeds its value there by more than",
+    f"{fmt(params.get('tolerance'))} (relative). A run with fewer than {params.get('min_after')}",
+    "measured evaluations after that point is **still rising** (listed by seed, left out of",
+    "the medians); *never rose* counts runs that stop where the leading fall ends. From",
+    "there to the end is the run's **plateau**. Per run and ratio, its median over the",
+    "plateau (and its value at the plateau's start); per rule, the median over runs with a",
+    "bootstrap 95% CI. Ratios: λ over the optimizer's threshold (SGD 2/η and momentum",
+    "(2+2β)/η on λ_max of H; Adam (2+2β₁)/((1−β₁)η) on the preconditioned",
+    "`lambda_max_precond`, with its own plateau, *not measured* where the results lack it);",
+    "under SGD the rule's own edge ηcλ_max/2 = λ_max/(2/(ηc)) and the spectral radius of",
+    "I − ηJ_rule (theory probe; the rule's bound is derived for SGD only). A ratio **sits at",
+    f"the edge** when its CI lies inside [{fmt(band[0])}, {fmt(band[1])}], below or above it",
+    "when entirely outside, inconclusive otherwise. Runs: each rule's trained runs (meeting",
+    "the fit criterion at some evaluation), or all its kept runs, said so, when none is;",
+    "diverged runs and duplicate rules are left out.",
+    "",
+    *([f"Along training, every task: [edge_of_stability]({figure}).", ""] if figure else []),
+  ]
 
 
 def matched_loss_section(t: Mapping) -> list[str]:

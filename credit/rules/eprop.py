@@ -43,6 +43,7 @@ from credit.rules.base import GradientRule, learning_signal, no_state, readout_g
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 
 def random_feedback(key: jax.Array, spec: RNNSpec, scale: float, dtype) -> jax.Array:
@@ -109,7 +110,7 @@ def trace_grads(
   """
   q = learning_signal(feedback, errors)
   decay = et.trace_decay(params, spec, traj, self_coupling)
-  m = None if modulation is None else modulation(spec.alpha * traj.dphi * q)
+  m = None if modulation is None else _modulation_signal(modulation, spec, traj, q, loss_steps)
   if online:
     grads = et.online_grads(spec, traj, q, decay, m)
   else:
@@ -120,6 +121,27 @@ def trace_grads(
       active = et.static_credited_steps(loss_steps, n_steps, decay is not None, m is not None)
     grads = et.offline_grads(spec, traj, q, decay, m, active)
   return {**grads, **readout_grads(traj, errors)}
+
+
+def _modulation_signal(
+  modulation: Modulation,
+  spec: RNNSpec,
+  traj: Trajectory,
+  q: jax.Array,
+  loss_steps: tuple[int, ...] | None,
+) -> jax.Array:
+  r""":math:`m_t = \mathcal M(D_t \odot q_t)`, ``[B, T, N]``.
+
+  With static ``loss_steps`` only those steps carry a signal (:math:`q_t = 0`
+  elsewhere and :math:`\mathcal M` is linear), so :math:`\mathcal M` is applied
+  there alone: for MDGL's dense modulatory matrix this saves a ``T``-step
+  ``N x N`` product, as much work as the forward pass.
+  """
+  if loss_steps is None:
+    return modulation(spec.alpha * traj.dphi * q)
+  idx = np.asarray(loss_steps, np.int32)
+  z = spec.alpha * jnp.take(traj.dphi, idx, axis=1) * jnp.take(q, idx, axis=1)
+  return jnp.zeros_like(q).at[:, idx].set(modulation(z))
 
 
 def loss_steps_option(options: ml_collections.ConfigDict) -> tuple[int, ...] | None:

@@ -50,7 +50,7 @@ def check_cell_config(workdir: str, cell: Cell) -> None:
   """
   path = os.path.join(cell_dir(workdir, cell), "config.json")
   stored = outputs.read_config(path)
-  if stored is not None and stored != outputs.config_dict(cell.config):
+  if stored is not None and outputs.differing_fields(stored, outputs.config_dict(cell.config)):
     diff = outputs.config_differences(stored, outputs.config_dict(cell.config))
     raise WorkdirError(
       f"cell {cell.id} in {workdir} was started with another config ({diff}). Use a new "

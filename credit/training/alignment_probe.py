@@ -78,7 +78,8 @@ def make_alignment_probe(
     dtype = params["w_rec"].dtype
     return {k: jnp.full((), jnp.nan, dtype) for k in probe_metric_names(params)}
 
-  def probe(params: Params, rule_state, key: jax.Array, step: jax.Array):
+  def probe(params: Params, rule_state, key: jax.Array, step: jax.Array, opt_state=None):
+    del opt_state  # the alignment is the optimizer's input, not its step
     return jax.lax.cond(step % every == 0, measure, skip, params, rule_state, key)
 
   return probe

@@ -83,7 +83,14 @@ def base_config(task: str = "seq_mnist", model: str = "rate") -> ml_collections.
   c.rule_options = rules.default_options()
   c.optimizer = ml_collections.ConfigDict(
     dict(
-      name="sgd", learning_rate=1e-2, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4
+      name="sgd",
+      learning_rate=1e-2,
+      momentum=0.9,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,
+      weight_decay=1e-4,
+      clip_norm=0.0,  # global-norm clipping of the update direction (0: off)
     )
   )
   c.reg_l2 = 1e-2

@@ -8,7 +8,8 @@ gets the plain float ``optimizer.learning_rate``, exactly as before.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,8 @@ import ml_collections
 import optax
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
+# Optimizers whose step is preconditioned by a diagonal P (see :func:`preconditioner`).
+ADAPTIVE = ("adam", "adamw", "rmsprop")
 
 
 def validate(opt: ml_collections.ConfigDict) -> None:
@@ -31,6 +34,8 @@ def validate(opt: ml_collections.ConfigDict) -> None:
       raise ValueError(f"optimizer.{field} must be in [0, 1), got {opt[field]}")
   if "eps" in opt and not 0 < opt.eps < math.inf:
     raise ValueError(f"optimizer.eps must be > 0 and finite, got {opt.eps}")
+  if "clip_norm" in opt and not 0 <= opt.clip_norm < math.inf:
+    raise ValueError(f"optimizer.clip_norm must be >= 0 and finite (0: off), got {opt.clip_norm}")
   if "weight_decay" in opt and not 0 <= opt.weight_decay < math.inf:
     raise ValueError(f"optimizer.weight_decay must be >= 0 and finite, got {opt.weight_decay}")
 
@@ -109,9 +114,24 @@ def learning_rate_at(config: ml_collections.ConfigDict) -> Callable[[jax.Array],
 def make_optimizer(
   opt: ml_collections.ConfigDict, learning_rate: optax.ScalarOrSchedule | None = None
 ) -> optax.GradientTransformation:
-  """Builds the optimizer; ``learning_rate`` overrides ``opt.learning_rate`` (e.g. a schedule)."""
+  """Builds the optimizer; ``learning_rate`` overrides ``opt.learning_rate`` (e.g. a schedule).
+
+  With ``opt.clip_norm`` = :math:`c > 0` the update direction is first clipped to global
+  norm :math:`c`, :math:`g \\to g \\min(1, c / \\lVert g \\rVert)`: below :math:`c` the step is
+  exactly the optimizer's (plain SGD's :math:`2/\\eta` bound applies there); above, it stops a
+  single step off an RNN loss cliff from throwing a fitted network away.
+  """
   validate(opt)
   lr = opt.learning_rate if learning_rate is None else learning_rate
+  clip = float(opt.get("clip_norm", 0.0))
+  if clip > 0:
+    return optax.chain(optax.clip_by_global_norm(clip), _base_optimizer(opt, lr))
+  return _base_optimizer(opt, lr)
+
+
+def _base_optimizer(
+  opt: ml_collections.ConfigDict, lr: optax.ScalarOrSchedule
+) -> optax.GradientTransformation:
   if opt.name == "sgd":
     return optax.sgd(lr)
   if opt.name == "momentum":
@@ -121,3 +141,102 @@ def make_optimizer(
   if opt.name == "adamw":
     return optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
   return optax.rmsprop(lr, eps=opt.eps)
+
+
+class StabilityThreshold(NamedTuple):
+  r"""The sharpness above which an optimizer's quadratic-model step is unstable.
+
+  Attributes:
+    applies_to: ``"H"`` (the Hessian's sharpness :math:`\lambda_{max}(H)`),
+      ``"P⁻¹H"`` (the preconditioned sharpness :math:`\lambda_{max}(P^{-1}H)`,
+      the probe's ``lambda_max_precond``), or ``None`` when no threshold is known.
+    formula: the threshold as text.
+    value: the threshold at the given learning rate (NaN when unknown).
+  """
+
+  applies_to: str | None
+  formula: str | None
+  value: float
+
+
+def stability_threshold(opt: Mapping, eta: float) -> StabilityThreshold:
+  r"""The edge-of-stability threshold of ``opt`` (an ``optimizer`` config block) at rate ``eta``.
+
+  On a quadratic with Hessian :math:`H` (frozen preconditioner :math:`P`):
+
+  * ``sgd``: :math:`\theta \leftarrow \theta - \eta g` is stable iff
+    :math:`\lambda_{max}(H) < 2/\eta`;
+  * ``momentum`` (optax's heavy ball, :math:`m \leftarrow g + \beta m`,
+    :math:`\theta \leftarrow \theta - \eta m`): iff
+    :math:`\lambda_{max}(H) < (2 + 2\beta)/\eta`;
+  * ``adam``, ``adamw``: the step :math:`\eta\, \hat m / (\sqrt{\hat v} + \epsilon)` is
+    heavy-ball momentum with EMA weight :math:`1 - \beta_1` on the preconditioned
+    problem, stable iff :math:`\lambda_{max}(P^{-1}H) < (2 + 2\beta_1)/((1 - \beta_1)\eta)`
+    (Cohen et al. 2022, "Adaptive gradient methods at the edge of stability";
+    AdamW's decoupled decay is ignored);
+  * ``rmsprop`` (optax's default, no momentum): :math:`\eta\, g / \sqrt{\nu + \epsilon}`
+    is preconditioned GD, stable iff :math:`\lambda_{max}(P^{-1}H) < 2/\eta`.
+
+  Args:
+    opt: mapping with ``name`` and, as the optimizer needs, ``momentum`` or ``b1``
+      (defaults 0.9, as the configs).
+    eta: the learning rate.
+
+  Returns:
+    A :class:`StabilityThreshold`.
+  """
+  name = opt.get("name")
+  if name == "sgd":
+    return StabilityThreshold("H", "2/η", 2 / eta)
+  if name == "momentum":
+    b = float(opt.get("momentum", 0.9))
+    return StabilityThreshold("H", "(2+2β)/η", (2 + 2 * b) / eta)
+  if name in ("adam", "adamw"):
+    b1 = float(opt.get("b1", 0.9))
+    return StabilityThreshold("P⁻¹H", "(2+2β₁)/((1−β₁)η)", (2 + 2 * b1) / ((1 - b1) * eta))
+  if name == "rmsprop":
+    return StabilityThreshold("P⁻¹H", "2/η", 2 / eta)
+  return StabilityThreshold(None, None, math.nan)
+
+
+def preconditioner(opt: ml_collections.ConfigDict, opt_state: Any) -> tuple[Any, jax.Array] | None:
+  r"""The diagonal preconditioner :math:`P` of an adaptive optimizer's state (``None`` otherwise).
+
+  The step :math:`\theta \leftarrow \theta - \eta P^{-1} u` has
+
+  * ``adam``, ``adamw``: :math:`P = \sqrt{\hat v} + \epsilon` with the bias-corrected
+    second moment :math:`\hat v = \nu / (1 - \beta_2^{t})`, :math:`t` the state's
+    count of updates made;
+  * ``rmsprop`` (optax's default: ``eps`` inside the root, no bias correction):
+    :math:`P = \sqrt{\nu + \epsilon}`.
+
+  This is the preconditioner of the last update made (the next one also folds in
+  its own gradient). Before Adam's first update :math:`\hat v` is undefined
+  (:math:`0/0`): ``valid`` is False there.
+
+  Args:
+    opt: the ``optimizer`` config block the state was made by (:func:`make_optimizer`).
+    opt_state: its optax state (one seed's, or vmapped).
+
+  Returns:
+    ``(P, valid)``, ``P`` a pytree like the parameters, or ``None`` for ``sgd``
+    and ``momentum``.
+  """
+  if opt.name not in ADAPTIVE:
+    return None
+  # make_optimizer's chains start with the moment transform: scale_by_adam / scale_by_rms.
+  inner = opt_state[0]
+  if opt.name == "rmsprop":
+    if not isinstance(inner, optax.ScaleByRmsState):
+      raise TypeError(f"expected optax.ScaleByRmsState first in the rmsprop state, got {inner!r}")
+    return jax.tree.map(lambda n: jnp.sqrt(n + opt.eps), inner.nu), jnp.ones((), bool)
+  if not isinstance(inner, optax.ScaleByAdamState):
+    raise TypeError(f"expected optax.ScaleByAdamState first in the {opt.name} state, got {inner!r}")
+  count = inner.count
+  valid = count > 0
+  t = jnp.maximum(count, 1)
+  p = jax.tree.map(
+    lambda n: jnp.sqrt(n / (1 - jnp.asarray(opt.b2, n.dtype) ** t.astype(n.dtype))) + opt.eps,
+    inner.nu,
+  )
+  return p, valid

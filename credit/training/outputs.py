@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from credit.analysis import stats
 from credit.errors import ResultsFileError, WorkdirError
+from credit.training.config import base_config
 
 import ml_collections
 import numpy as np
@@ -218,10 +219,31 @@ def _flat(d: Mapping, prefix: str = "") -> dict:
   return out
 
 
-def config_differences(stored: Mapping, current: Mapping, limit: int = 6) -> str:
-  """``field: old -> new, ...`` for the fields where two config dicts differ."""
+_ABSENT = object()
+
+
+def differing_fields(stored: Mapping, current: Mapping) -> list[str]:
+  """The fields (dotted paths) where a stored config and the current one differ.
+
+  A field the stored config lacks is no difference when the current config holds
+  it at its default (:func:`credit.training.config.base_config` of the task): it
+  was added to the schema after the run started, and a new field's default keeps
+  the old behaviour (e.g. ``optimizer.clip_norm = 0``, no clipping).
+  """
   a, b = _flat(stored), _flat(current)
-  diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+  defaults = _flat(config_dict(base_config(current.get("task", "seq_mnist"))))
+  return sorted(
+    k
+    for k in set(a) | set(b)
+    if a.get(k, _ABSENT) != b.get(k, _ABSENT)
+    and not (k not in a and k in defaults and b.get(k) == defaults[k])
+  )
+
+
+def config_differences(stored: Mapping, current: Mapping, limit: int = 6) -> str:
+  """``field: old -> new, ...`` for the :func:`differing_fields` of two config dicts."""
+  a, b = _flat(stored), _flat(current)
+  diff = differing_fields(stored, current)
   shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:limit])
   return shown + (", ..." if len(diff) > limit else "")
 
@@ -289,7 +311,7 @@ class RunWriter:
     # larger than the data): nothing to lose, so a corrected config may replace it.
     present = finished or os.path.exists(self.paths["metrics"])
     if present and not overwrite:
-      same = stored == current
+      same = stored is not None and not differing_fields(stored, current)
       if finished and same:
         return False
       state = "a finished run" if finished else "an unfinished run"

@@ -43,10 +43,12 @@ import optax
 
 Metrics = dict[str, jax.Array]
 # A probe measures something extra at each evaluation (curvature, alignment):
-# ``probe(params, rule_state, key, step) -> {name: scalar}``. ``step`` is the
-# evaluation's step count, the same for every seed (not vmapped), so a probe
+# ``probe(params, rule_state, key, step, opt_state) -> {name: scalar}``. ``step`` is
+# the evaluation's step count, the same for every seed (not vmapped), so a probe
 # can skip evaluations with ``lax.cond`` without paying for both branches.
-Probe = Callable[[rnn.Params, Any, jax.Array, jax.Array], Metrics]
+# ``opt_state`` is the optimizer state (e.g. Adam's preconditioner for
+# ``lambda_max_precond``); probes that do not need it accept and ignore it.
+Probe = Callable[[rnn.Params, Any, jax.Array, jax.Array, optax.OptState], Metrics]
 
 
 class TrainState(NamedTuple):
@@ -242,7 +244,8 @@ def make_trainer(
     out["gap_loss"] = out["test_loss"] - out["train_loss"]
     probe_key = jax.random.fold_in(state.key, 7919)
     for i, probe in enumerate(probes):
-      out.update(probe(state.params, state.rule_state, jax.random.fold_in(probe_key, i), step))
+      k = jax.random.fold_in(probe_key, i)
+      out.update(probe(state.params, state.rule_state, k, step, state.opt_state))
     out["diverged"] = state.diverged
     out["step"] = state.step
     return out
