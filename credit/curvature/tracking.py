@@ -125,18 +125,13 @@ def measured_loss(
   proxy's loss, or the spiking loss with spikes frozen at second order (its
   ``jvp`` of ``grad`` is the surrogate-gradient map's Jacobian).
   """
-  if not isinstance(spec, lif.LIFSpec):
+  definition = spiking_definition(config, spec)
+  if definition is None:
     return total_loss
-  c = config.curvature
-  definition = c.get("spiking_definition", "smoothed")
   if definition == "smoothed":
-    return spiking.smoothed_loss(spec, task, config.reg_l2, float(c.temperature))
-  if definition == "surrogate":
-    frozen = spec._replace(surrogate=spec.surrogate._replace(second_order="frozen"))
-    return spiking.spiking_loss(frozen, task, config.reg_l2)
-  raise ValueError(
-    f"curvature.spiking_definition must be one of {spiking.SPIKING_DEFINITIONS}, got {definition!r}"
-  )
+    return spiking.smoothed_loss(spec, task, config.reg_l2, float(config.curvature.temperature))
+  frozen = spec._replace(surrogate=spec.surrogate._replace(second_order="frozen"))
+  return spiking.spiking_loss(frozen, task, config.reg_l2)
 
 
 def measures_preconditioned(config: ml_collections.ConfigDict) -> bool:

@@ -187,7 +187,8 @@ class Cell(NamedTuple):
   evidence: list[str]
 
 
-def _fmt(x: float, digits: int = 3) -> str:
+def fmt(x: float, digits: int = 3) -> str:
+  """A number for a table: ``n/a`` for NaN, ``inf``, else ``digits`` significant digits."""
   x = stats.as_float(x)
   if math.isnan(x):
     return "n/a"
@@ -197,8 +198,8 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 
 def _line(c: Contrast, name: str) -> str:
-  ci = f" [{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]" if c.ci else ""
-  return f"{c.label}: {name} {_fmt(c.estimate)}{ci}, p_Holm {_fmt(c.p_holm, 2)}"
+  ci = f" [{fmt(c.ci[0])}, {fmt(c.ci[1])}]" if c.ci else ""
+  return f"{c.label}: {name} {fmt(c.estimate)}{ci}, p_Holm {fmt(c.p_holm, 2)}"
 
 
 NO_CONTRAST = {
@@ -218,7 +219,7 @@ ESTIMATE_NAMES = {
 
 
 def _ratio(d: Mapping) -> str:
-  return f"{_fmt(d['median'])} [{_fmt(d['ci'][0])}, {_fmt(d['ci'][1])}]"
+  return f"{fmt(d['median'])} [{fmt(d['ci'][0])}, {fmt(d['ci'][1])}]"
 
 
 def theory_cell(task: Mapping) -> Cell:
@@ -235,7 +236,7 @@ def theory_cell(task: Mapping) -> Cell:
   edges = {rule: e["edge"] for rule, e in task["rules"].items() if e.get("edge")}
   if not sgd and not any(e["optimizer_edge"]["measured"] for e in edges.values()):
     why = (
-      f"{th['optimizer']}: threshold {th['formula']} = {_fmt(th['value'])} on "
+      f"{th['optimizer']}: threshold {th['formula']} = {fmt(th['value'])} on "
       f"{th['applies_to']}; "
       + ("preconditioned sharpness not measured" if th["applies_to"] != "H" else "no λ_max")
     )
@@ -256,7 +257,7 @@ def theory_cell(task: Mapping) -> Cell:
       else ""
     )
     lines.append(f"{head}: {name} {_ratio(ratio)}, {ratio['verdict']}{extra}")
-  band = f"edge: CI of the median inside [{_fmt(eos.BAND[0])}, {_fmt(eos.BAND[1])}]"
+  band = f"edge: CI of the median inside [{fmt(eos.BAND[0])}, {fmt(eos.BAND[1])}]"
   return Cell(verdict(flags), [*lines, band] if lines else ["no λ_max measured"])
 
 

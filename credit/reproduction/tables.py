@@ -9,20 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from credit.analysis import stats
 from credit.reproduction import claims as claims_lib
 
 GAPS = ("gap_acc", "gap_loss")
 
 
 def fmt(x, digits: int = 4) -> str:
-  """A number for a table: ``n/a`` for NaN, ``inf``, else ``digits`` significant digits."""
-  x = stats.as_float(x)
-  if math.isnan(x):
-    return "n/a"
-  if math.isinf(x):
-    return "inf" if x > 0 else "-inf"
-  return f"{x:.{digits}g}"
+  """:func:`credit.reproduction.claims.fmt` with the tables' default of 4 digits."""
+  return claims_lib.fmt(x, digits)
 
 
 def pm(d: Mapping) -> str:
