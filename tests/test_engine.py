@@ -2,6 +2,7 @@
 
 from credit import rules, tasks
 from credit.models import rnn
+from credit.tasks.base import batch_at_steps
 from credit.training.objective import loss_and_grads, make_total_loss
 
 import jax
@@ -84,6 +85,26 @@ def test_chunked_evaluation_equals_one_pass(x64):
   want = rnn.outputs(params, spec, x)
   for chunk in (4, 23, 64):
     np.testing.assert_allclose(rnn.outputs_in_chunks(params, spec, x, chunk), want, rtol=1e-14)
+
+
+def test_evaluation_at_loss_steps_equals_all_steps(x64):
+  # Evaluation keeps only the task's static loss steps; loss and score must not change.
+  config = smoke_config()
+  task = tasks.make("seq_mnist", config.task_options, jnp.float64)
+  spec = rnn.RNNSpec(28, 8, 10, alpha=1.0, activation="relu")
+  params = rnn.init_params(jax.random.key(3), spec, jnp.float64)
+  batch = task.eval_sets["test"]
+  y_all = rnn.outputs_in_chunks(params, spec, batch.inputs, 64)
+  y_at = rnn.outputs_in_chunks(params, spec, batch.inputs, 64, task.loss_steps)
+  assert y_at.shape[1] == len(task.loss_steps) < y_all.shape[1]
+  sliced = batch_at_steps(batch, task.loss_steps)
+  np.testing.assert_allclose(task.loss(y_at, sliced), task.loss(y_all, batch), rtol=1e-13)
+  assert task.score(y_at, sliced) == task.score(y_all, batch)
+  # Not vacuous: another step's readouts give another loss.
+  wrong = batch_at_steps(batch, (0,))
+  y0 = rnn.outputs_in_chunks(params, spec, batch.inputs, 64, (0,))
+  assert abs(task.loss(y0, sliced) - task.loss(y_all, batch)) > 1e-6
+  assert wrong.mask.sum() == 0  # the mask is zero off the loss step
 
 
 def test_seq_mnist_declares_its_loss_step():

@@ -388,7 +388,13 @@ def outputs(params: Params, spec: LIFSpec, inputs: jax.Array) -> jax.Array:
 
 
 def outputs_in_chunks(
-  params: Params, spec: LIFSpec, inputs: jax.Array, chunk_size: int
+  params: Params,
+  spec: LIFSpec,
+  inputs: jax.Array,
+  chunk_size: int,
+  steps: tuple[int, ...] | None = None,
 ) -> jax.Array:
   """:func:`outputs` over ``chunk_size`` examples at a time (as the rate model's)."""
-  return rnn.map_in_chunks(lambda xb: outputs(params, spec, xb), inputs, chunk_size)
+  return rnn.map_in_chunks(
+    lambda xb: rnn.at_steps(outputs(params, spec, xb), steps), inputs, chunk_size
+  )

@@ -251,15 +251,28 @@ def outputs(
 
 
 def outputs_in_chunks(
-  params: Params, spec: RNNSpec, inputs: jax.Array, chunk_size: int
+  params: Params,
+  spec: RNNSpec,
+  inputs: jax.Array,
+  chunk_size: int,
+  steps: tuple[int, ...] | None = None,
 ) -> jax.Array:
   """:func:`outputs` over ``chunk_size`` examples at a time (``lax.map`` over chunks).
 
   The same readouts as one call, with the per-step intermediates (the input
   drive ``[T, B, N]`` above all) held for one chunk only: a whole evaluation set
   at once cost gigabytes for seq-MNIST's 10,000 test images.
+
+  Args:
+    steps: keep only these steps' readouts (``y [B, len(steps), N_out]``), e.g. a
+      task's static loss steps, so that the other steps' outputs never outlive a chunk.
   """
-  return map_in_chunks(lambda xb: outputs(params, spec, xb), inputs, chunk_size)
+  return map_in_chunks(lambda xb: at_steps(outputs(params, spec, xb), steps), inputs, chunk_size)
+
+
+def at_steps(y: jax.Array, steps: tuple[int, ...] | None) -> jax.Array:
+  """``y [B, T, ...]`` at the given steps (all of them for ``None``)."""
+  return y if steps is None else y[:, np.asarray(steps, np.int32)]
 
 
 def map_in_chunks(fn, inputs: jax.Array, chunk_size: int) -> jax.Array:

@@ -24,6 +24,7 @@ from credit import losses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 EVAL_SPLITS = ("train", "val", "test", "test_clean")
 
@@ -104,3 +105,16 @@ def validation_batch(task: Task, batch_size: int, field: str) -> Batch:
 def take(batch: Batch, idx: jax.Array) -> Batch:
   """Sub-batch by example indices."""
   return Batch(*(x[idx] for x in batch))
+
+
+def batch_at_steps(batch: Batch, steps: tuple[int, ...] | None) -> Batch:
+  """Targets and mask at ``steps`` only (``[B, len(steps), ...]``; the batch for ``None``).
+
+  Losses and scores are masked means over steps, so on a task whose mask is zero
+  off ``steps`` (``Task.loss_steps``) they give the same values on readouts taken
+  at those steps only. The inputs keep every step: the network runs through all.
+  """
+  if steps is None:
+    return batch
+  idx = np.asarray(steps, np.int32)
+  return Batch(batch.inputs, batch.targets[:, idx], batch.mask[:, idx])

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from credit import rules, runtime, tasks
 from credit.models import lif, network, rnn
-from credit.tasks.base import Batch, Task
+from credit.tasks.base import Batch, Task, batch_at_steps
 from credit.training import divergence, optimizers, remedies
 from credit.training.objective import loss_grads_and_state, make_total_loss
 
@@ -230,14 +230,18 @@ def make_trainer(
     state, _ = jax.lax.scan(train_step, state, None, length=num_steps)
     return state
 
+  # Losses and scores only read the steps the mask can select: with static loss steps
+  # (seq-MNIST: the last) the targets, masks and readouts of the other steps never exist.
+  eval_batches = {k: batch_at_steps(b, task.loss_steps) for k, b in task.eval_sets.items()}
+
   def evaluate(state: TrainState, step: jax.Array) -> Metrics:
     out: Metrics = {}
     # The evaluation sets are constants of the program: the barrier stops XLA
     # from constant-folding whole-dataset reductions (e.g. argmax of targets)
     # at compile time, which costs seconds per set.
-    eval_sets = jax.lax.optimization_barrier(task.eval_sets)
+    eval_sets = jax.lax.optimization_barrier(eval_batches)
     for split, batch in eval_sets.items():
-      y = net.outputs_in_chunks(state.params, spec, batch.inputs, EVAL_CHUNK)
+      y = net.outputs_in_chunks(state.params, spec, batch.inputs, EVAL_CHUNK, task.loss_steps)
       out[f"{split}_loss"] = task.loss(y, batch)
       out[f"{split}_acc"] = task.score(y, batch)
     out["gap_acc"] = out["train_acc"] - out["test_acc"]
