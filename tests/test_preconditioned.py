@@ -1,8 +1,11 @@
 """Preconditioned sharpness of adaptive optimizers and the optimizers' stability thresholds."""
 
 from credit.curvature import tracking as cv
+from credit.models import rnn
+from credit.tasks.base import Task
 from credit.training import optimizers
 from credit.training.config import base_config
+from credit.training.objective import make_total_loss
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +39,6 @@ def adapted(name: str, steps: int):
 
 
 def probe_for(config, spec, batch, loss):
-  from credit.tasks.base import Task
-
   task = Task("tiny", 3, 2, 5, "xent", None, {"val": batch}, "none")
   config.curvature.update(every=1, batch_size=8, top_k=1, lanczos_steps=30)  # 30 free synapses
   return cv.make_curvature_probe(config, spec, task, loss)
@@ -152,3 +153,43 @@ def test_preconditioned_sharpness_in_compiled_adam_training(x64):
   keys = jax.random.split(jax.random.key(11), config.num_seeds)
   expected = jax.jit(jax.vmap(direct))(state.params, state.opt_state[0], keys)
   np.testing.assert_allclose(m[:, -1], expected, rtol=1e-8)
+
+
+def test_preconditioned_sharpness_leaves_out_silent_synapses(x64):
+  # Under Dale's law the projection holds silent synapses at zero; where their gradient
+  # vanished too, Adam's P is about eps and the L2 curvature alone makes P^-1 H huge there.
+  spec, params, batch, _ = tiny_problem()
+  spec = spec._replace(dale=True)
+  params = rnn.project({**params, "w_rec": rnn.init_params(jax.random.key(5), spec)["w_rec"]}, spec)
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params)
+  silent = np.zeros((6, 6), bool)
+  silent[[0, 2, 4], [1, 3, 5]] = True  # off the diagonal: synapses, not autapses
+  params["w_rec"] = jnp.where(silent, 0.0, params["w_rec"])
+  task = Task("tiny", 3, 2, 5, "xent", None, {"val": batch}, "none")
+  loss = make_total_loss(spec, task, 1e-2)
+  config = base_config()
+  config.reg_l2 = 1e-2
+  config.optimizer.update(name="adam", learning_rate=0.05)
+  opt = optimizers.make_optimizer(config.optimizer)
+  state = opt.init(params)
+  for _ in range(3):
+    updates, state = opt.update(jax.grad(loss)(params, batch), state, params)
+  inner = state[0]
+  nu = {**inner.nu, "w_rec": jnp.where(silent, 0.0, inner.nu["w_rec"])}
+  state = (inner._replace(nu=nu),) + tuple(state[1:])
+  config.curvature.update(every=1, batch_size=8, top_k=1, lanczos_steps=27)  # 27 free synapses
+  out = jax.jit(cv.make_curvature_probe(config, spec, task, loss))(
+    params, None, jax.random.key(0), 0, state
+  )
+  # Dense, on the synapses the update moves: off-diagonal and not silent.
+  h = np.asarray(dense_hessian(loss, params, batch, ("w_rec",)))
+  p = np.sqrt(np.asarray(nu["w_rec"]).ravel() / (1 - 0.999**3)) + config.optimizer.eps
+  d = 1 / np.sqrt(p)
+  scaled = d[:, None] * h * d[None]
+  synapse = ~np.eye(6, dtype=bool).ravel()
+  free = synapse & ~silent.ravel()
+  want = np.linalg.eigvalsh(scaled[np.ix_(free, free)])[-1]
+  np.testing.assert_allclose(out["lambda_max_precond"], want, rtol=1e-8)
+  # With the silent synapses in, the value would be the L2 term over eps: far larger.
+  with_silent = np.linalg.eigvalsh(scaled[np.ix_(synapse, synapse)])[-1]
+  assert with_silent > 1e3 * want

@@ -22,7 +22,9 @@ examples (a fixed batch, as the reference code) and for the exact objective
   (:func:`credit.training.optimizers.preconditioner`, from the optimizer state
   at this evaluation), as the top eigenvalue of the symmetric
   :math:`P^{-1/2} H P^{-1/2}` (similar to :math:`P^{-1}H`) by the same number of
-  Lanczos steps. Compare with
+  Lanczos steps, over the coordinates the update moves (under Dale's law the
+  silent synapses, held at zero by the projection, are left out:
+  :func:`without_silent_synapses`). Compare with
   :func:`~credit.training.optimizers.stability_threshold` (Adam:
   :math:`(2 + 2\beta_1)/((1 - \beta_1)\eta)`, Cohen et al. 2022). NaN before
   Adam's first update; absent from ``sgd`` and ``momentum`` runs.
@@ -156,6 +158,29 @@ def parameter_mask(params: rnn.Params, spec: rnn.RNNSpec, subset) -> dict | None
   return mask
 
 
+def without_silent_synapses(
+  params: rnn.Params, spec: rnn.RNNSpec | lif.LIFSpec, subset, mask: dict | None
+) -> dict | None:
+  r"""``mask`` without the silent synapses of a Dale network (for ``lambda_max_precond``).
+
+  Under Dale's law :func:`~credit.models.rnn.project` holds every ``W_rec`` entry that
+  would change sign at exactly zero, so those coordinates do not move with the update
+  that the edge-of-stability threshold is about. They still carry curvature (the L2
+  term at least), and the adaptive preconditioner there is tiny (their gradient is
+  mostly projected away, so :math:`\hat v \approx 0`): :math:`P^{-1}H` along them is
+  about ``reg_l2 / P``, which can exceed the free coordinates' sharpness by far (a
+  synapse whose presynaptic unit is silent too has no gradient at all, and
+  :math:`P \to \epsilon`). Returns ``mask`` itself when nothing is silent by
+  construction (no Dale's law, or ``W_rec`` not measured).
+  """
+  if not getattr(spec, "dale", False) or (subset is not None and "w_rec" not in subset):
+    return mask
+  sub = select(params, subset)
+  base = mask if mask is not None else {k: jnp.ones_like(v) for k, v in sub.items()}
+  w = params["w_rec"]
+  return {**base, "w_rec": base["w_rec"] * (w != 0).astype(w.dtype)}
+
+
 def measured_subset(params_option: str) -> tuple[str, ...] | None:
   """The parameter subset of a probe's ``params`` option (``"w_rec"`` or ``"all"``: None)."""
   return ("w_rec",) if params_option == "w_rec" else None
@@ -281,8 +306,10 @@ def make_curvature_measurement(
       )
       out["relative_flatness"] = kappa.estimate
     if precond:
+      free = without_silent_synapses(params, spec, subset, mask)
+      v0_free = v0 if free is mask else jax.tree.map(jnp.multiply, free, v0)
       out["lambda_max_precond"] = preconditioned_sharpness(
-        hvp, config.optimizer, opt_state, subset, v0, c.lanczos_steps, mask
+        hvp, config.optimizer, opt_state, subset, v0_free, c.lanczos_steps, free
       )
     return CurvatureMeasurement(out, top, hvp, grad, mask)
 
@@ -387,6 +414,9 @@ def preconditioned_sharpness(
   p, valid = optimizers.preconditioner(opt, opt_state)
   scale = jax.tree.map(jax.lax.rsqrt, select(p, subset))
   scale = jax.tree.map(lambda d, v: d.astype(v.dtype), scale, v0)
+
+  if mask is not None:  # M P^{-1/2} H P^{-1/2} M: ``hvp`` may be masked by a larger mask
+    scale = jax.tree.map(jnp.multiply, scale, mask)
 
   def matvec(v):
     return jax.tree.map(jnp.multiply, scale, hvp(jax.tree.map(jnp.multiply, scale, v)))

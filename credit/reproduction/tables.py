@@ -208,7 +208,8 @@ def theory_section(t: Mapping) -> list[str]:
       )
       lines += [
         "The preconditioned sharpness `lambda_max_precond` (λ_max of P^{-1/2} H P^{-1/2},",
-        "P = diag(√v̂ + ε)) is compared with it below."
+        "P = diag(√v̂ + ε), over the synapses the update moves: under Dale's law the silent",
+        "synapses that the projection holds at zero are left out) is compared with it below."
         if measured
         else "The preconditioned sharpness is **not measured** in these results (no",
         *(
