@@ -52,6 +52,10 @@ def _spiking(task="evidence_accumulation", **fields):
     ({"model.surrogate": "boxcar"}, "surrogate.kind"),
     ({"curvature.spiking_definition": "exact"}, "curvature.spiking_definition must be one of"),
     ({"curvature.temperature": 0.0}, "curvature.temperature must be > 0"),
+    (
+      {"curvature.spiking_definition": "surrogate", "curvature.also_surrogate": True},
+      "also_surrogate needs curvature.spiking_definition='smoothed'",
+    ),
     ({"theory.every": 250}, "theory.every must be 0 for a spiking network"),
     ({"task_options.spike_encoding": "rate"}, "task_options.spike_encoding must be one of"),
   ],
