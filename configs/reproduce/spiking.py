@@ -23,7 +23,47 @@ real eigenvalue, Arnoldi). ``lambda_max_precond`` (Adam) is of the proxy. The th
 refuses spiking networks (it linearizes the rate model's rules): the report's "theorem"
 claim is "not tested". No remedies.
 
-PILOT_NOTES
+Sizes (:data:`SIZES`, :data:`INIT_GAIN`, :data:`SHORT_EVIDENCE`) were chosen by a pilot
+so that the whole study (8 cells x :data:`SEEDS` seeds, both curvature definitions and the
+alignment probe at every evaluation) fits in about an hour of one CPU core; they are smaller
+than the run configs' (N = 128 / 100, 10,000 / 1,000 steps):
+
+* ``seq_mnist``: N = 64, batch 128, Adam lr 1e-2, ``init_gain = 8``, 1,200 steps.
+* ``evidence_accumulation``: N = 64 (half ALIF), batch 64, Adam lr 5e-3, 600 steps, 5 cues
+  and delays U[100, 300] ms (test: U[300, 500] ms plus the input noise), sequences about
+  half as long as the run config's 7 cues and U[500, 1000] ms.
+
+Fit criteria (:data:`FIT_CRITERIA`), lower than the rate report's 0.95, declared because
+spiking BPTT does not reach 0.95 in every seed within this budget:
+
+* ``seq_mnist``: training accuracy >= 0.4 (chance 0.1). Spiking seq-MNIST learns slowly at
+  this size: the best pilot setting reached 0.53 and 0.51 after 1,000 steps (0.42 and
+  0.44 after 500), so 0.4 is met by every pilot seed well inside 1,200 steps with room for
+  seeds that learn later. A low bar: the comparison is of early-trained networks.
+* ``evidence_accumulation``: training accuracy >= 0.9 (chance 0.5). The pilot's seeds
+  reached 0.96 and 0.985 after 600 steps but one only at the last evaluation; both passed
+  0.9 by step 400.
+
+Pilot (spiking BPTT, Dale's law, N = 64, 2 seeds, no probes; training accuracy per seed)::
+
+  seq-MNIST    batch 128, lr 2e-3, gain 5, 600 steps       0.22, 0.22
+               batch 128, lr 1e-2, gain 5, 1,000 steps     0.36, 0.31
+               batch 128, lr 5e-3, gain 2.5, 1,000 steps   0.13, 0.13 (silent, at chance)
+               batch 64,  lr 2e-2, gain 5, 1,500 steps     0.35, 0.35
+               batch 128, lr 1e-2, gain 8, 1,000 steps     0.53, 0.51   <- chosen
+               batch 128, lr 2e-2, gain 8, 1,000 steps     0.54, 0.48
+  evidence     7 cues, batch 64, lr 5e-3, 400 steps        0.86, 0.94
+  accumulation 7 cues, batch 32, lr 1e-2, 600 steps        0.89, 0.95
+               5 cues, short delays, batch 64, lr 5e-3,
+               600 steps                                   0.96, 0.985  <- chosen
+
+Cost with the probes on (e-prop, 2 seeds, 200 steps, 3 evaluations, on a core shared with
+other jobs): about 30 CPU seconds per process on either task, 20-25 of them start-up and
+compilation; the measured total is in ``REPORT.md`` (compute table) and PROVENANCE.md.
+
+Seeds (:data:`SEEDS`), as the rate report: 20 per rule on evidence accumulation, 10 on
+seq-MNIST. Measured at 10 seeds, a cell cost about 2.2 CPU-minutes (evidence
+accumulation) and 2 (seq-MNIST), so the study is about 26 CPU-minutes.
 
 Variants (``:a,b``): ``smoke`` (both tasks' smoke configs, BPTT and e-prop, 2 seeds, 20
 steps, 8 units: the pipeline end to end, both curvature definitions, figures and report;
@@ -39,7 +79,8 @@ import ml_collections
 TASKS = ("seq_mnist", "evidence_accumulation")
 RULES = ("bptt", "eprop", "eprop_random", "mdgl")
 SMOKE_RULES = ("bptt", "eprop")
-SEEDS = 10
+# Seeds per rule, as the rate report (issue 13): 20 on the neuroscience task, 10 on seq-MNIST.
+SEEDS = {"seq_mnist": 10, "evidence_accumulation": 20}
 # Per task: units, batch, Adam learning rate, steps, steps between evaluations.
 SIZES = {
   "seq_mnist": dict(n_hidden=64, batch_size=128, learning_rate=1e-2, num_steps=1200, every=100),
@@ -84,7 +125,7 @@ def _base(task: str, smoke: bool) -> ml_collections.ConfigDict:
     config.optimizer.learning_rate = s["learning_rate"]
     config.num_steps, config.eval_every = s["num_steps"], s["every"]
     config.model.init_gain = INIT_GAIN[task]
-    config.num_seeds = SEEDS
+    config.num_seeds = SEEDS[task]
     if task == "evidence_accumulation":
       config.task_options.update(SHORT_EVIDENCE)
     probe_batch, lanczos = PROBE_BATCH, LANCZOS_STEPS
