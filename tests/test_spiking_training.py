@@ -159,6 +159,27 @@ def test_spiking_sweeps_are_ready():
       assert dict(criterion) == dict(metric="train_acc", at_least=0.95)
 
 
+def test_spiking_study_measures_both_curvature_definitions_at_every_evaluation():
+  """configs/reproduce/spiking.py: every cell validates, and its probe reports the smoothed
+  proxy's lambda_max and the surrogate Jacobian's two numbers wherever the fit is judged."""
+  from credit.curvature.tracking import metric_names
+  from credit.reproduction.plan import plan
+  from credit.sweeps import cells
+
+  from configs.reproduce import spiking as study
+
+  for arg in (None, "smoke"):
+    sweeps = plan(study.get_config(arg), None, None, validate=False)
+    assert sorted(task for task, _, _ in sweeps) == sorted(study.TASKS)
+    for task, _, sweep in sweeps:
+      assert dict(sweep.fit_criteria[task]) == study.FIT_CRITERIA[task]
+      for cell in cells.expand(sweep):
+        c = cell.config
+        assert c.curvature.every == c.eval_every and c.theory.every == 0
+        names = metric_names(c)
+        assert {"lambda_max", "surrogate_lambda_max", "jacobian_max_real"} <= set(names)
+
+
 def test_spiking_evidence_accumulation_smoke_learns_through_the_launcher(tmp_path):
   """``experiments.train`` on the smoke config, e-prop on LIF/ALIF units, with the surrogate
   curvature and the alignment probes on: accuracy well above chance (0.5)."""
