@@ -228,3 +228,19 @@ def test_spiking_seq_mnist_smoke_learns(tmp_path):
   assert h["train_loss"][0, -1] < 0.9 * h["train_loss"][0, 0]
   assert h["train_acc"][0, -1] > 0.25
   assert np.isnan(h["lambda_max"][0, 1]) and h["lambda_max"][0, -1] > 0
+
+
+def test_committed_spiking_report_regenerates_from_its_results(tmp_path):
+  """results/spiking/REPORT.md is what experiments.report makes of the files beside it."""
+  import shutil
+
+  from credit.reproduction import document
+
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  committed = os.path.join(repo, "results", "spiking")
+  if not os.path.exists(os.path.join(committed, "REPORT.md")):
+    pytest.skip("no committed spiking study")
+  work = tmp_path / "spiking"
+  shutil.copytree(committed, work, ignore=shutil.ignore_patterns("REPORT.md", "report.json"))
+  document.write_report(str(work), shown_as="results/spiking")
+  assert (work / "REPORT.md").read_text() == open(os.path.join(committed, "REPORT.md")).read()
