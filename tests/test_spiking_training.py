@@ -74,7 +74,7 @@ def test_a_model_block_of_the_other_kind_is_refused_with_a_hint():
   with pytest.raises(ConfigError, match=r"no field\(s\) \['activation'\].*model='lif'"):
     config_lib.validate(rate)
   # A rate network has no spiking rules' curvature fields either.
-  with pytest.raises(ConfigError, match="spiking_definition"):
+  with pytest.raises(ConfigError, match=r"curvature\.(also_surrogate|spiking_definition)"):
     config_lib.validate(_spiking("seq_mnist", **{"model": config_lib.model_defaults("rate")}))
 
 
