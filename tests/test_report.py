@@ -316,6 +316,29 @@ def test_a_duplicate_rule_in_a_remedy_variant_is_counted_once(tmp_path):
   assert t["remedies"]["lr_x2"]["eprop_random"]["runs"] == SEEDS
 
 
+def test_second_curvature_definition_is_carried_to_matched_fit(tmp_path, reproduction):
+  """Spiking runs with ``also_surrogate``: the surrogate Jacobian's metrics are read at each
+  run's first fit (not at the end) and tabled beside lambda_max; rate reports do not get them."""
+  rows = _synthetic("spiking", NULL, seed=3)
+  for r in rows:  # a per-step value that tells first fit (step 200) from the end (step 300)
+    r["surrogate_lambda_max"] = 100.0 + r["seed"] + r["step"]
+    r["jacobian_max_real"] = -r["surrogate_lambda_max"]
+  _write_sweep(tmp_path / "spiking" / "base", rows, ["spiking"], "adam")
+  text = open(document.write_report(str(tmp_path))).read()
+  t = json.load(open(tmp_path / "report.json"))["spiking"]
+  assert t["extra_curvature"] == ["surrogate_lambda_max", "jacobian_max_real"]
+  want = np.mean([100.0 + s + 200 for s in range(SEEDS)])
+  m = t["rules"]["eprop"]["matched"]
+  assert m["surrogate_lambda_max"]["mean"] == pytest.approx(want)
+  assert m["jacobian_max_real"]["mean"] == pytest.approx(-want)
+  assert m["surrogate_lambda_max"]["vs_bptt"]["diff"] == pytest.approx(0.0)
+  assert t["rules"]["eprop"]["end"]["surrogate_lambda_max"]["mean"] == pytest.approx(want + 100)
+  assert f"| eprop | surrogate_lambda_max | {SEEDS} |" in text
+  _, rate_text, rate_nums = reproduction
+  assert "extra_curvature" not in rate_nums["effect"]
+  assert "surrogate_lambda_max" not in rate_text
+
+
 def test_compute_table_sums_the_cells_wall_time(tmp_path):
   work = tmp_path / "repro"
   _write_sweep(work / "effect" / "base", _synthetic("effect", NULL), ["effect"])

@@ -453,6 +453,33 @@ def test_the_curvature_probe_measures_the_surrogate_jacobian(x64):
   )
 
 
+def test_the_curvature_probe_measures_both_definitions_when_asked(x64):
+  """``also_surrogate``: one probe reports the proxy's lambda_max and the surrogate Jacobian's
+  symmetric-part lambda_max and largest real eigenvalue, each against its own dense matrix."""
+  from credit.curvature.tracking import make_curvature_probe
+
+  spec, params, batch, task = curvature_setup()
+  task = task._replace(eval_sets={"val": batch})
+  config = _probe_config("smoothed", temperature=0.3)
+  config.curvature.also_surrogate = True
+  probe = make_curvature_probe(config, spec, task, spiking_curvature.spiking_loss(spec, task))
+  got = jax.jit(probe)(params, {}, jax.random.key(0), jnp.asarray(0))
+  proxy = spiking_curvature.smoothed_loss(spec, task, 0.0, temperature=0.3)
+  smoothed = _w_rec_matrix(proxy, params, batch)
+  frozen = spec._replace(surrogate=spec.surrogate._replace(second_order="frozen"))
+  loss_fn = spiking_curvature.spiking_loss(frozen, task)
+  dense = _w_rec_matrix(loss_fn, params, batch, lambda f: jax.jacfwd(jax.grad(f)))
+  sym_max = np.linalg.eigvalsh((dense + dense.T) / 2).max()
+  assert abs(sym_max - np.linalg.eigvalsh(smoothed).max()) > 1e-3 * abs(sym_max)  # distinct
+  np.testing.assert_allclose(
+    float(got["lambda_max"]), np.linalg.eigvalsh(smoothed).max(), rtol=1e-8
+  )
+  np.testing.assert_allclose(float(got["surrogate_lambda_max"]), sym_max, rtol=1e-8)
+  np.testing.assert_allclose(
+    float(got["jacobian_max_real"]), np.linalg.eigvals(dense).real.max(), rtol=1e-6
+  )
+
+
 def test_jacobian_extremes_of_the_frozen_operator_match_dense(x64):
   spec, params, batch, task = curvature_setup()
   sub = {"w_rec": params["w_rec"]}

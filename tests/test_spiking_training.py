@@ -52,6 +52,10 @@ def _spiking(task="evidence_accumulation", **fields):
     ({"model.surrogate": "boxcar"}, "surrogate.kind"),
     ({"curvature.spiking_definition": "exact"}, "curvature.spiking_definition must be one of"),
     ({"curvature.temperature": 0.0}, "curvature.temperature must be > 0"),
+    (
+      {"curvature.spiking_definition": "surrogate", "curvature.also_surrogate": True},
+      "also_surrogate needs curvature.spiking_definition='smoothed'",
+    ),
     ({"theory.every": 250}, "theory.every must be 0 for a spiking network"),
     ({"task_options.spike_encoding": "rate"}, "task_options.spike_encoding must be one of"),
   ],
@@ -70,7 +74,7 @@ def test_a_model_block_of_the_other_kind_is_refused_with_a_hint():
   with pytest.raises(ConfigError, match=r"no field\(s\) \['activation'\].*model='lif'"):
     config_lib.validate(rate)
   # A rate network has no spiking rules' curvature fields either.
-  with pytest.raises(ConfigError, match="spiking_definition"):
+  with pytest.raises(ConfigError, match=r"curvature\.(also_surrogate|spiking_definition)"):
     config_lib.validate(_spiking("seq_mnist", **{"model": config_lib.model_defaults("rate")}))
 
 
@@ -155,6 +159,27 @@ def test_spiking_sweeps_are_ready():
       assert dict(criterion) == dict(metric="train_acc", at_least=0.95)
 
 
+def test_spiking_study_measures_both_curvature_definitions_at_every_evaluation():
+  """configs/reproduce/spiking.py: every cell validates, and its probe reports the smoothed
+  proxy's lambda_max and the surrogate Jacobian's two numbers wherever the fit is judged."""
+  from credit.curvature.tracking import metric_names
+  from credit.reproduction.plan import plan
+  from credit.sweeps import cells
+
+  from configs.reproduce import spiking as study
+
+  for arg in (None, "smoke"):
+    sweeps = plan(study.get_config(arg), None, None, validate=False)
+    assert sorted(task for task, _, _ in sweeps) == sorted(study.TASKS)
+    for task, _, sweep in sweeps:
+      assert dict(sweep.fit_criteria[task]) == study.FIT_CRITERIA[task]
+      for cell in cells.expand(sweep):
+        c = cell.config
+        assert c.curvature.every == c.eval_every and c.theory.every == 0
+        names = metric_names(c)
+        assert {"lambda_max", "surrogate_lambda_max", "jacobian_max_real"} <= set(names)
+
+
 def test_spiking_evidence_accumulation_smoke_learns_through_the_launcher(tmp_path):
   """``experiments.train`` on the smoke config, e-prop on LIF/ALIF units, with the surrogate
   curvature and the alignment probes on: accuracy well above chance (0.5)."""
@@ -203,3 +228,19 @@ def test_spiking_seq_mnist_smoke_learns(tmp_path):
   assert h["train_loss"][0, -1] < 0.9 * h["train_loss"][0, 0]
   assert h["train_acc"][0, -1] > 0.25
   assert np.isnan(h["lambda_max"][0, 1]) and h["lambda_max"][0, -1] > 0
+
+
+def test_committed_spiking_report_regenerates_from_its_results(tmp_path):
+  """results/spiking/REPORT.md is what experiments.report makes of the files beside it."""
+  import shutil
+
+  from credit.reproduction import document
+
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  committed = os.path.join(repo, "results", "spiking")
+  if not os.path.exists(os.path.join(committed, "REPORT.md")):
+    pytest.skip("no committed spiking study")
+  work = tmp_path / "spiking"
+  shutil.copytree(committed, work, ignore=shutil.ignore_patterns("REPORT.md", "report.json"))
+  document.write_report(str(work), shown_as="results/spiking")
+  assert (work / "REPORT.md").read_text() == open(os.path.join(committed, "REPORT.md")).read()

@@ -52,6 +52,11 @@ instead of ``total_loss``'s Hessian:
   eigenvalue of :math:`A` (``lanczos_steps`` Arnoldi steps,
   :mod:`credit.curvature.krylov`).
 
+With ``"smoothed"`` and ``curvature.also_surrogate`` the probe measures both:
+``lambda_max`` .. of the smoothed proxy, and ``surrogate_lambda_max`` (the
+symmetric part's top eigenvalue) and ``jacobian_max_real`` of the surrogate
+Jacobian at the same point, batch and start vector (as ``"surrogate"`` would).
+
 Other evaluations return NaN. ``step`` is not vmapped over seeds, so the
 ``lax.cond`` stays a real branch and skipped evaluations cost nothing.
 """
@@ -91,6 +96,8 @@ def metric_names(
     names.append("relative_flatness")
   if spiking_definition(config, spec) == "surrogate":
     names.append("jacobian_max_real")
+  if also_surrogate(config, spec):
+    names += ["surrogate_lambda_max", "jacobian_max_real"]
   if measures_preconditioned(config):
     names.append("lambda_max_precond")
   return tuple(names)
@@ -115,6 +122,24 @@ def spiking_definition(
   return definition
 
 
+def also_surrogate(
+  config: ml_collections.ConfigDict, spec: rnn.RNNSpec | lif.LIFSpec | None = None
+) -> bool:
+  """Whether a smoothed-proxy run also measures the surrogate Jacobian (module docstring)."""
+  return spiking_definition(config, spec) == "smoothed" and bool(
+    config.curvature.get("also_surrogate", False)
+  )
+
+
+def frozen_surrogate_loss(
+  config: ml_collections.ConfigDict, spec: lif.LIFSpec, task: Task
+) -> Callable[[rnn.Params, Batch], jax.Array]:
+  """The spiking loss with spikes frozen at second order: ``jvp`` of its ``grad`` is the
+  surrogate-gradient map's Jacobian."""
+  frozen = spec._replace(surrogate=spec.surrogate._replace(second_order="frozen"))
+  return spiking.spiking_loss(frozen, task, config.reg_l2)
+
+
 def measured_loss(
   config: ml_collections.ConfigDict,
   spec: rnn.RNNSpec | lif.LIFSpec,
@@ -132,8 +157,7 @@ def measured_loss(
     return total_loss
   if definition == "smoothed":
     return spiking.smoothed_loss(spec, task, config.reg_l2, float(config.curvature.temperature))
-  frozen = spec._replace(surrogate=spec.surrogate._replace(second_order="frozen"))
-  return spiking.spiking_loss(frozen, task, config.reg_l2)
+  return frozen_surrogate_loss(config, spec, task)
 
 
 def measures_preconditioned(config: ml_collections.ConfigDict) -> bool:
@@ -268,6 +292,7 @@ def make_curvature_measurement(
   precond = measures_preconditioned(config)
   loss_fn = measured_loss(config, spec, task, total_loss)
   nonsymmetric = spiking_definition(config, spec) == "surrogate"
+  second_loss = frozen_surrogate_loss(config, spec, task) if also_surrogate(config, spec) else None
 
   def symmetric(op, sub, params):
     """``op`` itself, or for the surrogate Jacobian its symmetric part (for Lanczos)."""
@@ -286,6 +311,13 @@ def make_curvature_measurement(
     out = {"lambda_max": top.eigenvalues[0]}
     if nonsymmetric:
       out["jacobian_max_real"] = spiking.max_real_eigenvalue(jac, v0, c.lanczos_steps, mask)
+    if second_loss is not None:
+      jac_s = make_hvp(second_loss, params, fixed, subset, c.chunk_size, mask, linearize)
+      sym = spiking.symmetric_part(jac_s, point)
+      out["surrogate_lambda_max"] = lanczos_top_k(
+        sym, v0, c.lanczos_steps, 1, mask=mask
+      ).eigenvalues[0]
+      out["jacobian_max_real"] = spiking.max_real_eigenvalue(jac_s, v0, c.lanczos_steps, mask)
     for i in range(2, c.top_k + 1):
       out[f"lambda_{i}"] = top.eigenvalues[i - 1]
     if c.trace_probes > 0:

@@ -154,6 +154,15 @@ def markdown(
   for task, t in numbers.items():
     lam = t["lambda_metric"] or "lambda_max"
     lines += [f"## {task}", "", f"λ_max metric: `{lam}`.", ""]
+    if t.get("extra_curvature"):
+      lines += [
+        "Also measured at the same evaluations (spiking network, `curvature.also_surrogate`):",
+        ", ".join(f"`{m}`" for m in t["extra_curvature"]),
+        "(the surrogate-gradient Jacobian, spikes frozen: λ_max of its symmetric part and",
+        "its largest real eigenvalue; `lambda_max` is the smoothed proxy's Hessian). They",
+        "are in the tables below beside `lambda_max`, described but outside the claims.",
+        "",
+      ]
     lines += ["### fit", "", *tables.fit_section(t)]
     lines += ["### (a) at matched fit (first evaluation meeting the criterion)", ""]
     lines += tables.comparison_section(t, "matched")

@@ -44,7 +44,11 @@ Per task, over the runs that did not diverge:
   matched fit and at the matched training loss.
 
 :math:`\lambda_{max}` is the curvature probe's ``lambda_max`` where it was
-measured, else the theory probe's ``theory_lambda_max``.
+measured, else the theory probe's ``theory_lambda_max``. Spiking runs that measure
+both curvature definitions (``curvature.also_surrogate``: ``lambda_max`` of the
+smoothed proxy, plus :data:`SECOND_CURVATURE` of the surrogate-gradient Jacobian)
+carry the second definition's metrics through the matched, end and matched-loss
+blocks beside ``lambda`` (``extra_curvature``; descriptive, outside the claims).
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ GAPS = ("gap_acc", "gap_loss")
 HEADLINE_GAP = "gap_acc"
 SCORES = ("train_acc", "test_acc")
 LAMBDA_METRICS = ("lambda_max", "theory_lambda_max")
+# The surrogate-gradient Jacobian of a spiking run measured beside the smoothed proxy's
+# lambda_max: its symmetric part's top eigenvalue and its largest real eigenvalue.
+SECOND_CURVATURE = ("surrogate_lambda_max", "jacobian_max_real")
 PRECOND_METRIC = eos.PRECOND_METRIC  # Adam: λ_max of P^{-1/2} H P^{-1/2}
 REFERENCE_RULE = "bptt"
 # Used when a sweep.json declares no fit criterion (results written before the field existed).
@@ -140,6 +147,13 @@ def lambda_metric(rows: Sequence[Mapping]) -> str | None:
   return None
 
 
+def extra_curvature(rows: Sequence[Mapping]) -> tuple[str, ...]:
+  """The :data:`SECOND_CURVATURE` metrics some run measured (none for a rate network)."""
+  return tuple(
+    m for m in SECOND_CURVATURE if any(math.isfinite(stats.as_float(r.get(m))) for r in rows)
+  )
+
+
 def ordered_rules(names) -> list[str]:
   from credit.analysis.figures import RULE_ORDER
 
@@ -172,9 +186,15 @@ def identical_rules(rows: Sequence[Mapping]) -> dict[str, str]:
   return same
 
 
-def run_records(rows: Sequence[Mapping], fit: fit_lib.FitCriterion, lam: str | None) -> list[dict]:
-  """One record per run: its final values, ``matched`` (first fit or None), ``fit_end``."""
-  names = [*GAPS, *SCORES, "train_loss", *([lam] if lam else [])]
+def run_records(
+  rows: Sequence[Mapping],
+  fit: fit_lib.FitCriterion,
+  lam: str | None,
+  extra: Sequence[str] = (),
+) -> list[dict]:
+  """One record per run: its final values, ``matched`` (first fit or None), ``fit_end``;
+  ``extra`` metrics (:func:`extra_curvature`) are carried into ``matched``."""
+  names = [*GAPS, *SCORES, "train_loss", *([lam] if lam else []), *extra]
   groups = stats.group_rows(rows, stats.RUN_COLUMNS)
   out = []
   for final in stats.final_records(rows):
@@ -216,9 +236,14 @@ def compare(x: Sequence[float], y: Sequence[float]) -> dict:
 METRICS = (*GAPS, *SCORES, "lambda")
 
 
-def _block(runs: Sequence[Mapping], reference: Sequence[Mapping] | None, where: str) -> dict:
+def _block(
+  runs: Sequence[Mapping],
+  reference: Sequence[Mapping] | None,
+  where: str,
+  extra: Sequence[str] = (),
+) -> dict:
   out = {}
-  for metric in METRICS:
+  for metric in (*METRICS, *extra):
     out[metric] = stats.describe(column(runs, metric, where))
     if reference is not None:
       out[metric]["vs_bptt"] = compare(
@@ -352,8 +377,10 @@ def _theory(runs: Sequence[Mapping]) -> dict:
   }
 
 
-def _matched_loss(kept: Sequence[Mapping], rules: Sequence[str], lam: str | None) -> dict:
-  """Gap and lambda at the highest of the rules' median final training losses."""
+def _matched_loss(
+  kept: Sequence[Mapping], rules: Sequence[str], lam: str | None, extra: Sequence[str] = ()
+) -> dict:
+  """Gap and lambda (and ``extra``) at the highest of the rules' median final training losses."""
   medians = [
     stats.describe(column([r for r in kept if r["rule"] == rule], "train_loss"))["median"]
     for rule in rules
@@ -362,7 +389,7 @@ def _matched_loss(kept: Sequence[Mapping], rules: Sequence[str], lam: str | None
   if not medians:
     return {}
   target = max(medians)
-  names = [*GAPS, *SCORES, *([lam] if lam else [])]
+  names = [*GAPS, *SCORES, *([lam] if lam else []), *extra]
   for r in kept:
     at = fit_lib.at_loss(r["_rows"], target, names)
     if at is not None:
@@ -373,7 +400,7 @@ def _matched_loss(kept: Sequence[Mapping], rules: Sequence[str], lam: str | None
   for rule in rules:
     runs = [r for r in kept if r["rule"] == rule]
     entry = {"runs": len(runs), "reached": sum(r["at_loss"] is not None for r in runs)}
-    entry.update(_block(runs, reference if rule != REFERENCE_RULE else None, "at_loss"))
+    entry.update(_block(runs, reference if rule != REFERENCE_RULE else None, "at_loss", extra))
     out["rules"][rule] = entry
   return out
 
@@ -402,8 +429,9 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
   rows = task_rows(variants[base], task)
   fit, declared = fit_criterion(sweep, task)
   lam = lambda_metric(rows)
+  extra = extra_curvature(rows)
   same = identical_rules(rows)
-  records = run_records(rows, fit, lam)
+  records = run_records(rows, fit, lam, extra)
   kept = [r for r in records if not r["diverged"]]
   rules = [r for r in ordered_rules(r["rule"] for r in records) if r not in same]
   has_reference = REFERENCE_RULE in rules
@@ -415,6 +443,7 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
   th = threshold(opt, eta) if opt else {}
   out: dict = {
     "lambda_metric": lam,
+    **({"extra_curvature": list(extra)} if extra else {}),
     "optimizer": opt.get("name"),
     "threshold": th,
     "edge_params": {
@@ -440,13 +469,14 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
       "learning_rate": stats.describe(column(runs, "learning_rate"))["mean"],
       "steps": max((int(r["step"]) for r in all_runs), default=0),
       "fit_step": stats.describe(column(runs, "step", "matched")),
-      "matched": _block(runs, ref, "matched"),
+      "matched": _block(runs, ref, "matched", extra),
       "end": _block(
         [r for r in runs if r["fit_end"]],
         [r for r in ref if r["fit_end"]] if ref else None,
         "final",
+        extra,
       ),
-      "all_end": _block(runs, ref, "final"),
+      "all_end": _block(runs, ref, "final", extra),
       "theory": _theory(runs),
     }
     if th:
@@ -471,7 +501,7 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
     "pooled": stats.correlation(lam_m, gap_m)._asdict(),
     "partial": stats.rank_partial_correlation(lam_m, gap_m, [r["rule"] for r in matched])._asdict(),
   }
-  out["matched_loss"] = _matched_loss(kept, rules, lam)
+  out["matched_loss"] = _matched_loss(kept, rules, lam, extra)
   out["remedies"] = {}
   for variant, sweep_dir in variants.items():
     if variant == base:

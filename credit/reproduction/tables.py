@@ -120,7 +120,7 @@ def comparison_section(t: Mapping, block: str) -> list[str]:
     if not any(b[m]["n"] for m in (*GAPS, "lambda")):
       empty.append(rule)
       continue
-    for metric in (*GAPS, "lambda"):
+    for metric in (*GAPS, "lambda", *t.get("extra_curvature", ())):
       rows.append(
         [
           rule,
@@ -364,7 +364,7 @@ def matched_loss_section(t: Mapping) -> list[str]:
     return ["No training loss in the results.", ""]
   rows = []
   for rule, e in ml["rules"].items():
-    for metric in (*GAPS, "lambda"):
+    for metric in (*GAPS, "lambda", *t.get("extra_curvature", ())):
       rows.append(
         [
           rule,

@@ -128,6 +128,9 @@ def base_config(task: str = "seq_mnist", model: str = "rate") -> ml_collections.
     # largest real eigenvalue as jacobian_max_real).
     c.curvature.spiking_definition = "smoothed"
     c.curvature.temperature = DEFAULT_TEMPERATURE
+    # With "smoothed": also the surrogate Jacobian's surrogate_lambda_max (its symmetric
+    # part) and jacobian_max_real, so one run reports both definitions.
+    c.curvature.also_surrogate = False
   c.alignment = ml_collections.ConfigDict(
     dict(
       every=0,  # steps between cosine(rule, BPTT) measurements (0: off)
@@ -366,6 +369,11 @@ def _validate_spiking(config: ml_collections.ConfigDict) -> None:
     )
   if not c.temperature > 0:
     raise ConfigError(f"curvature.temperature must be > 0, got {c.temperature}")
+  if c.get("also_surrogate", False) and c.spiking_definition != "smoothed":
+    raise ConfigError(
+      "curvature.also_surrogate needs curvature.spiking_definition='smoothed' (with "
+      "'surrogate', lambda_max and jacobian_max_real already are the surrogate Jacobian's)"
+    )
   if "theory" in config and config.theory.every > 0:
     raise ConfigError(
       "theory.every must be 0 for a spiking network (model.kind='lif'): the theory probe "
