@@ -12,8 +12,8 @@ against λ_max (:mod:`credit.analysis.field_map`). Launch::
   python -m experiments.reproduce --config=configs/reproduce/field.py --workdir=/tmp/field
   python -m experiments.reproduce --config=configs/reproduce/field.py:smoke --workdir=/tmp/fs
 
-Sizes are chosen so that the whole study fits in about 45 CPU-minutes on one core (measured
-below) and are smaller than the main report's, said per task:
+Sizes are chosen so that the whole study fits in about an hour on one CPU core (67 minutes
+measured, below) and are smaller than the main report's, said per task:
 
 * ``seq_mnist``: the reference network (ReLU, α = 1, no autapses, no Dale's law, L2 1e-2)
   at N = :data:`SEQ_MNIST_N` units and batch :data:`SEQ_MNIST_BATCH`, trained with Adam
@@ -65,32 +65,34 @@ expensive cells, with :data:`FEW_SEEDS` seeds on seq-MNIST and delayed match
 (:data:`FEW_SEED_TASKS`); their seeds 0-4 start from the same weights as every other
 rule's seeds 0-4. On pattern generation they are cheap and have 10.
 
-Per-cell cost, measured (``seed_layout`` "auto" runs seeds one after another on CPU, so a
-cell costs its compilation plus :data:`SEEDS` times one seed's steps and evaluations): per
-cell, one seed, 10 training steps and one evaluation (curvature and alignment probes) timed
-in CPU seconds (``time.process_time``, all threads) after compilation, on a 2-core machine
-shared with other jobs (timings noisy), scaled to the steps and evaluations above. ms/step
-is one seed's training step; cell: compilation + 10 seeds, probes included::
+Per-cell cost, measured in the study (``results/field``; ``seed_layout`` "auto" runs seeds
+one after another on CPU, so a cell costs its compilation plus its seeds' steps and
+evaluations, probes included): each cell's wall time on one core of a 2-core machine that
+it shared with one or two other jobs for most of the run (so 1.5-4 times the unloaded
+cost), from its ``run_info.json``; in brackets the cell's seeds::
 
-                  seq-MNIST (N=32)    delayed match (N=32)  pattern gen. (N=32)
-  rule            ms/step   cell      ms/step   cell        ms/step   cell
-  bptt              1.8      57 s       2.0      40 s         0.2      22 s
-  eprop             1.1      44 s       2.2      39 s         0.2      16 s
-  eprop_random      1.6      47 s       2.9      36 s         0.2      16 s
-  mdgl              0.9      40 s       3.9      41 s         0.4      21 s
-  uoro             10.0     135 s      28.6     192 s         1.3      43 s
-  kf_rtrl           5.2      83 s      18.8     134 s         0.6      26 s
-  r_kf_rtrl        18.3     215 s      51.4     327 s         1.7      47 s
-  snap2 (N=16)     23.6     266 s      57.9     363 s         3.3      78 s
-  kernl             2.1      55 s      11.8      94 s         0.9      31 s
-  dni               1.5      46 s       3.9      42 s         0.3      19 s
-  modprop           1.8      50 s       3.2      38 s         0.2      17 s
-  total                    1038 s              1347 s                 337 s
+  rule            seq-MNIST (N=32)    delayed match (N=32)   pattern gen. (N=32)
+  bptt                69 s (10)          58 s (10)              52 s (10)
+  eprop               73 s (10)          64 s (10)              49 s (10)
+  eprop_random        69 s (10)          67 s (10)              56 s (10)
+  mdgl                49 s (10)          67 s (10)              50 s (10)
+  uoro               395 s (10)         232 s (10)             106 s (10)
+  kf_rtrl            161 s (10)         116 s (10)              67 s (10)
+  r_kf_rtrl          387 s (5)          141 s (5)              143 s (10)
+  snap2 (N=16)       471 s (5)          174 s (5)              345 s (10)
+  kernl              111 s (10)          67 s (10)              66 s (10)
+  dni                 80 s (10)          42 s (10)              47 s (10)
+  modprop             76 s (10)          39 s (10)              47 s (10)
+  total             1940 s             1068 s                 1027 s     (67.2 CPU-minutes)
 
-Compilation is 10-18 s per cell. The full study at 10 seeds: about 2,720 CPU seconds
-(45 CPU-minutes); SnAp-2 at N = 32 would cost about 16 times its N = 16 step, which is why
-it runs smaller. The evaluation probes are 30-40% of the seq-MNIST cost (128 validation
-examples, 10 Lanczos steps, every 100 steps).
+Before the study, per seed and training step (CPU ms, ``time.process_time`` after
+compilation, lighter load; seq-MNIST / delayed match / pattern generation): BPTT 1.8 / 2.0 /
+0.2, e-prop 1.1 / 2.2 / 0.2, MDGL 0.9 / 3.9 / 0.4, UORO 10.0 / 28.6 / 1.3, KF-RTRL 5.2 /
+18.8 / 0.6, R-KF-RTRL 18.3 / 51.4 / 1.7, SnAp-2 (N = 16) 23.6 / 57.9 / 3.3, KeRNL 2.1 /
+11.8 / 0.9, DNI 1.5 / 3.9 / 0.3, ModProp 1.8 / 3.2 / 0.2. Compilation is 10-20 s per cell.
+SnAp-2 at N = 32 would cost about 16 times its N = 16 step, which is why it runs smaller.
+The evaluation probes (128 validation examples, 10 Lanczos steps) are 30-40% of the
+seq-MNIST cost.
 
 Variants (``:a,b``): ``smoke`` (delayed match-to-sample only, :data:`SMOKE_RULES`, 8 units,
 2 seeds, 20 steps: the pipeline end to end, figures and report included, in about 40 CPU
