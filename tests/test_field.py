@@ -14,6 +14,7 @@ import numpy as np
 
 STEPS = (0, 10, 20)
 FIT = fit_lib.FitCriterion("train_acc", 0.95)
+TASK = "delayed_match_to_sample"  # the smoke reproduction's task
 
 
 def _rows(task, rule, seed, acc, align, lam, gap, diverged_at=None):
@@ -68,12 +69,14 @@ def test_field_map_places_each_rule_at_its_mean_over_runs_at_matched_fit_or_end(
     np.testing.assert_allclose(t[rule]["align"], expected_align, rtol=1e-12)
     np.testing.assert_allclose(t[rule]["lambda"], np.mean([v[2][1] for v in vals]), rtol=1e-12)
     np.testing.assert_allclose(t[rule]["gap"], np.mean([v[3][1] for v in vals]), rtol=1e-12)
+    assert t[rule]["train"] == fits[1]
   # uoro never fits: at the end (step 20), the diverged seed left out.
   vals = [runs[("uoro", s)] for s in range(3)]
   assert t["uoro"]["where"] == "end" and t["uoro"]["n"] == 3 and t["uoro"]["diverged"] == 1
   np.testing.assert_allclose(t["uoro"]["align"], np.mean([v[1].mean() for v in vals]))
   np.testing.assert_allclose(t["uoro"]["lambda"], np.mean([v[2][2] for v in vals]))
   np.testing.assert_allclose(t["uoro"]["gap"], np.mean([v[3][2] for v in vals]))
+  assert t["uoro"]["train"] == stalls[2]
   # The error bars are bootstrap intervals around the mean, within the runs' range.
   lam = [v[2][2] for v in vals]
   low, high = t["uoro"]["lambda_ci"]
@@ -110,9 +113,14 @@ def test_field_smoke_reproduction_writes_the_field_map(tmp_path):
   assert run.returncode == 0, run.stderr[-3000:]
   assert (work / "figures" / "field_map.png").stat().st_size > 0
   points = json.loads((work / "figures" / "field_map.json").read_text())
-  task = points["delayed_match_to_sample"]
+  task = points[TASK]
   assert set(task) == {"bptt", "r_kf_rtrl"}
   for rule, p in task.items():
     assert p["n"] >= 1 and p["lambda"] > 0
     assert p["align"] == 1.0 if rule == "bptt" else -1.0 <= p["align"] <= 1.0
-  assert "figures/field_map.png" in (work / "REPORT.md").read_text()
+  report = (work / "REPORT.md").read_text()
+  assert "figures/field_map.png" in report
+  for rule, p in task.items():  # the report's table of the points, read from the json
+    at = "matched fit" if p["where"] == "matched" else "end"
+    row = f"| {TASK} | {rule} | {at} | {p['n']} ({p['diverged']}) | "
+    assert any(line.startswith(row) for line in report.splitlines()), row

@@ -635,20 +635,21 @@ def test_reproduction_report_is_computed_from_the_results(tmp_path):
   assert (work / "REPORT.md").read_text() == text
 
 
-def test_committed_reproduction_report_regenerates_from_its_results(tmp_path):
-  """results/reproduction/REPORT.md is what experiments.report makes of the files beside it."""
+@pytest.mark.parametrize("study", ["reproduction", "field"])
+def test_committed_reproduction_report_regenerates_from_its_results(tmp_path, study):
+  """results/<study>/REPORT.md is what experiments.report makes of the files beside it."""
   import os
   import shutil
 
   from credit.reproduction import document as report_document
 
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  committed = os.path.join(repo, "results", "reproduction")
+  committed = os.path.join(repo, "results", study)
   if not os.path.exists(os.path.join(committed, "REPORT.md")):
-    pytest.skip("no committed reproduction")
-  work = tmp_path / "reproduction"
+    pytest.skip(f"no committed {study} results")
+  work = tmp_path / study
   shutil.copytree(committed, work, ignore=shutil.ignore_patterns("REPORT.md", "report.json"))
-  report_document.write_report(str(work), shown_as="results/reproduction")
+  report_document.write_report(str(work), shown_as=f"results/{study}")
   want = open(os.path.join(committed, "REPORT.md")).read()
   got = (work / "REPORT.md").read_text()
   assert got == want

@@ -11,6 +11,9 @@ whole field of online rules (issue 16)? Each rule is one point per task:
   ``theory_lambda_max``), mean over runs;
 * **colour**: the generalization gap there (``gap_acc``), mean over runs.
 
+Each point also carries the training score there (``train_acc``, mean over runs), for the
+report's table of the points.
+
 Which evaluation: **matched fit** (each run's first evaluation meeting the task's fit
 criterion; only the runs that meet it) where at least one run of the rule meets it, else
 **the end** of training (every run); the point says which (filled circle: matched; open
@@ -34,6 +37,7 @@ from matplotlib.figure import Figure
 REFERENCE_RULE = "bptt"
 ALIGNMENT = "align_cos"
 GAP = "gap_acc"
+TRAIN = "train_acc"
 LAMBDA_METRICS = ("lambda_max", "theory_lambda_max")
 MATCHED, END = "matched", "end"
 
@@ -77,13 +81,13 @@ def run_point(
     where: ``"matched"`` or ``"end"``.
 
   Returns:
-    ``{"align", "lambda", "gap", "step"}``, or None when the run diverged or (matched)
-    never fits.
+    ``{"align", "lambda", "gap", "train", "step"}``, or None when the run diverged or
+    (matched) never fits.
   """
   healthy = fit_lib.healthy_rows(rows)
   if len(healthy) < len(rows) or not healthy:
     return None  # diverged: left out
-  names = [lam, GAP]
+  names = [lam, GAP, TRAIN]
   if where == MATCHED:
     at = fit_lib.first_fit(healthy, fit, names) if fit is not None else None
     if at is None:
@@ -95,6 +99,7 @@ def run_point(
     "align": 1.0 if is_reference else _mean_alignment(healthy, at["step"]),
     "lambda": at[lam],
     "gap": at[GAP],
+    "train": at[TRAIN],
     "step": at["step"],
   }
 
@@ -108,8 +113,8 @@ def field_points(rows: Sequence[Mapping], fit: fit_lib.FitCriterion | None) -> d
 
   Returns:
     ``{rule: {"where", "n", "diverged", "align", "align_ci", "lambda", "lambda_ci",
-    "gap", "gap_ci", "steps"}}`` in the report's rule order; a rule without a kept run
-    is left out.
+    "gap", "gap_ci", "train", "train_ci", "steps"}}`` in the report's rule order; a rule
+    without a kept run is left out.
   """
   lam = _lambda_metric(rows)
   if lam is None:
@@ -132,8 +137,8 @@ def field_points(rows: Sequence[Mapping], fit: fit_lib.FitCriterion | None) -> d
       "diverged": sum(len(fit_lib.healthy_rows(r)) < len(r) for r in by_rule[rule]),
       "steps": [p["step"] for p in points],
     }
-    for name, key in (("align", "align"), ("lambda", "lambda"), ("gap", "gap")):
-      values = [p[key] for p in points]
+    for name in ("align", "lambda", "gap", "train"):
+      values = [p[name] for p in points]
       entry[name] = stats.describe(values)["mean"]
       entry[f"{name}_ci"] = bootstrap_mean_ci(values)
     out[rule] = entry

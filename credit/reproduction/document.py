@@ -107,17 +107,51 @@ def compute(workdir: str) -> list[str]:
 
 
 def field_map_section(workdir: str, figures: Mapping[str, Sequence[str]]) -> list[str]:
-  """A link to the field map (every rule's alignment with BPTT against λ_max), if drawn."""
+  """The field map (every rule's alignment with BPTT against λ_max), if drawn: its link and
+  a table of its points (``field_map.json``, next to the figure)."""
   paths = [p for p in figures.get(figures_lib.FIELD_MAP, []) if p.endswith(".png")]
   if not paths:
     return []
   rel = os.path.relpath(paths[0], workdir)
-  return [
+  lines = [
     "## The field map",
     "",
     f"[Alignment with BPTT against λ_max per rule, coloured by the gap]({rel}) (points and",
     "95% bootstrap CIs in `figures/field_map.json`; each rule at matched fit where any of its",
     "runs fits, else at the end).",
+    "",
+  ]
+  points_path = os.path.splitext(paths[0])[0] + ".json"
+  if os.path.exists(points_path):
+    with open(points_path) as f:
+      lines += field_map_table(json.load(f))
+  return lines
+
+
+def field_map_table(points: Mapping[str, Mapping[str, Mapping]]) -> list[str]:
+  """The field map's points: per task and rule, where each is read, its runs, and the means
+  over runs [95% bootstrap CIs] of alignment, training score, gap and λ_max."""
+
+  def cell(p: Mapping, name: str) -> str:
+    low, high = p[f"{name}_ci"]
+    return f"{tables.fmt(p[name])} [{tables.fmt(low, 3)}, {tables.fmt(high, 3)}]"
+
+  lines = [
+    "| task | rule | at | runs (diverged) | mean cos with BPTT | train_acc | gap_acc | λ_max |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  for task, rules in points.items():
+    for rule, p in rules.items():
+      at = "matched fit" if p["where"] == "matched" else "end"
+      lines.append(
+        f"| {task} | {rule} | {at} | {p['n']} ({p['diverged']}) | {cell(p, 'align')} | "
+        f"{cell(p, 'train')} | {cell(p, 'gap')} | {cell(p, 'lambda')} |"
+      )
+  return [
+    *lines,
+    "",
+    "runs: the runs the point averages (at matched fit: those that fit; diverged runs left",
+    "out). BPTT's cosine is 1 by definition (not measured).",
     "",
   ]
 
