@@ -24,6 +24,16 @@ from credit.training.config import base_config, parse_variants
 
 DT = 10.0  # ms
 TAU = 100.0  # ms
+# The smoke variant's shorter task (also the spiking study's): 5 cues and delays
+# U[100, 300] ms (test: U[300, 500] ms), sequences about half as long.
+SHORT_EVIDENCE = dict(
+  n_cues=5,
+  test_n_cues=5,
+  delay_min=100.0,
+  delay_max=300.0,
+  test_delay_min=300.0,
+  test_delay_max=500.0,
+)
 
 
 def get_config(arg: str | None = None):
@@ -40,11 +50,7 @@ def get_config(arg: str | None = None):
   config.eval_every = 200
   config.num_seeds = 5
   if "smoke" in variants:
-    o = config.task_options
-    o.n_cues = o.test_n_cues = 5
-    o.delay_min, o.delay_max = 100.0, 300.0
-    o.test_delay_min, o.test_delay_max = 300.0, 500.0
-    o.eval_size = 256
+    config.task_options.update(SHORT_EVIDENCE, eval_size=256)
     config.model.n_hidden = 32
     config.optimizer.learning_rate = 3e-3
     config.batch_size = 32

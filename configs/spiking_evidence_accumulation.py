@@ -23,6 +23,8 @@ import math
 
 from credit.training.config import base_config, parse_variants
 
+from configs.evidence_accumulation import SHORT_EVIDENCE
+
 DT = 10.0  # ms
 TAU_M = 100.0  # ms
 TAU_A = 2000.0  # ms
@@ -47,11 +49,7 @@ def get_config(arg: str | None = None):
   config.eval_every = 200
   config.num_seeds = 5
   if "smoke" in variants:
-    o = config.task_options
-    o.n_cues = o.test_n_cues = 5
-    o.delay_min, o.delay_max = 100.0, 300.0
-    o.test_delay_min, o.test_delay_max = 300.0, 500.0
-    o.eval_size = 256
+    config.task_options.update(SHORT_EVIDENCE, eval_size=256)
     m.n_hidden = 32
     config.optimizer.learning_rate = 1e-2
     config.batch_size = 32

@@ -23,7 +23,8 @@ real eigenvalue, Arnoldi). ``lambda_max_precond`` (Adam) is of the proxy. The th
 refuses spiking networks (it linearizes the rate model's rules): the report's "theorem"
 claim is "not tested". No remedies.
 
-Sizes (:data:`SIZES`, :data:`INIT_GAIN`, :data:`SHORT_EVIDENCE`) were chosen by a pilot
+Sizes (:data:`SIZES`, :data:`INIT_GAIN`, the short task
+:data:`configs.evidence_accumulation.SHORT_EVIDENCE`) were chosen by a pilot
 so that the whole study (8 cells x :data:`SEEDS` seeds, both curvature definitions and the
 alignment probe at every evaluation) fits in about an hour of one CPU core; they are smaller
 than the run configs' (N = 128 / 100, 10,000 / 1,000 steps):
@@ -76,6 +77,8 @@ from credit.training.config import parse_variants
 
 import ml_collections
 
+from configs.evidence_accumulation import SHORT_EVIDENCE
+
 TASKS = ("seq_mnist", "evidence_accumulation")
 RULES = ("bptt", "eprop", "eprop_random", "mdgl")
 SMOKE_RULES = ("bptt", "eprop")
@@ -90,16 +93,6 @@ SIZES = {
 }
 # Per task: the recurrent and input weights' initial scale (the run configs': 5).
 INIT_GAIN = {"seq_mnist": 8.0, "evidence_accumulation": 5.0}
-# Evidence accumulation with 5 cues and delays U[100, 300] ms (test: U[300, 500] ms and the
-# input noise), as the run config's smoke variant: sequences about half as long.
-SHORT_EVIDENCE = dict(
-  n_cues=5,
-  test_n_cues=5,
-  delay_min=100.0,
-  delay_max=300.0,
-  test_delay_min=300.0,
-  test_delay_max=500.0,
-)
 # Per task: the fit criterion (training score at some evaluation), see the module docstring.
 FIT_CRITERIA = {
   "seq_mnist": dict(metric="train_acc", at_least=0.4),
