@@ -105,6 +105,8 @@ from credit.training.config import parse_variants
 
 import ml_collections
 
+from configs.reproduce.all import SEEDS
+
 RULES = (
   "bptt",
   "eprop",
@@ -123,7 +125,6 @@ TASKS = ("seq_mnist", "delayed_match_to_sample", "pattern_generation")
 # enough for every figure and table of the report; compilation dominates its cost.
 SMOKE_TASK, SMOKE_RULES = "delayed_match_to_sample", ("bptt", "r_kf_rtrl")
 FIT_CRITERION = dict(metric="train_acc", at_least=0.95)
-SEEDS = 10
 
 SEQ_MNIST_N, SEQ_MNIST_BATCH, SEQ_MNIST_STEPS, SEQ_MNIST_EVERY = 32, 64, 2000, 250
 # seq-MNIST trains with Adam at this rate (the reference's SGD lr 1e-2 is too slow at N = 32).
@@ -131,13 +132,6 @@ SEQ_MNIST_OPTIMIZER, SEQ_MNIST_LR = "adam", 3e-3
 DMS_N, DMS_STEPS, DMS_EVERY = 32, 600, 100
 PG_N, PG_STEPS, PG_EVERY = 32, 2000, 200
 SNAP2_N = 16
-# The most expensive cells run fewer seeds (seeds 0, 1, ...: the same initial weights as the
-# other rules' first seeds) on the tasks where they cost most.
-FEW_SEED_RULES, FEW_SEEDS, FEW_SEED_TASKS = (
-  ("r_kf_rtrl", "snap2"),
-  5,
-  ("seq_mnist", "delayed_match_to_sample"),
-)
 # Rules that need a smaller learning rate (they diverge at SGD lr 1e-2), and the factor.
 SMALL_LR_RULES = ("uoro", "r_kf_rtrl")
 SMALL_LR_SCALE = 0.3
@@ -165,7 +159,7 @@ def _base(task: str, smoke: bool) -> ml_collections.ConfigDict:
     if task == "seq_mnist":
       config.batch_size = SEQ_MNIST_BATCH
       config.optimizer.name, config.optimizer.learning_rate = SEQ_MNIST_OPTIMIZER, SEQ_MNIST_LR
-    config.num_seeds = SEEDS
+    config.num_seeds = SEEDS[task]
     probe_batch, lanczos = PROBE_BATCH, LANCZOS_STEPS
   if task == "pattern_generation":
     probe_batch = min(probe_batch, config.task_options.eval_size)
@@ -195,9 +189,6 @@ def task_sweep(task: str, smoke: bool = False) -> ml_collections.ConfigDict:
   per_rule = {r: {} for r in rules}
   if "snap2" in rules:
     per_rule["snap2"]["model"] = dict(n_hidden=min(SNAP2_N, base.model.n_hidden))
-  if not smoke and task in FEW_SEED_TASKS:
-    for r in set(FEW_SEED_RULES) & set(rules):
-      per_rule[r]["num_seeds"] = FEW_SEEDS
   sweep.task_rule_overrides = ml_collections.ConfigDict(
     {task: {r: o for r, o in per_rule.items() if o}}
   )
