@@ -437,6 +437,17 @@ def test_sweep_rerun_with_another_config_is_refused_before_writing_anything(tmp_
   assert _snapshot(workdir) == before
 
 
+def test_sweep_finished_cell_without_metrics_is_refused_before_anything_runs(tmp_path):
+  """A results folder copied without the cells' metrics.csv (to add cells to it) fails up
+  front, not at the tables after the new cells have run."""
+  workdir = str(tmp_path / "sweep")
+  sweep = _started_sweep(workdir)
+  before = _snapshot(workdir)
+  with pytest.raises(WorkdirError, match=r"is finished \(summary.json\) but has no metrics.csv"):
+    run_sweep(sweep, workdir)
+  assert _snapshot(workdir) == before
+
+
 def test_config_field_added_since_the_run_started_is_no_difference_at_its_default():
   """A run resumes across a schema change that adds a field, unless the field is set."""
   current = outputs.config_dict(get_config("smoke"))

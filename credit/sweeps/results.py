@@ -46,7 +46,9 @@ def check_cell_config(workdir: str, cell: Cell) -> None:
 
   Raises:
     WorkdirError: the cell was started with another config; resuming would mix
-      two experiments in one folder.
+      two experiments in one folder. Or it is finished but lacks the
+      ``metrics.csv`` that the sweep's tables are built from (a results folder
+      copied without its cells' metrics): found here, not after the other cells ran.
   """
   path = os.path.join(cell_dir(workdir, cell), "config.json")
   stored = outputs.read_config(path)
@@ -55,6 +57,15 @@ def check_cell_config(workdir: str, cell: Cell) -> None:
     raise WorkdirError(
       f"cell {cell.id} in {workdir} was started with another config ({diff}). Use a new "
       f"--workdir, or delete {cell_dir(workdir, cell)} to restart that cell."
+    )
+  if is_finished(workdir, cell) and not os.path.exists(
+    os.path.join(cell_dir(workdir, cell), outputs.METRICS)
+  ):
+    raise WorkdirError(
+      f"cell {cell.id} in {workdir} is finished (summary.json) but has no "
+      f"{outputs.METRICS}, from which the sweep's results.csv is built (was the folder "
+      f"copied without it?). Restore it, or delete {cell_dir(workdir, cell)} to run that "
+      "cell again."
     )
 
 
