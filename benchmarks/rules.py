@@ -202,7 +202,7 @@ def cases(spec: rnn.RNNSpec, with_rtrl: bool):
   out += [("modprop", make("modprop")), ("dni", make("dni"))]
   if with_rtrl and rtrl.num_params(spec) <= rules.default_options().rtrl_max_params:
     # RTRL is exact, so training takes value_and_grad; time the influence tensor instead.
-    out.append(("rtrl(influence)", make("rtrl")._replace(exact=False)))
+    out.append(("rtrl(influence)", make("rtrl")._replace(exact=False, autodiff=False)))
   return out
 
 

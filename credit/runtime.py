@@ -19,9 +19,9 @@
    program; with glibc's defaults much of it stayed in the heap, fragmented, so
    a sweep's resident memory kept the high-water mark of every compile. Measured
    on the seq-MNIST protocol (5 seeds, both rules, shortened; 2-core CPU): peak
-   resident memory 1.60 GB with the defaults, 1.45 GB with this (the same with
-   ``MALLOC_ARENA_MAX=2`` and a fixed trim threshold); no measurable cost in
-   step time (``benchmarks/results/README.md``). A ``MALLOC_MMAP_THRESHOLD_``
+   resident memory 1.60 GB with the defaults, 1.48 GB with this (1.44-1.50 GB with
+   ``MALLOC_ARENA_MAX=2`` or a fixed trim threshold instead); no measurable cost in
+   step time (``benchmarks/train_step.py``, before and after). A ``MALLOC_MMAP_THRESHOLD_``
    in the environment is left to glibc.
 
 XLA reads ``XLA_FLAGS`` when its CPU backend starts, at the first JAX

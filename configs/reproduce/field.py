@@ -12,7 +12,7 @@ against λ_max (:mod:`credit.analysis.field_map`). Launch::
   python -m experiments.reproduce --config=configs/reproduce/field.py --workdir=/tmp/field
   python -m experiments.reproduce --config=configs/reproduce/field.py:smoke --workdir=/tmp/fs
 
-Sizes are chosen so that the whole study fits in about an hour on one CPU core (67 minutes
+Sizes are chosen so that the whole study fits in about an hour on one CPU core (72 minutes
 measured, below) and are smaller than the main report's, said per task:
 
 * ``seq_mnist``: the reference network (ReLU, α = 1, no autapses, no Dale's law, L2 1e-2)
@@ -59,31 +59,39 @@ match (still at chance) nor, at Adam's rate, in 400 of pattern generation. With 
 compute, raise the steps per task (e.g.
 ``--config.tasks.seq_mnist.tasks.seq_mnist.num_steps=4000``).
 
-Seeds: :data:`SEEDS` = 10 per rule (the main report: 10 on seq-MNIST, 20 on the
-neuroscience tasks), except R-KF-RTRL and SnAp-2 (:data:`FEW_SEED_RULES`), the most
-expensive cells, with :data:`FEW_SEEDS` seeds on seq-MNIST and delayed match
-(:data:`FEW_SEED_TASKS`); their seeds 0-4 start from the same weights as every other
-rule's seeds 0-4. On pattern generation they are cheap and have 10.
+Seeds: the main report's (:data:`configs.reproduce.all.SEEDS`): 10 per rule on seq-MNIST,
+20 on delayed match and pattern generation, for every rule; seed ``i`` starts from the same
+weights under every rule. (The first study had 10, and 5 for R-KF-RTRL and SnAp-2 on
+seq-MNIST and delayed match.)
+
+DNI on seq-MNIST: at Adam lr 3e-3 and its module's SGD rate 0.1 (``rule_options``'s default)
+its synthetic gradient diverged in 8 of 10 seeds of the first study (the module's prediction
+grew without bound: update norms 1e7 times BPTT's). Pilot (4 seeds, 2,000 steps, no probes;
+diverged seeds, final training accuracy of the others): module rate 0.1 with lr 3e-3 4/4, with
+lr 1e-3 3/4; module rate 0.01 with lr 3e-3 1/4 (0.16-0.21), with lr 1e-3 1/4 (0.35-0.45);
+module rate 1e-3 with lr 3e-3 or 1e-3 1/4 (0.21-0.36). Seed 1 diverges within 500 steps in
+every setting. Hence :data:`DNI_SEQ_MNIST_MODULE_LR` and :data:`SMALL_LR_SCALE` times the
+task's rate for DNI on seq-MNIST.
 
 Per-cell cost, measured in the study (``results/field``; ``seed_layout`` "auto" runs seeds
 one after another on CPU, so a cell costs its compilation plus its seeds' steps and
 evaluations, probes included): each cell's wall time on one core of a 2-core machine that
-it shared with one or two other jobs for most of the run (so 1.5-4 times the unloaded
-cost), from its ``run_info.json``; in brackets the cell's seeds::
+it shared with another job for most of the run (so 1.5-3 times the unloaded cost), from
+its ``run_info.json``; in brackets the cell's seeds::
 
   rule            seq-MNIST (N=32)    delayed match (N=32)   pattern gen. (N=32)
-  bptt                69 s (10)          58 s (10)              52 s (10)
-  eprop               73 s (10)          64 s (10)              49 s (10)
-  eprop_random        69 s (10)          67 s (10)              56 s (10)
-  mdgl                49 s (10)          67 s (10)              50 s (10)
-  uoro               395 s (10)         232 s (10)             106 s (10)
-  kf_rtrl            161 s (10)         116 s (10)              67 s (10)
-  r_kf_rtrl          387 s (5)          141 s (5)              143 s (10)
-  snap2 (N=16)       471 s (5)          174 s (5)              345 s (10)
-  kernl              111 s (10)          67 s (10)              66 s (10)
-  dni                 80 s (10)          42 s (10)              47 s (10)
-  modprop             76 s (10)          39 s (10)              47 s (10)
-  total             1940 s             1068 s                 1027 s     (67.2 CPU-minutes)
+  bptt                69 s (10)          36 s (20)              67 s (20)
+  eprop               73 s (10)          43 s (20)              72 s (20)
+  eprop_random        69 s (10)          43 s (20)              68 s (20)
+  mdgl                49 s (10)          43 s (20)              69 s (20)
+  uoro               395 s (10)         356 s (20)              86 s (20)
+  kf_rtrl            161 s (10)         152 s (20)              41 s (20)
+  r_kf_rtrl          381 s (10)         340 s (20)             116 s (20)
+  snap2 (N=16)       394 s (10)         441 s (20)             276 s (20)
+  kernl              111 s (10)          76 s (20)              32 s (20)
+  dni                 31 s (10)          49 s (20)              25 s (20)
+  modprop             76 s (10)          45 s (20)              26 s (20)
+  total             1808 s             1623 s                  878 s     (71.8 CPU-minutes)
 
 Before the study, per seed and training step (CPU ms, ``time.process_time`` after
 compilation, lighter load; seq-MNIST / delayed match / pattern generation): BPTT 1.8 / 2.0 /
