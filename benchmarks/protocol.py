@@ -133,7 +133,7 @@ def full_run(seeds: int) -> dict:
       "--config=configs/reproduce/seq_mnist.py",
       f"--workdir={workdir}",
       "--variants=",
-      f"--config.tasks.seq_mnist.num_seeds={seeds}",
+      f"--config.tasks.seq_mnist.tasks.seq_mnist.num_seeds={seeds}",
     ]
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, check=True)
