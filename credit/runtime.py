@@ -83,11 +83,11 @@ def tune_malloc() -> bool:
   if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
     return False
   import ctypes
-  import ctypes.util
 
   try:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    # The process's own symbols include its C library's: no library search (which
+    # ctypes.util.find_library does by running ldconfig) at every import.
+    return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
   except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
     return False
 
