@@ -2,19 +2,24 @@
 
   python benchmarks/protocol.py                # BPTT 10k + e-prop 16k steps, 5 seeds, probes on
   python benchmarks/protocol.py --seeds=10     # what the decisive reproduction needs
-  python benchmarks/protocol.py --full         # the whole protocol, end to end (about 15 min)
+  python benchmarks/protocol.py --full         # the whole protocol, end to end (about 10 min)
+  python benchmarks/protocol.py --full --no_probes  # the same with every probe off
   python benchmarks/protocol.py --seeds=1 --separate-probes  # also: probes without sharing
 
 The protocol is ``configs/reproduce/seq_mnist.py``'s base sweep: BPTT for
 10,000 steps (evaluation and lambda_max every 250) and e-prop for 16,000 steps
 (every 400), SGD 1e-2, batch 256, the theory probe at every 4th curvature
 measurement. For each rule the script compiles the run as the sweep does,
-times one training chunk (``eval_every`` steps, all seeds), an evaluation
+trains ``--warmup_steps`` steps (the probes' Lanczos runs stop at a tolerance,
+sooner on untrained networks), then times one training chunk (``eval_every``
+steps, all seeds), an evaluation
 without probes, one with the curvature probe and one with both probes, and
 extrapolates to the protocol's schedule. The JSON says which figures are
 measured and which are extrapolated, and splits the time into training,
 evaluation and probes. ``--full`` instead runs ``experiments.reproduce``'s base
-sweep in a temporary workdir and reports its wall time and peak memory.
+sweep in a temporary workdir and reports its wall time and peak memory;
+``--full --no_probes`` runs it with every probe off, for the probes' share of
+the wall time.
 ``--separate-probes`` also measures each rule with the curvature and theory
 probes built apart (each its own Lanczos run, as before they shared one;
 :func:`credit.theory.tracking.make_curvature_and_theory_probe`), in the same
@@ -76,7 +81,9 @@ def separate_probes(config, task) -> tuple:
   return tuple(probes)
 
 
-def measure_cell(config, task, seeds: int, separate: bool = False) -> dict:
+def measure_cell(
+  config, task, seeds: int, separate: bool = False, warmup_steps: int = 2000
+) -> dict:
   config = config.copy_and_resolve_references()
   config.num_seeds = seeds
   trainer = make_trainer(config, task, separate_probes(config, task) if separate else None)
@@ -84,6 +91,10 @@ def measure_cell(config, task, seeds: int, separate: bool = False) -> dict:
   plain = compile_seeds(make_trainer(without_probes(config), task))
   state = fns.init(seed_keys(config))
   every, curv, theory = config.eval_every, config.curvature.every, config.theory.every
+  # Probes are timed on trained networks: Lanczos with a tolerance stops sooner at
+  # initialization (benchmarks/lanczos_tolerance.py).
+  for _ in range(warmup_steps // every):
+    state = fns.run_chunk(state, every)
   t_chunk = timed(lambda s: fns.run_chunk(s, every), state)
   t_plain = timed(lambda s: plain.evaluate(s, jnp.int32(every)), state)
   # A step where only the curvature probe runs, and step 0, where every probe runs.
@@ -99,9 +110,15 @@ def measure_cell(config, task, seeds: int, separate: bool = False) -> dict:
   curvature = n_curv * (t_curv - t_plain) + n_theory * (t_curv - t_plain)
   theory_cost = n_theory * (t_all - t_curv)
   total = train + evaluation + curvature + theory_cost
+  lanczos = None
+  if config.curvature.get("lanczos_tol", 0.0) > 0:
+    metrics = fns.evaluate(state, jnp.int32(curv))
+    lanczos = [int(x) for x in jax.device_get(metrics["lanczos_steps_taken"])]
   return {
     "num_steps": config.num_steps,
     "evaluations": len(steps),
+    "probes_timed_at_step": warmup_steps // every * every,
+    "lanczos_steps_taken": lanczos,
     "measured_s": {
       f"train_chunk_{every}_steps": round(t_chunk, 3),
       "evaluation_without_probes": round(t_plain, 3),
@@ -124,7 +141,7 @@ def measure_cell(config, task, seeds: int, separate: bool = False) -> dict:
   }
 
 
-def full_run(seeds: int) -> dict:
+def full_run(seeds: int, probes: bool = True) -> dict:
   with tempfile.TemporaryDirectory() as workdir:
     cmd = [
       sys.executable,
@@ -135,6 +152,11 @@ def full_run(seeds: int) -> dict:
       "--variants=",
       f"--config.tasks.seq_mnist.tasks.seq_mnist.num_seeds={seeds}",
     ]
+    if not probes:
+      sweep = "--config.tasks.seq_mnist"
+      for probe in ("curvature", "theory", "alignment"):
+        cmd.append(f"{sweep}.tasks.seq_mnist.{probe}.every=0")
+        cmd.append(f"{sweep}.rule_overrides.eprop.{probe}.every=0")
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, check=True)
     wall = time.perf_counter() - t0
@@ -149,16 +171,32 @@ def main():
   parser.add_argument(
     "--separate-probes", action="store_true", help="also time the probes without a shared Lanczos"
   )
+  parser.add_argument("--no_probes", action="store_true", help="with --full: probes off")
+  parser.add_argument(
+    "--lanczos_tol", type=float, default=None, help="override curvature.lanczos_tol (and theory's)"
+  )
+  parser.add_argument(
+    "--warmup_steps", type=int, default=2000, help="training steps before the timings"
+  )
   args = parser.parse_args()
   result = {"device": str(jax.devices()[0]), "seeds": args.seeds}
   if args.full:
-    result["full"] = full_run(args.seeds)
+    result["full" if not args.no_probes else "full_without_probes"] = full_run(
+      args.seeds, probes=not args.no_probes
+    )
   else:
     sweep = get_config().tasks.seq_mnist
+    if args.lanczos_tol is not None:
+      result["lanczos_tol"] = args.lanczos_tol
+      for block in (sweep.tasks.seq_mnist.curvature, sweep.tasks.seq_mnist.theory):
+        block.lanczos_tol = args.lanczos_tol
     cells = expand(sweep)
     task = make_trainer(cells[0].config).task
     start = time.perf_counter()
-    result["rules"] = {c.rule: measure_cell(c.config, task, args.seeds) for c in cells}
+    result["rules"] = {
+      c.rule: measure_cell(c.config, task, args.seeds, warmup_steps=args.warmup_steps)
+      for c in cells
+    }
     total = sum(r["extrapolated_s"]["total"] for r in result["rules"].values())
     train = sum(r["extrapolated_s"]["train"] for r in result["rules"].values())
     probes = sum(

@@ -26,6 +26,7 @@ def get_config(arg: str | None = None):
     config.num_steps = 300
     config.eval_every = 100
     config.num_seeds = 2
-    config.optimizer.learning_rate = 0.02
+    # At 0.02 SGD sat at its edge of stability: float32 rounding decided whether a seed diverged.
+    config.optimizer.learning_rate = 0.01
     config.seed = 1  # the reference init explodes for some seeds (cf. seed 0, key 1)
   return config

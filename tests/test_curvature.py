@@ -221,6 +221,56 @@ def test_lanczos_vmaps_over_seeds(x64):
     np.testing.assert_allclose(batched[i], single(v0s[i]), rtol=1e-12)
 
 
+def test_lanczos_tolerance_stops_early_with_the_shorter_runs_values(x64):
+  # A separated top (9, 7.5, 7) above a bulk: the top three converge well before 40 steps.
+  eigenvalues = np.concatenate([[9.0, 7.5, 7.0], np.linspace(-4.0, 5.0, 57)])
+  a = matrix_with_eigenvalues(eigenvalues)
+  matvec, like = nested_matvec(a)
+  v0 = jax.tree.map(jnp.ones_like, like)
+  tol = 1e-6
+  adaptive = jax.jit(lambda v: cv.lanczos_top_k(matvec, v, 40, 3, return_vectors=True, tol=tol))
+  top = adaptive(v0)
+  m = int(top.steps)
+  assert 3 <= m < 40
+  # Its values are those of a fixed run of m steps (the first steps of a longer run) ...
+  fixed = jax.jit(lambda v: cv.lanczos_top_k(matvec, v, m, 3))(v0)
+  np.testing.assert_allclose(top.eigenvalues, fixed.eigenvalues, rtol=1e-12)
+  np.testing.assert_allclose(top.error_bounds, fixed.error_bounds, rtol=1e-8, atol=1e-14)
+  # ... the bounds are met and hold, and one step fewer would not have met them.
+  assert np.all(top.error_bounds <= tol * 9.0 * (1 + 1e-9))
+  assert np.all(np.abs(top.eigenvalues - np.array([9.0, 7.5, 7.0])) <= top.error_bounds + 1e-12)
+  shorter = jax.jit(lambda v: cv.lanczos_top_k(matvec, v, m - 1, 3))(v0)
+  assert np.any(shorter.error_bounds > tol * shorter.eigenvalues[0])
+  # The Ritz vectors live in the m-step basis: orthonormal eigenvector estimates.
+  vecs = jax.vmap(lambda t: ravel_pytree(t)[0])(top.eigenvectors)
+  np.testing.assert_allclose(vecs @ vecs.T, np.eye(3), atol=1e-10)
+  resid = np.linalg.norm(vecs @ a - top.eigenvalues[:, None] * vecs, axis=1)
+  np.testing.assert_allclose(resid, top.error_bounds, rtol=1e-4, atol=1e-12)
+  # A tolerance never met runs every step, as tol=0 does.
+  never = jax.jit(lambda v: cv.lanczos_top_k(matvec, v, 40, 3, tol=1e-300))(v0)
+  exact = jax.jit(lambda v: cv.lanczos_top_k(matvec, v, 40, 3))(v0)
+  assert int(never.steps) == 40
+  np.testing.assert_allclose(never.eigenvalues, exact.eigenvalues, rtol=1e-13)
+  with pytest.raises(ValueError, match="tol"):
+    cv.lanczos_top_k(matvec, v0, 40, 3, tol=-1.0)
+
+
+def test_lanczos_tolerance_under_vmap_stops_each_member_on_its_own(x64):
+  # A well separated top converges in a few steps, a clustered one needs many more.
+  fast = matrix_with_eigenvalues(np.concatenate([[50.0], np.linspace(0.0, 1.0, 29)]))
+  slow = matrix_with_eigenvalues(np.concatenate([[1.02, 1.01], np.linspace(0.0, 1.0, 28)]))
+  ops = jnp.stack([fast, slow])
+  v0 = jnp.ones((2, 30))
+  run = lambda a, v: cv.lanczos_top_k(lambda x: a @ x, v, 25, 1, tol=1e-8)
+  batched = jax.jit(jax.vmap(run))(ops, v0)
+  steps = [int(s) for s in batched.steps]
+  assert steps[0] < steps[1]
+  for i in range(2):
+    alone = jax.jit(run)(ops[i], v0[i])
+    assert int(alone.steps) == steps[i]
+    np.testing.assert_allclose(batched.eigenvalues[i], alone.eigenvalues, rtol=1e-12)
+
+
 def test_lanczos_rejects_more_steps_than_dimension():
   a = jnp.eye(5)
   with pytest.raises(ValueError, match="num_steps=6"):
@@ -503,6 +553,27 @@ def test_curvature_probe_in_compiled_training():
   keys = jax.random.split(jax.random.key(11), config.num_seeds)
   expected = jax.jit(jax.vmap(direct))(state.params, keys)
   np.testing.assert_allclose(metrics["lambda_max"][:, -1], expected, rtol=2e-3)
+
+
+def test_curvature_probe_with_a_tolerance_reports_its_steps(x64, tiny):
+  config = base_config()
+  config.eval_every = 100
+  config.curvature.every = 100
+  config.curvature.lanczos_steps = 30
+  config.curvature.batch_size = 6
+  config.curvature.lanczos_tol = 1e-5
+  task = Task("tiny", 3, 2, 5, "xent", None, {"val": tiny.batch}, "none")
+  probe = cv.make_curvature_probe(config, tiny.spec, task, tiny.loss)
+  out = jax.jit(lambda: probe(tiny.params, {}, jax.random.key(1), jnp.int32(100)))()
+  steps = int(out["lanczos_steps_taken"])
+  assert 3 <= steps < 30
+  first6 = Batch(*(x[:6] for x in tiny.batch))
+  idx = tiny.w_rec_index
+  h = np.asarray(dense_hessian(tiny.loss, tiny.params, first6))[np.ix_(idx, idx)]
+  free = np.asarray(rnn.recurrent_mask(tiny.spec, jnp.float64)).ravel()
+  eigs = np.linalg.eigvalsh(free[:, None] * h * free[None])[::-1][:3]
+  top = [out["lambda_max"], out["lambda_2"], out["lambda_3"]]
+  np.testing.assert_allclose(top, eigs, rtol=0, atol=1e-5 * eigs[0])
 
 
 def test_curvature_probe_against_dense_and_off_schedule(x64, tiny):

@@ -22,7 +22,7 @@ def _last_step_errors(errors: jax.Array, steps: tuple[int, ...]) -> jax.Array:
 
 
 @pytest.mark.parametrize(
-  "name", ["eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact", "tbptt2", "tbptt3"]
+  "name", ["eprop", "eprop_random", "rflo", "mdgl", "mdgl_exact", "tbptt2", "tbptt4"]
 )
 @pytest.mark.parametrize("kind", ["relu", "tanh_leaky"])
 @pytest.mark.parametrize("loss_steps", [(5,), (2, 4)])
@@ -30,16 +30,61 @@ def test_static_loss_steps_give_the_run_time_gradient(x64, name, kind, loss_step
   spec, params, traj, errors = make_net(kind, dale=name.startswith("mdgl"))
   errors = _last_step_errors(errors, loss_steps)
   options = ml_collections.ConfigDict(dict(online=False))
-  if name.startswith("tbptt"):  # window 2: static windows; 3 with two loss steps: they cover T
+  if name.startswith("tbptt"):  # window 2: static windows; 4 with two loss steps: they overlap
     name, options.truncation = "tbptt", int(name[-1])
   dynamic = rules.make(name, spec, options)
   static = rules.make(name, spec, options, loss_steps=loss_steps)
   state = dynamic.init(jax.random.key(0), params)
   key = jax.random.key(1)
   want = jax.jit(dynamic.grads)(params, state, traj, errors, key)
-  got = jax.jit(static.grads)(params, state, traj, errors, key)
+  # The static rule is built for the trajectory from its first step on.
+  start = static.first_step
+  got = jax.jit(static.grads)(params, state, traj.from_step(start), errors[:, start:], key)
   assert relative_error(got, want) < 1e-12
   assert float(jnp.abs(got["w_rec"]).sum()) > 0
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.4])
+def test_forward_from_a_start_step_is_the_trajectory_suffix(x64, alpha):
+  spec = rnn.RNNSpec(3, 6, 2, alpha=alpha, activation="relu")
+  params = rnn.init_params(jax.random.key(0), spec, jnp.float64)
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(4, 7, 3)))
+  noise = jnp.asarray(rng.normal(size=(4, 7, 6)))
+  full = rnn.forward(params, spec, x, noise=noise)
+  for start in (1, 4, 6):
+    got = rnn.forward(params, spec, x, noise=noise, start=start)
+    want = full.from_step(start)
+    assert got.h.shape[1] == 7 - start
+    for a, b in zip(got, want, strict=True):
+      np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+  with pytest.raises(ValueError, match="start=7"):
+    rnn.forward(params, spec, x, start=7)
+
+
+@pytest.mark.parametrize("name", ["eprop", "rflo", "mdgl", "tbptt"])
+@pytest.mark.parametrize("noisy", [False, True])
+def test_rules_that_read_a_suffix_train_on_the_same_gradient(x64, name, noisy):
+  # seq-MNIST's loss sits on the last step: these rules skip storing the earlier states.
+  config = smoke_config()
+  task = tasks.make("seq_mnist", config.task_options, jnp.float64)
+  spec = rnn.RNNSpec(28, 8, 10, alpha=1.0, activation="relu", dale=name == "mdgl")
+  params = rnn.project(rnn.init_params(jax.random.key(3), spec, jnp.float64), spec)
+  batch = task.sample_train(jax.random.key(4), 16)
+  options = ml_collections.ConfigDict(dict(truncation=5))
+  suffix = rules.make(name, spec, options, loss_steps=task.loss_steps)
+  whole = rules.make(name, spec, options)
+  assert suffix.first_step > 0 and whole.first_step == 0
+  state = whole.init(jax.random.key(0), params)
+  noise = None
+  if noisy:
+    noise = jnp.asarray(np.random.default_rng(2).normal(size=(16, task.n_steps, 8)))
+  key = jax.random.key(1)
+  got = loss_and_grads(suffix, spec, task, 0.01, params, state, batch, key, noise)
+  want = loss_and_grads(whole, spec, task, 0.01, params, state, batch, key, noise)
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
+  assert relative_error(got[1], want[1]) < 1e-12
+  assert float(jnp.abs(got[1]["w_rec"]).sum()) > 0
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.3])

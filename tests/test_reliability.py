@@ -93,6 +93,9 @@ BAD_VALUES = [
   ("curvature.lanczos_steps", True, "an integer"),
   ("curvature.top_k", 20, "at most curvature.lanczos_steps"),
   ("curvature.chunk_size", -1, "an integer >= 0"),
+  ("curvature.lanczos_tol", -0.1, "in [0, 1)"),
+  ("theory.lanczos_tol", NAN, "a finite number"),
+  ("theory.lanczos_tol", 1.0, "in [0, 1)"),
   ("alignment.batch_size", 0, "a positive integer"),
   ("num_steps", 1.5, "an integer"),
   ("seed", -1, "[0, 2**32)"),
@@ -184,12 +187,12 @@ def _sweep():
     (
       lambda s: _set(s, "rule_overrides.eprop.eval_every", 7),
       ConfigError,
-      "cell seq_mnist-eprop-lr0.02: curvature.every must be",
+      "cell seq_mnist-eprop-lr0.01: curvature.every must be",
     ),
     (
       lambda s: _set(s, "tasks.seq_mnist.reg_l2", NAN),
       ConfigError,
-      "cell seq_mnist-bptt-lr0.02: reg_l2 must be a finite number",
+      "cell seq_mnist-bptt-lr0.01: reg_l2 must be a finite number",
     ),
   ],
 )

@@ -76,11 +76,14 @@ class ArnoldiResult(NamedTuple):
     basis: orthonormal Krylov vectors :math:`Q` as rows, ``[m, n]`` (flat).
     residual: :math:`h_{m+1,m}`, the norm of the part of :math:`A q_m` outside
       the basis (0 when the Krylov space is invariant).
+    steps: the number of steps taken, ``m`` (fewer than ``num_steps`` when a
+      ``converged`` test stopped the loop; rows and columns beyond it are zero).
   """
 
   hessenberg: jax.Array
   basis: jax.Array
   residual: jax.Array
+  steps: jax.Array | int = 0
 
 
 def free_count(mask: PyTree | None, like: PyTree) -> int | None:
@@ -116,6 +119,7 @@ def arnoldi(
   num_steps: int,
   breakdown_tol: float | None = None,
   mask: PyTree | None = None,
+  converged: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None = None,
 ) -> ArnoldiResult:
   r"""``num_steps`` Arnoldi steps with full reorthogonalization (see the module docstring).
 
@@ -132,6 +136,11 @@ def arnoldi(
       counts as breakdown; default :math:`\sqrt{\epsilon}` of the dtype.
     mask: optional 0/1 pytree like ``v0``: start and restarts stay in its
       free subspace.
+    converged: optional ``(H, h_next, m) -> bool``, asked after each step ``m``
+      with the Hessenberg so far (``[num_steps, num_steps]``, zero beyond ``m``)
+      and :math:`h_{m+1,m}`: the loop stops at the first ``True``
+      (a ``while_loop``; under ``vmap`` it runs until every member has stopped,
+      the stopped ones unchanged). ``num_steps`` is then the most steps taken.
 
   Returns:
     An :class:`ArnoldiResult`.
@@ -173,7 +182,33 @@ def arnoldi(
   q0 = p * flat_v0
   q0 = q0 / jnp.linalg.norm(q0)
   init = (jnp.zeros((num_steps, n), dtype), q0, jnp.zeros((), dtype))
-  (basis, _, _), (columns, betas) = jax.lax.scan(body, init, jnp.arange(num_steps))
-  # columns[j] holds h_{:, j} (zero below row j); the sub-diagonal comes from betas.
-  hess = columns.T + jnp.diag(betas[:-1], -1)
-  return ArnoldiResult(hessenberg=hess, basis=basis, residual=betas[-1])
+  if converged is None:
+    (basis, _, _), (columns, betas) = jax.lax.scan(body, init, jnp.arange(num_steps))
+    # columns[j] holds h_{:, j} (zero below row j); the sub-diagonal comes from betas.
+    hess = columns.T + jnp.diag(betas[:-1], -1)
+    return ArnoldiResult(hessenberg=hess, basis=basis, residual=betas[-1], steps=num_steps)
+
+  def hessenberg(columns, betas):
+    return columns.T + jnp.diag(betas[:-1], -1)
+
+  def cond(state):
+    _, _, j, done = state
+    return (j < num_steps) & ~done
+
+  def step(state):
+    carry, (columns, betas), j, _ = state
+    carry, (column, beta) = body(carry, j)
+    columns, betas = columns.at[j].set(column), betas.at[j].set(beta)
+    # H_m proper: its (m+1, m) entry is the residual, passed on its own.
+    h = hessenberg(columns, betas.at[j].set(0.0))
+    return carry, (columns, betas), j + 1, converged(h, beta, j + 1)
+
+  zeros = (jnp.zeros((num_steps, num_steps), dtype), jnp.zeros((num_steps,), dtype))
+  start = (init, zeros, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+  (basis, _, _), (columns, betas), steps, _ = jax.lax.while_loop(cond, step, start)
+  residual = betas[steps - 1]
+  # The last beta is the residual, not an entry of H_m.
+  betas = betas.at[steps - 1].set(0.0)
+  return ArnoldiResult(
+    hessenberg=hessenberg(columns, betas), basis=basis, residual=residual, steps=steps
+  )

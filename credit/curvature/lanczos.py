@@ -43,12 +43,15 @@ class LanczosResult(NamedTuple):
     betas: off-diagonal of ``T``, ``[m - 1]`` (0 where the recurrence broke down).
     basis: orthonormal Lanczos vectors as rows, ``[m, n]`` (flat).
     residual: ``beta_m``, the norm of the part of ``A q_m`` outside the basis.
+    steps: the steps taken (``m``; fewer when a tolerance stopped the loop, and
+      then ``alphas``, ``betas`` and ``basis`` are zero beyond them).
   """
 
   alphas: jax.Array
   betas: jax.Array
   basis: jax.Array
   residual: jax.Array
+  steps: jax.Array | int
 
 
 class TopK(NamedTuple):
@@ -61,6 +64,7 @@ class TopK(NamedTuple):
     error_bounds: ``|beta_m s_{m,i}|``: a true eigenvalue of ``A`` lies within
       this distance of each Ritz value, ``[k]``.
     alphas, betas: the tridiagonal (for quadrature).
+    steps: the Lanczos steps (matvecs) taken.
   """
 
   eigenvalues: jax.Array
@@ -68,6 +72,7 @@ class TopK(NamedTuple):
   error_bounds: jax.Array
   alphas: jax.Array
   betas: jax.Array
+  steps: jax.Array | int
 
 
 def lanczos_tridiag(
@@ -76,6 +81,7 @@ def lanczos_tridiag(
   num_steps: int,
   breakdown_tol: float | None = None,
   mask: PyTree | None = None,
+  converged: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None = None,
 ) -> LanczosResult:
   r"""Runs ``num_steps`` Lanczos steps with full reorthogonalization.
 
@@ -92,6 +98,9 @@ def lanczos_tridiag(
     mask: optional 0/1 pytree like ``v0``: the start and the restarts after a
       breakdown stay in its free subspace, so masked coordinates never enter
       with their eigenvalue 0.
+    converged: optional ``(alphas, betas, beta_m, m) -> bool`` asked after each
+      step ``m`` (the tridiagonal so far, zero beyond ``m``): the first ``True``
+      stops the loop, which takes at most ``num_steps`` steps.
 
   Returns:
     A :class:`LanczosResult` (flat basis).
@@ -100,16 +109,71 @@ def lanczos_tridiag(
     ValueError: if ``num_steps`` is not in ``[1, n]`` (``[1, sum(mask)]`` for a
       concrete mask): beyond it the basis cannot stay orthonormal.
   """
-  res = arnoldi(matvec, v0, num_steps, breakdown_tol, mask)
+  stop = None
+  if converged is not None:
+
+    def stop(h, beta, m):
+      return converged(jnp.diagonal(h), jnp.diagonal(h, -1), beta, m)
+
+  res = arnoldi(matvec, v0, num_steps, breakdown_tol, mask, stop)
   h = res.hessenberg
   return LanczosResult(
-    alphas=jnp.diagonal(h), betas=jnp.diagonal(h, -1), basis=res.basis, residual=res.residual
+    alphas=jnp.diagonal(h),
+    betas=jnp.diagonal(h, -1),
+    basis=res.basis,
+    residual=res.residual,
+    steps=res.steps,
   )
 
 
 def tridiagonal(alphas: jax.Array, betas: jax.Array) -> jax.Array:
   """The dense symmetric tridiagonal matrix ``T`` from its diagonals."""
   return jnp.diag(alphas) + jnp.diag(betas, 1) + jnp.diag(betas, -1)
+
+
+def ritz_top_k(
+  alphas: jax.Array, betas: jax.Array, residual: jax.Array, steps: jax.Array | int, k: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  r"""The ``k`` largest Ritz pairs of the leading ``steps`` x ``steps`` block of ``T``.
+
+  ``T`` may be padded beyond ``steps`` (a Lanczos run stopped early): the padded
+  diagonal is replaced by a value below Gershgorin's lower bound of the block,
+  :math:`\min_i (\alpha_i - |\beta_{i-1}| - |\beta_i|)`, so every padded eigenvalue
+  lies below every Ritz value and the top ``k <= steps`` pairs are the block's
+  (their vectors zero on the padding). With ``steps`` the full size, ``T`` itself.
+
+  Returns:
+    ``(theta [k], s [m, k], bounds [k])``: Ritz values (descending), the
+    eigenvectors of ``T`` and the residual bounds :math:`|\beta_m s_{m,i}|`.
+  """
+  m = alphas.shape[0]
+  used = jnp.arange(m) < steps
+  off = jnp.abs(betas)
+  radius = jnp.concatenate([off, jnp.zeros((1,), off.dtype)])
+  radius = radius + jnp.concatenate([jnp.zeros((1,), off.dtype), off])
+  low = jnp.min(jnp.where(used, alphas - radius, jnp.inf))
+  padded = jnp.where(used, alphas, low - 1.0 - jnp.abs(low))
+  theta, s = jnp.linalg.eigh(tridiagonal(padded, betas))
+  theta, s = theta[::-1][:k], s[:, ::-1][:, :k]
+  last = jax.lax.dynamic_index_in_dim(s, jnp.asarray(steps) - 1, axis=0, keepdims=False)
+  return theta, s, jnp.abs(residual * last)
+
+
+def converged_top_k(k: int, tol: float) -> Callable[..., jax.Array]:
+  r"""A stopping test for :func:`lanczos_tridiag`: the ``k`` largest Ritz values are within
+  ``tol`` of true eigenvalues, relative to the largest.
+
+  Stops after step ``m >= k`` when every bound :math:`|\beta_m s_{m,i}| \le`
+  ``tol`` :math:`\cdot |\theta_1|`, :math:`i \le k`. A breakdown
+  (:math:`\beta_m = 0`) does not count: the loop restarts and goes on searching.
+  """
+
+  def converged(alphas, betas, beta, m):
+    theta, _, bounds = ritz_top_k(alphas, betas, beta, m, k)
+    scale = jnp.maximum(jnp.abs(theta[0]), jnp.finfo(theta.dtype).tiny)
+    return (m >= k) & (beta > 0) & jnp.all(bounds <= tol * scale)
+
+  return converged
 
 
 def lanczos_top_k(
@@ -119,6 +183,7 @@ def lanczos_top_k(
   k: int,
   return_vectors: bool = False,
   mask: PyTree | None = None,
+  tol: float = 0.0,
 ) -> TopK:
   r"""The ``k`` largest (algebraic, signed) eigenvalues of a symmetric operator.
 
@@ -129,22 +194,28 @@ def lanczos_top_k(
   Args:
     matvec: ``v -> A v`` on pytrees shaped like ``v0`` (e.g. :func:`make_hvp`).
     v0: start vector (random, e.g. Gaussian from a per-seed key).
-    num_steps: Lanczos steps = matvecs (static, ``k <= num_steps <= n``).
+    num_steps: Lanczos steps = matvecs (static, ``k <= num_steps <= n``); with
+      ``tol``, the most steps.
     k: number of eigenvalues.
     return_vectors: also return the Ritz vectors (pytree with a leading ``k`` axis).
     mask: optional 0/1 pytree like ``v0`` for a masked operator :math:`PAP`: the
       Ritz values are those of :math:`A` on the free coordinates (see
       :func:`lanczos_tridiag`).
+    tol: 0 (default): exactly ``num_steps`` steps. Otherwise stop as soon as the
+      ``k`` residual bounds are at most ``tol`` times :math:`|\theta_1|`
+      (:func:`converged_top_k`); the first steps of a run are those of a shorter
+      one, so the values are those of a fixed-step run of ``steps`` steps.
 
   Returns:
     A :class:`TopK`.
   """
   if not 1 <= k <= num_steps:
     raise ValueError(f"k={k} must be between 1 and num_steps={num_steps}")
-  res = lanczos_tridiag(matvec, v0, num_steps, mask=mask)
-  theta, s = jnp.linalg.eigh(tridiagonal(res.alphas, res.betas))
-  theta, s = theta[::-1][:k], s[:, ::-1][:, :k]
-  bounds = jnp.abs(res.residual * s[-1])
+  if tol < 0:
+    raise ValueError(f"tol must be >= 0, got {tol}")
+  stop = converged_top_k(k, tol) if tol > 0 else None
+  res = lanczos_tridiag(matvec, v0, num_steps, mask=mask, converged=stop)
+  theta, s, bounds = ritz_top_k(res.alphas, res.betas, res.residual, res.steps, k)
   vectors = None
   if return_vectors:
     _, unravel = ravel_pytree(v0)
@@ -156,4 +227,5 @@ def lanczos_top_k(
     error_bounds=bounds,
     alphas=res.alphas,
     betas=res.betas,
+    steps=res.steps,
   )

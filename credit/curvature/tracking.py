@@ -8,7 +8,10 @@ examples (a fixed batch, as the reference code) and for the exact objective
 * ``lambda_max``, ``lambda_2`` .. ``lambda_k``: the top ``top_k`` signed
   eigenvalues of the Hessian w.r.t. ``curvature.params`` (``"w_rec"`` as the
   reference, or ``"all"``), by ``lanczos_steps`` Lanczos steps from a Gaussian
-  start vector drawn from the probe key. On trained seq-MNIST networks 10 steps
+  start vector drawn from the probe key (with ``lanczos_tol > 0``: until the
+  ``top_k`` residual bounds are within ``lanczos_tol`` of ``|lambda_max|``, at most
+  ``lanczos_steps`` steps; ``lanczos_steps_taken`` reports how many). On trained
+  seq-MNIST networks 10 steps
   match the reference power iteration (18-60 HVPs) to float32 round-off, and 8
   to 4e-4 (``benchmarks/curvature.py``); ``lambda_2`` .. need more steps than
   ``lambda_max`` to converge;
@@ -100,6 +103,8 @@ def metric_names(
     names += ["surrogate_lambda_max", "jacobian_max_real"]
   if measures_preconditioned(config):
     names.append("lambda_max_precond")
+  if c.get("lanczos_tol", 0.0) > 0:
+    names.append("lanczos_steps_taken")
   return tuple(names)
 
 
@@ -290,6 +295,7 @@ def make_curvature_measurement(
   # hold every example's activations, so chunked batches keep plain jvp-of-grad.
   linearize = c.chunk_size == 0 or c.chunk_size >= c.batch_size
   precond = measures_preconditioned(config)
+  tol = float(c.get("lanczos_tol", 0.0))
   loss_fn = measured_loss(config, spec, task, total_loss)
   nonsymmetric = spiking_definition(config, spec) == "surrogate"
   second_loss = frozen_surrogate_loss(config, spec, task) if also_surrogate(config, spec) else None
@@ -307,15 +313,19 @@ def make_curvature_measurement(
     hvp = symmetric(jac, subset, params)
     point = select(params, subset)
     v0 = random_start(k_v0, point, mask)
-    top = lanczos_top_k(hvp, v0, c.lanczos_steps, c.top_k, return_vectors=ritz_vectors, mask=mask)
+    top = lanczos_top_k(
+      hvp, v0, c.lanczos_steps, c.top_k, return_vectors=ritz_vectors, mask=mask, tol=tol
+    )
     out = {"lambda_max": top.eigenvalues[0]}
+    if tol > 0:
+      out["lanczos_steps_taken"] = jnp.asarray(top.steps, top.eigenvalues.dtype)
     if nonsymmetric:
       out["jacobian_max_real"] = spiking.max_real_eigenvalue(jac, v0, c.lanczos_steps, mask)
     if second_loss is not None:
       jac_s = make_hvp(second_loss, params, fixed, subset, c.chunk_size, mask, linearize)
       sym = spiking.symmetric_part(jac_s, point)
       out["surrogate_lambda_max"] = lanczos_top_k(
-        sym, v0, c.lanczos_steps, 1, mask=mask
+        sym, v0, c.lanczos_steps, 1, mask=mask, tol=tol
       ).eigenvalues[0]
       out["jacobian_max_real"] = spiking.max_real_eigenvalue(jac_s, v0, c.lanczos_steps, mask)
     for i in range(2, c.top_k + 1):
@@ -341,7 +351,7 @@ def make_curvature_measurement(
       free = without_silent_synapses(params, spec, subset, mask)
       v0_free = v0 if free is mask else jax.tree.map(jnp.multiply, free, v0)
       out["lambda_max_precond"] = preconditioned_sharpness(
-        hvp, config.optimizer, opt_state, subset, v0_free, c.lanczos_steps, free
+        hvp, config.optimizer, opt_state, subset, v0_free, c.lanczos_steps, free, tol
       )
     return CurvatureMeasurement(out, top, hvp, grad, mask)
 
@@ -422,6 +432,7 @@ def preconditioned_sharpness(
   v0: Any,
   num_steps: int,
   mask: Any | None = None,
+  tol: float = 0.0,
 ) -> jax.Array:
   r""":math:`\lambda_{max}(P^{-1}H)` by Lanczos on :math:`P^{-1/2} H P^{-1/2}`.
 
@@ -436,8 +447,9 @@ def preconditioned_sharpness(
     opt_state: its state at the point of ``hvp``.
     subset: the measured parameter names (``None``: all).
     v0: Lanczos start vector (zero on masked coordinates).
-    num_steps: Lanczos steps (HVPs).
+    num_steps: Lanczos steps (HVPs); with ``tol``, the most steps.
     mask: optional 0/1 pytree of the free coordinates.
+    tol: Lanczos stopping tolerance (:func:`~credit.curvature.lanczos.lanczos_top_k`).
 
   Returns:
     The top eigenvalue; NaN where the preconditioner is not defined yet (Adam
@@ -453,5 +465,5 @@ def preconditioned_sharpness(
   def matvec(v):
     return jax.tree.map(jnp.multiply, scale, hvp(jax.tree.map(jnp.multiply, scale, v)))
 
-  top = lanczos_top_k(matvec, v0, num_steps, 1, mask=mask)
+  top = lanczos_top_k(matvec, v0, num_steps, 1, mask=mask, tol=tol)
   return jnp.where(valid, top.eigenvalues[0], jnp.nan)

@@ -334,7 +334,7 @@ def _scan(params: Params, spec: LIFSpec, inputs: jax.Array, noise: jax.Array | N
   n = spec.n_hidden
   w_rec_t = effective_w_rec(params, spec).T
   beta = adaptation_strength(spec, dtype)
-  drive = jnp.einsum("bti,ni->tbn", inputs, params["w_in"]) + params["b"]
+  drive = rnn.input_drive(params, inputs)
   if noise is not None:
     drive = drive + jnp.swapaxes(noise, 0, 1)
   alpha, v_th, kappa, rho = spec.alpha, spec.v_th, spec.kappa, spec.rho

@@ -45,7 +45,7 @@ def with_theory(
 
   Each task config gets ``theory.every = every_evals * curvature.every`` (or
   ``eval_every`` when curvature is off) and the curvature probe's batch size
-  and Lanczos steps (Arnoldi steps = Lanczos steps); every rule override that
+  and Lanczos steps and tolerance (Arnoldi steps = Lanczos steps); every rule override that
   changes ``curvature.every`` or ``eval_every`` gets the matching
   ``theory.every``. ``every_evals > 1`` thins the theory probe out (it costs
   about as much as the curvature probe again); choose it so that it divides
@@ -60,6 +60,7 @@ def with_theory(
     t.params = c.params
     t.batch_size = c.batch_size
     t.lanczos_steps = c.lanczos_steps
+    t.lanczos_tol = c.get("lanczos_tol", 0.0)
     t.arnoldi_steps = c.lanczos_steps
 
   def fix(override: ml_collections.ConfigDict) -> None:

@@ -53,6 +53,14 @@ class GradientRule(NamedTuple):
       and pre-update parameters as ``grads``
       (:func:`credit.training.objective.loss_grads_and_state`); ``None`` (default):
       the state stays what ``init`` made.
+    first_step: the first step of the forward pass that ``grads`` (and
+      ``update_state``) read, static: with a task's static loss steps, a rule
+      whose credit cannot reach back further (the e-prop family without a
+      decaying trace, MDGL, TBPTT's windows) is built for the trajectory of steps
+      ``first_step ..`` (its static loss steps counted from there), and the
+      caller runs the steps before keeping only the state
+      (:func:`credit.models.rnn.forward` with ``start``): those states are never
+      stored. 0 (default): the whole trajectory.
   """
 
   name: str
@@ -61,6 +69,7 @@ class GradientRule(NamedTuple):
   exact: bool = False
   autodiff: bool = False
   update_state: StateUpdateFn | None = None
+  first_step: int = 0
 
 
 def no_state(key: jax.Array, params: Params) -> dict:

@@ -54,6 +54,8 @@ __all__ = [
   "contract_static_steps",
   "contract_steps",
   "credited_steps",
+  "decays",
+  "first_credited_step",
   "filter_backward",
   "offline_grads",
   "online_grads",
@@ -79,15 +81,29 @@ def trace_decay(params: Params, spec: RNNSpec, traj: Trajectory, self_coupling: 
     The decay, or ``None`` when it is zero by construction (``alpha = 1`` and no
     self-coupling term), so that callers can skip the time filter altogether.
   """
-  leak = 1.0 - spec.alpha
-  has_diag = self_coupling and not spec.no_autapse
-  if leak == 0.0 and not has_diag:
+  if not decays(spec, self_coupling):
     return None
-  decay = jnp.full_like(traj.dphi, leak)
-  if has_diag:
+  decay = jnp.full_like(traj.dphi, 1.0 - spec.alpha)
+  if self_coupling and not spec.no_autapse:
     diag = jnp.diagonal(effective_w_rec(params, spec))
     decay = decay + spec.alpha * traj.dphi * diag
   return decay
+
+
+def decays(spec: RNNSpec, self_coupling: bool) -> bool:
+  r"""Whether the trace decay :math:`\lambda_t` of :func:`trace_decay` can be non-zero (static)."""
+  return spec.alpha != 1.0 or (self_coupling and not spec.no_autapse)
+
+
+def first_credited_step(loss_steps: tuple[int, ...], decaying: bool, modulated: bool) -> int:
+  """The earliest of :func:`static_credited_steps`: the first step the gradient reads.
+
+  A decaying trace carries credit back to step 0; otherwise only the loss steps
+  (and, when modulated, the steps before them) carry any.
+  """
+  if decaying:
+    return 0
+  return max(min(loss_steps) - (1 if modulated else 0), 0)
 
 
 def filter_backward(signal: jax.Array, decay: jax.Array | None) -> jax.Array:

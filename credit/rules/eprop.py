@@ -150,9 +150,29 @@ def loss_steps_option(options: ml_collections.ConfigDict) -> tuple[int, ...] | N
   return None if steps is None else tuple(int(s) for s in steps)
 
 
+def from_first_step(loss_steps: tuple[int, ...] | None, first_step: int) -> tuple[int, ...] | None:
+  """Static loss steps counted from a rule's ``first_step`` (its trajectory's first step)."""
+  return None if loss_steps is None else tuple(s - first_step for s in loss_steps)
+
+
+def trace_first_step(
+  spec: RNNSpec, options: ml_collections.ConfigDict, self_coupling: bool, modulated: bool
+) -> int:
+  """:attr:`~credit.rules.base.GradientRule.first_step` of the offline trace rules.
+
+  0 without static loss steps and for the online form (it carries traces from the
+  first step); otherwise the first credited step.
+  """
+  loss_steps = loss_steps_option(options)
+  if loss_steps is None or bool(options.online):
+    return 0
+  return et.first_credited_step(loss_steps, et.decays(spec, self_coupling), modulated)
+
+
 def make_eprop(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
   self_coupling, online = bool(options.self_coupling), bool(options.online)
-  loss_steps = loss_steps_option(options)
+  first = trace_first_step(spec, options, self_coupling, modulated=False)
+  loss_steps = from_first_step(loss_steps_option(options), first)
 
   def grads(params, state, traj, errors, key):
     del state, key
@@ -167,12 +187,13 @@ def make_eprop(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRul
       loss_steps=loss_steps,
     )
 
-  return GradientRule(name="eprop", init=no_state, grads=grads)
+  return GradientRule(name="eprop", init=no_state, grads=grads, first_step=first)
 
 
 def _random_feedback_rule(name: str, spec: RNNSpec, options, self_coupling: bool) -> GradientRule:
   scale, online = float(options.feedback_scale), bool(options.online)
-  loss_steps = loss_steps_option(options)
+  first = trace_first_step(spec, options, self_coupling, modulated=False)
+  loss_steps = from_first_step(loss_steps_option(options), first)
 
   def init(key, params):
     return {"feedback": random_feedback(key, spec, scale, params["w_out"].dtype)}
@@ -190,7 +211,7 @@ def _random_feedback_rule(name: str, spec: RNNSpec, options, self_coupling: bool
       loss_steps=loss_steps,
     )
 
-  return GradientRule(name=name, init=init, grads=grads)
+  return GradientRule(name=name, init=init, grads=grads, first_step=first)
 
 
 def make_eprop_random(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:

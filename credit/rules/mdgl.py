@@ -55,7 +55,14 @@ from __future__ import annotations
 
 from credit.models.rnn import Params, RNNSpec, cell_types, effective_w_rec, recurrent_mask
 from credit.rules.base import GradientRule, no_state
-from credit.rules.eprop import Modulation, loss_steps_option, matrix_modulation, trace_grads
+from credit.rules.eprop import (
+  Modulation,
+  from_first_step,
+  loss_steps_option,
+  matrix_modulation,
+  trace_first_step,
+  trace_grads,
+)
 
 import jax
 import jax.numpy as jnp
@@ -144,7 +151,8 @@ def exact_one_hop_weights(params: Params, spec: RNNSpec) -> jax.Array:
 
 def _make(name: str, modulation_fn, spec: RNNSpec, options: ml_collections.ConfigDict):
   self_coupling, online = bool(options.self_coupling), bool(options.online)
-  loss_steps = loss_steps_option(options)
+  first = trace_first_step(spec, options, self_coupling, modulated=True)
+  loss_steps = from_first_step(loss_steps_option(options), first)
 
   def grads(params, state, traj, errors, key):
     del state, key
@@ -160,7 +168,7 @@ def _make(name: str, modulation_fn, spec: RNNSpec, options: ml_collections.Confi
       loss_steps=loss_steps,
     )
 
-  return GradientRule(name=name, init=no_state, grads=grads)
+  return GradientRule(name=name, init=no_state, grads=grads, first_step=first)
 
 
 def make_mdgl(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:

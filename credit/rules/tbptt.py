@@ -46,7 +46,7 @@ from credit.rules.base import (
   split_packed,
 )
 from credit.rules.bptt import backward_credit
-from credit.rules.eprop import loss_steps_option
+from credit.rules.eprop import from_first_step, loss_steps_option
 
 import jax
 import jax.numpy as jnp
@@ -82,9 +82,10 @@ def windowed_credit(
 
 
 def static_windows(loss_steps: tuple[int, ...], window: int, steps: int) -> list[np.ndarray] | None:
-  """Each loss step's window ``(t-K, t]`` as step indices, or ``None`` when they cover ``T``."""
+  """Each loss step's window ``(t-K, t]`` as step indices, or ``None`` when they cover more
+  than the ``T`` steps (overlapping windows: the sliding buffer is cheaper)."""
   windows = [np.arange(max(0, t - window + 1), t + 1, dtype=np.int32) for t in loss_steps]
-  return windows if sum(w.size for w in windows) < steps else None
+  return windows if sum(w.size for w in windows) <= steps else None
 
 
 def static_window_grads(
@@ -128,10 +129,13 @@ def tbptt_grads(
 def make(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
   window = int(options.truncation)
   loss_steps = loss_steps_option(options)
+  # Each loss step reaches back through its window alone: earlier steps are never read.
+  first = 0 if loss_steps is None else max(min(loss_steps) - window + 1, 0)
+  loss_steps = from_first_step(loss_steps, first)
 
   def grads(params, state, traj, errors, key):
     del state, key
     return tbptt_grads(params, spec, traj, errors, window, loss_steps)
 
   # Not flagged exact: whether K >= T depends on the task's sequence length.
-  return GradientRule(name="tbptt", init=no_state, grads=grads)
+  return GradientRule(name="tbptt", init=no_state, grads=grads, first_step=first)

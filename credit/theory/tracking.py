@@ -151,7 +151,10 @@ def make_theory_measurement(
       g_ref, hvp_linear = jax.linearize(make_grad(total_loss, params, fixed, subset), point)
       hvp = lambda v: apply(hvp_linear(apply(v)))
       v0 = random_start(k_lanczos, point, mask)
-      top = lanczos_top_k(hvp, v0, t.lanczos_steps, t.top_k, return_vectors=True, mask=mask)
+      tol = float(t.get("lanczos_tol", 0.0))
+      top = lanczos_top_k(
+        hvp, v0, t.lanczos_steps, t.top_k, return_vectors=True, mask=mask, tol=tol
+      )
     else:
       g_ref, hvp, top = shared.gradient, shared.hvp, shared.top
     g_rule, jvp = linearize_rule(
@@ -220,14 +223,16 @@ def make_theory_probe(
 def shares_lanczos(config: ml_collections.ConfigDict) -> bool:
   """Whether the curvature and theory probes are both on and measure the same Lanczos run.
 
-  They do when both use the same parameters, batch size and Lanczos steps
+  They do when both use the same parameters, batch size, Lanczos steps and tolerance
   (:func:`credit.reproduction.plan.with_theory` sets them so) and the curvature
   HVP is over the whole batch or chunks of it (the same operator either way).
   """
   if "theory" not in config or config.theory.every <= 0 or config.curvature.every <= 0:
     return False
   c, t = config.curvature, config.theory
-  return (c.params, c.batch_size, c.lanczos_steps) == (t.params, t.batch_size, t.lanczos_steps)
+  ours = (c.params, c.batch_size, c.lanczos_steps, c.get("lanczos_tol", 0.0))
+  theirs = (t.params, t.batch_size, t.lanczos_steps, t.get("lanczos_tol", 0.0))
+  return ours == theirs
 
 
 def make_curvature_and_theory_probe(
@@ -258,7 +263,7 @@ def make_curvature_and_theory_probe(
   if not shares_lanczos(config):
     raise ValueError(
       "the curvature and theory probes share a Lanczos run only when both are on with "
-      "equal params, batch_size and lanczos_steps"
+      "equal params, batch_size, lanczos_steps and lanczos_tol"
     )
   c, t = config.curvature, config.theory
   theory = make_theory_measurement(config, spec, task, rule, total_loss)

@@ -139,7 +139,7 @@ def rule_needs_finite_differences(
   """True for a non-exact rule whose ``grads`` forward mode cannot differentiate exactly."""
   if rule.exact:
     return False
-  traj = jax.eval_shape(lambda p: rnn.forward(p, spec, batch.inputs), params)
+  traj = jax.eval_shape(lambda p: rnn.forward(p, spec, batch.inputs, start=rule.first_step), params)
   errors = jax.ShapeDtypeStruct(traj.y.shape, traj.y.dtype)
   return opaque_to_forward_mode(
     lambda p, tr, e: rule.grads(p, rule_state, tr, e, key), params, traj, errors

@@ -113,6 +113,9 @@ def base_config(task: str = "seq_mnist", model: str = "rate") -> ml_collections.
       every=0,  # steps between measurements (0: off); a multiple of eval_every
       params="w_rec",  # Hessian w.r.t. "w_rec" (as the reference) or "all"
       lanczos_steps=10,  # benchmarks/curvature.py: 1e-7 of power iteration at 27% of its HVPs
+      # > 0: stop Lanczos once the top_k residual bounds are <= lanczos_tol * |lambda_max|
+      # (lanczos_steps is then the most steps); 0: always lanczos_steps steps.
+      lanczos_tol=0.0,
       top_k=3,
       batch_size=256,  # validation examples the Hessian is measured on
       chunk_size=0,  # examples per HVP chunk (0: the whole batch at once)
@@ -144,6 +147,7 @@ def base_config(task: str = "seq_mnist", model: str = "rate") -> ml_collections.
       params="w_rec",  # parameters the Hessian and the rule's Jacobian act on, or "all"
       batch_size=256,  # validation examples (a fixed batch, as for curvature)
       lanczos_steps=20,  # Hessian Lanczos steps (top eigenvectors)
+      lanczos_tol=0.0,  # as curvature.lanczos_tol
       top_k=1,  # alignment factor c along the top_k Hessian eigenvectors
       arnoldi_steps=20,  # Arnoldi steps on the rule's Jacobian J
       jvp="auto",  # "jvp" (forward mode), "fd" (central differences) or "auto"
@@ -392,6 +396,7 @@ def _validate_curvature(c: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"curvature.top_k ({c.top_k}) must be at most curvature.lanczos_steps ({c.lanczos_steps})"
     )
+  _lanczos_tol(c, "curvature.")
 
 
 def _validate_theory(t: ml_collections.ConfigDict) -> None:
@@ -405,6 +410,13 @@ def _validate_theory(t: ml_collections.ConfigDict) -> None:
     )
   if t.jvp not in ("auto", "jvp", "fd"):
     raise ConfigError(f"theory.jvp must be one of ('auto', 'jvp', 'fd'), got {t.jvp!r}")
+  _lanczos_tol(t, "theory.")
+
+
+def _lanczos_tol(block: ml_collections.ConfigDict, prefix: str) -> None:
+  tol = block.get("lanczos_tol", 0.0)  # configs saved before the field: fixed steps
+  if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
+    raise ConfigError(f"{prefix}lanczos_tol must be a number in [0, 1), got {tol!r}")
 
 
 def _validate_remedies(r: ml_collections.ConfigDict, num_steps: int) -> None:

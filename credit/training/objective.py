@@ -16,7 +16,7 @@ from typing import Any
 from credit import losses
 from credit.models import network, rnn
 from credit.rules.base import GradientRule
-from credit.tasks.base import Batch, Task
+from credit.tasks.base import Batch, Task, batch_at_steps
 
 import jax
 
@@ -66,7 +66,7 @@ def loss_and_grads(
 
     loss, grads = jax.value_and_grad(data_loss)(params)
   else:
-    loss, traj, errors = _forward_errors(spec, task, params, batch, noise)
+    loss, traj, errors = forward_errors(rule, spec, task, params, batch, noise)
     grads = rule.grads(params, rule_state, traj, errors, key)
   return loss, _add_l2(grads, params, reg_l2)
 
@@ -99,16 +99,31 @@ def loss_grads_and_state(
   if rule.update_state is None:
     loss, grads = loss_and_grads(rule, spec, task, reg_l2, params, rule_state, batch, key, noise)
     return loss, grads, rule_state
-  loss, traj, errors = _forward_errors(spec, task, params, batch, noise)
+  loss, traj, errors = forward_errors(rule, spec, task, params, batch, noise)
   grads = rule.grads(params, rule_state, traj, errors, key)
   k_state = jax.random.fold_in(key, _STATE_SALT)
   new_state = rule.update_state(params, rule_state, traj, errors, k_state)
   return loss, _add_l2(grads, params, reg_l2), new_state
 
 
-def _forward_errors(spec, task, params, batch, noise):
-  """One forward pass: the data loss, the trajectory and the errors ``dL/dy_t``."""
-  traj = network(spec).forward(params, spec, batch.inputs, noise=noise)
+def forward_errors(
+  rule: GradientRule,
+  spec: rnn.RNNSpec,
+  task: Task,
+  params: rnn.Params,
+  batch: Batch,
+  noise: jax.Array | None = None,
+) -> tuple[jax.Array, rnn.Trajectory, jax.Array]:
+  """One forward pass: the data loss, the trajectory and the errors ``dL/dy_t`` that
+  ``rule`` reads (the steps from ``rule.first_step`` on)."""
+  start = rule.first_step
+  if start == 0:
+    traj = network(spec).forward(params, spec, batch.inputs, noise=noise)
+  else:
+    # Losses are masked means over steps and the mask is zero before the rule's first
+    # step (it is built from the static loss steps), so the suffix gives the same loss.
+    traj = rnn.forward(params, spec, batch.inputs, noise=noise, start=start)
+    batch = batch_at_steps(batch, tuple(range(start, batch.inputs.shape[1])))
   loss, errors = jax.value_and_grad(lambda y: task.loss(y, batch))(traj.y)
   return loss, traj, errors
 
