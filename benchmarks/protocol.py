@@ -158,7 +158,8 @@ def full_run(seeds: int, probes: bool = True) -> dict:
         cmd.append(f"{sweep}.tasks.seq_mnist.{probe}.every=0")
         cmd.append(f"{sweep}.rule_overrides.eprop.{probe}.every=0")
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True)
+    # The sweep's progress lines go to stderr: stdout carries this script's JSON alone.
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=sys.stderr)
     wall = time.perf_counter() - t0
   peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
   return {"measured_wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1)}
