@@ -12,14 +12,14 @@ The protocol is ``configs/reproduce/seq_mnist.py``'s base sweep: BPTT for
 measurement. For each rule the script compiles the run as the sweep does,
 trains ``--warmup_steps`` steps (the probes' Lanczos runs stop at a tolerance,
 sooner on untrained networks), then times one training chunk (``eval_every``
-steps, all seeds), an evaluation
-without probes, one with the curvature probe and one with both probes, and
-extrapolates to the protocol's schedule. The JSON says which figures are
-measured and which are extrapolated, and splits the time into training,
-evaluation and probes. ``--full`` instead runs ``experiments.reproduce``'s base
-sweep in a temporary workdir and reports its wall time and peak memory;
-``--full --no_probes`` runs it with every probe off, for the probes' share of
-the wall time.
+steps, all seeds), an evaluation without probes, one with the alignment probe
+(e-prop's cosine with BPTT), one with the curvature probe too and one with
+every probe, and extrapolates to the protocol's schedule. The JSON says which
+figures are measured and which are extrapolated, and splits the time into
+training, evaluation and each probe. ``--full`` instead runs
+``experiments.reproduce``'s base sweep in a temporary workdir and reports its
+wall time and peak memory; ``--full --no_probes`` runs it with every probe off,
+for the probes' share of the wall time.
 ``--separate-probes`` also measures each rule with the curvature and theory
 probes built apart (each its own Lanczos run, as before they shared one;
 :func:`credit.theory.tracking.make_curvature_and_theory_probe`), in the same
@@ -50,14 +50,17 @@ sys.path.insert(0, REPO)
 from configs.reproduce.seq_mnist import get_config  # noqa: E402
 
 
-def timed(fn, *args, repeats: int = 2) -> float:
-  """Best of ``repeats`` wall times, after one untimed call that compiles."""
-  jax.block_until_ready(fn(*args))
-  best = float("inf")
+def interleaved(fns: dict, state, repeats: int) -> dict[str, float]:
+  """Best wall time of each ``name -> fn(state)``, the variants timed in turn ``repeats``
+  times after one untimed call each (the machine's noise only ever adds time)."""
+  for fn in fns.values():
+    jax.block_until_ready(fn(state))
+  best = dict.fromkeys(fns, float("inf"))
   for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    best = min(best, time.perf_counter() - t0)
+    for name, fn in fns.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(state))
+      best[name] = min(best[name], time.perf_counter() - t0)
   return best
 
 
@@ -82,7 +85,7 @@ def separate_probes(config, task) -> tuple:
 
 
 def measure_cell(
-  config, task, seeds: int, separate: bool = False, warmup_steps: int = 2000
+  config, task, seeds: int, separate: bool = False, warmup_steps: int = 2000, repeats: int = 5
 ) -> dict:
   config = config.copy_and_resolve_references()
   config.num_seeds = seeds
@@ -95,21 +98,39 @@ def measure_cell(
   # initialization (benchmarks/lanczos_tolerance.py).
   for _ in range(warmup_steps // every):
     state = fns.run_chunk(state, every)
-  t_chunk = timed(lambda s: fns.run_chunk(s, every), state)
-  t_plain = timed(lambda s: plain.evaluate(s, jnp.int32(every)), state)
-  # A step where only the curvature probe runs, and step 0, where every probe runs.
-  t_curv = timed(lambda s: fns.evaluate(s, jnp.int32(curv)), state) if curv else t_plain
-  t_all = timed(lambda s: fns.evaluate(s, jnp.int32(0)), state)
+  align = config.alignment.every
+  # The alignment probe alone (cosine with BPTT's gradient, at its own schedule), a step
+  # where the curvature probe runs too, and step 0, where every probe runs.
+  variants = {
+    "chunk": lambda s: fns.run_chunk(s, every),
+    "plain": lambda s: plain.evaluate(s, jnp.int32(every)),
+    "all": lambda s: fns.evaluate(s, jnp.int32(0)),
+  }
+  if align:
+    align_only = config.copy_and_resolve_references()
+    align_only.curvature.every = align_only.theory.every = 0
+    aligned = compile_seeds(make_trainer(align_only, task))
+    variants["align"] = lambda s: aligned.evaluate(s, jnp.int32(align))
+  if curv:
+    variants["curv"] = lambda s: fns.evaluate(s, jnp.int32(curv))
+  t = interleaved(variants, state, repeats)
+  t_chunk, t_plain, t_all = t["chunk"], t["plain"], t["all"]
+  t_align = t.get("align", t_plain)
+  t_curv = t.get("curv", t_align)
 
   steps = trainer.eval_steps
   n_theory = sum(1 for s in steps if theory and s % theory == 0)
   n_curv = sum(1 for s in steps if curv and s % curv == 0) - n_theory
+  n_align = sum(1 for s in steps if align and s % align == 0)
   n_plain = len(steps) - n_theory - n_curv
   train = config.num_steps / every * t_chunk
   evaluation = len(steps) * t_plain
-  curvature = n_curv * (t_curv - t_plain) + n_theory * (t_curv - t_plain)
+  alignment = n_align * (t_align - t_plain)
+  # The curvature steps are alignment steps too (both schedules are every evaluation here).
+  curvature = (n_curv + n_theory) * (t_curv - t_align)
   theory_cost = n_theory * (t_all - t_curv)
-  total = train + evaluation + curvature + theory_cost
+  probes = curvature + theory_cost + alignment
+  total = train + evaluation + probes
   lanczos = None
   if config.curvature.get("lanczos_tol", 0.0) > 0:
     metrics = fns.evaluate(state, jnp.int32(curv))
@@ -122,7 +143,8 @@ def measure_cell(
     "measured_s": {
       f"train_chunk_{every}_steps": round(t_chunk, 3),
       "evaluation_without_probes": round(t_plain, 3),
-      "evaluation_with_curvature": round(t_curv, 3),
+      "evaluation_with_alignment": round(t_align, 3),
+      "evaluation_with_alignment_and_curvature": round(t_curv, 3),
       "evaluation_with_curvature_and_theory": round(t_all, 3),
     },
     "ms_per_seed_step": round(1e3 * t_chunk / every / seeds, 3),
@@ -131,10 +153,12 @@ def measure_cell(
       "evaluation": round(evaluation, 1),
       "curvature_probe": round(curvature, 1),
       "theory_probe": round(theory_cost, 1),
+      "alignment_probe": round(alignment, 1),
       "total": round(total, 1),
     },
-    "probe_share_of_total": round((curvature + theory_cost) / total, 3),
-    "probes_over_training": round((curvature + theory_cost) / train, 3),
+    "probe_share_of_total": round(probes / total, 3),
+    "probes_over_training": round(probes / train, 3),
+    "curvature_and_theory_over_training": round((curvature + theory_cost) / train, 3),
     # Both probes at every evaluation (every 250 / 400 steps), for the issue's target.
     "both_probes_every_eval_over_training": round(len(steps) * (t_all - t_plain) / train, 3),
     "n_plain_evals": n_plain,
@@ -200,12 +224,12 @@ def main():
     }
     total = sum(r["extrapolated_s"]["total"] for r in result["rules"].values())
     train = sum(r["extrapolated_s"]["train"] for r in result["rules"].values())
-    probes = sum(
-      r["extrapolated_s"]["curvature_probe"] + r["extrapolated_s"]["theory_probe"]
-      for r in result["rules"].values()
-    )
+    parts = ("curvature_probe", "theory_probe")
+    probes = sum(r["extrapolated_s"][k] for r in result["rules"].values() for k in parts)
+    align = sum(r["extrapolated_s"]["alignment_probe"] for r in result["rules"].values())
     result["extrapolated_protocol_min"] = round(total / 60, 2)
-    result["probes_over_training"] = round(probes / train, 3)
+    result["probes_over_training"] = round((probes + align) / train, 3)
+    result["curvature_and_theory_over_training"] = round(probes / train, 3)
     result["benchmark_wall_s"] = round(time.perf_counter() - start, 1)
     if args.separate_probes:
       result["separate_probes"] = {
