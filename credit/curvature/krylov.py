@@ -182,14 +182,15 @@ def arnoldi(
   q0 = p * flat_v0
   q0 = q0 / jnp.linalg.norm(q0)
   init = (jnp.zeros((num_steps, n), dtype), q0, jnp.zeros((), dtype))
-  if converged is None:
-    (basis, _, _), (columns, betas) = jax.lax.scan(body, init, jnp.arange(num_steps))
-    # columns[j] holds h_{:, j} (zero below row j); the sub-diagonal comes from betas.
-    hess = columns.T + jnp.diag(betas[:-1], -1)
-    return ArnoldiResult(hessenberg=hess, basis=basis, residual=betas[-1], steps=num_steps)
 
   def hessenberg(columns, betas):
+    # columns[j] holds h_{:, j} (zero below row j); the sub-diagonal comes from betas.
     return columns.T + jnp.diag(betas[:-1], -1)
+
+  if converged is None:
+    (basis, _, _), (columns, betas) = jax.lax.scan(body, init, jnp.arange(num_steps))
+    hess = hessenberg(columns, betas)
+    return ArnoldiResult(hessenberg=hess, basis=basis, residual=betas[-1], steps=num_steps)
 
   def cond(state):
     _, _, j, done = state

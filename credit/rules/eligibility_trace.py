@@ -96,14 +96,9 @@ def decays(spec: RNNSpec, self_coupling: bool) -> bool:
 
 
 def first_credited_step(loss_steps: tuple[int, ...], decaying: bool, modulated: bool) -> int:
-  """The earliest of :func:`static_credited_steps`: the first step the gradient reads.
-
-  A decaying trace carries credit back to step 0; otherwise only the loss steps
-  (and, when modulated, the steps before them) carry any.
-  """
-  if decaying:
-    return 0
-  return max(min(loss_steps) - (1 if modulated else 0), 0)
+  """The earliest of :func:`static_credited_steps`: the first step the gradient reads."""
+  steps = static_credited_steps(loss_steps, max(loss_steps) + 1, decaying, modulated)
+  return int(np.argmax(steps))
 
 
 def filter_backward(signal: jax.Array, decay: jax.Array | None) -> jax.Array:

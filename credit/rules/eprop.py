@@ -155,24 +155,25 @@ def from_first_step(loss_steps: tuple[int, ...] | None, first_step: int) -> tupl
   return None if loss_steps is None else tuple(s - first_step for s in loss_steps)
 
 
-def trace_first_step(
+def trace_steps(
   spec: RNNSpec, options: ml_collections.ConfigDict, self_coupling: bool, modulated: bool
-) -> int:
-  """:attr:`~credit.rules.base.GradientRule.first_step` of the offline trace rules.
+) -> tuple[int, tuple[int, ...] | None]:
+  """``(first_step, loss_steps from it)`` of the offline trace rules.
 
-  0 without static loss steps and for the online form (it carries traces from the
-  first step); otherwise the first credited step.
+  :attr:`~credit.rules.base.GradientRule.first_step` is 0 without static loss steps
+  and for the online form (it carries traces from the first step); otherwise the
+  first credited step.
   """
   loss_steps = loss_steps_option(options)
   if loss_steps is None or bool(options.online):
-    return 0
-  return et.first_credited_step(loss_steps, et.decays(spec, self_coupling), modulated)
+    return 0, loss_steps
+  first = et.first_credited_step(loss_steps, et.decays(spec, self_coupling), modulated)
+  return first, from_first_step(loss_steps, first)
 
 
 def make_eprop(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
   self_coupling, online = bool(options.self_coupling), bool(options.online)
-  first = trace_first_step(spec, options, self_coupling, modulated=False)
-  loss_steps = from_first_step(loss_steps_option(options), first)
+  first, loss_steps = trace_steps(spec, options, self_coupling, modulated=False)
 
   def grads(params, state, traj, errors, key):
     del state, key
@@ -192,8 +193,7 @@ def make_eprop(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRul
 
 def _random_feedback_rule(name: str, spec: RNNSpec, options, self_coupling: bool) -> GradientRule:
   scale, online = float(options.feedback_scale), bool(options.online)
-  first = trace_first_step(spec, options, self_coupling, modulated=False)
-  loss_steps = from_first_step(loss_steps_option(options), first)
+  first, loss_steps = trace_steps(spec, options, self_coupling, modulated=False)
 
   def init(key, params):
     return {"feedback": random_feedback(key, spec, scale, params["w_out"].dtype)}

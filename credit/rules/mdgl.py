@@ -55,14 +55,7 @@ from __future__ import annotations
 
 from credit.models.rnn import Params, RNNSpec, cell_types, effective_w_rec, recurrent_mask
 from credit.rules.base import GradientRule, no_state
-from credit.rules.eprop import (
-  Modulation,
-  from_first_step,
-  loss_steps_option,
-  matrix_modulation,
-  trace_first_step,
-  trace_grads,
-)
+from credit.rules.eprop import Modulation, matrix_modulation, trace_grads, trace_steps
 
 import jax
 import jax.numpy as jnp
@@ -151,8 +144,7 @@ def exact_one_hop_weights(params: Params, spec: RNNSpec) -> jax.Array:
 
 def _make(name: str, modulation_fn, spec: RNNSpec, options: ml_collections.ConfigDict):
   self_coupling, online = bool(options.self_coupling), bool(options.online)
-  first = trace_first_step(spec, options, self_coupling, modulated=True)
-  loss_steps = from_first_step(loss_steps_option(options), first)
+  first, loss_steps = trace_steps(spec, options, self_coupling, modulated=True)
 
   def grads(params, state, traj, errors, key):
     del state, key
