@@ -10,7 +10,10 @@ workdir of :mod:`credit.sweeps.results` with its ``figures/``
 (``experiments/figures.py``); then ``<workdir>/REPORT.md``, ``report.json`` and
 ``<workdir>/figures/`` (:mod:`credit.reproduction`). Every sweep resumes:
 re-running the command skips finished cells and continues interrupted ones.
-``--variants=`` (empty) runs no remedy.
+``--variants=`` (empty) runs no remedy. The config's verdict protocol (``claims``,
+:mod:`credit.reproduction.protocol`) is written to ``<workdir>/claims.json`` before the
+first sweep runs (``--claims_only``: only that); a workdir that declared another one is
+refused, so a report's verdict rules cannot change once its results exist.
 """
 
 import os
@@ -23,6 +26,7 @@ matplotlib.use("Agg")  # files only; before anything imports pyplot
 
 from credit import cli  # noqa: E402
 from credit.analysis.figures import write_figures  # noqa: E402
+from credit.reproduction import protocol  # noqa: E402
 from credit.reproduction.document import write_report  # noqa: E402
 from credit.reproduction.plan import plan  # noqa: E402
 from credit.sweeps import cells as cells_lib  # noqa: E402
@@ -39,6 +43,12 @@ flags.DEFINE_list("variants", None, "Remedy variants to run (default: all; empty
 flags.DEFINE_integer("num_devices", 0, "Devices to shard seeds over (0: all visible devices).")
 flags.DEFINE_list("formats", ["png"], "Figure file formats.")
 flags.DEFINE_bool("dry_run", False, "List the sweeps and their cells, then exit.")
+flags.DEFINE_bool(
+  "claims_only",
+  False,
+  "Write <workdir>/claims.json (the config's verdict protocol) and exit; a workdir that "
+  "declared another protocol is refused.",
+)
 config_flags.DEFINE_config_file("config", None, "Reproduction config file.", lock_config=False)
 cli.define_print_config()
 flags.mark_flags_as_required(["config"])
@@ -57,6 +67,13 @@ def main(argv):
       print(describe(cells_lib.expand(sweep, validate=False)))
     return
   check_workdir(FLAGS.workdir)
+  if FLAGS.config.get("claims") is not None:  # declared before any result exists or is read
+    path = protocol.declare(FLAGS.workdir, FLAGS.config.claims)
+    if FLAGS.claims_only:
+      print(path)
+      return
+  elif FLAGS.claims_only:
+    cli.fail("the config declares no claims protocol (a `claims` block)")
   for task, variant, sweep in sweeps:
     folder = os.path.join(FLAGS.workdir, task, variant)
     print(f"== {task}/{variant} -> {folder}", flush=True)

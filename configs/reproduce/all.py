@@ -32,6 +32,7 @@ Variants (``:a,b``): ``smoke`` (each task's smoke sweep; minutes on 2 CPU cores)
 
 import importlib
 
+from credit.reproduction import protocol
 from credit.reproduction.plan import with_theory
 from credit.training.config import parse_variants
 
@@ -117,4 +118,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     repro.remedy_overrides = ml_collections.ConfigDict(
       {task: dict(num_seeds=n, theory=dict(every=0)) for task, n in REMEDY_SEEDS.items()}
     )
+  # The verdicts of its report, declared before any result is read (protocol.py says why).
+  repro.claims = protocol.default()
   return repro

@@ -120,3 +120,25 @@ def at_loss(
     w = (before_loss - target) / (before_loss - now)
     return {k: before[k] + w * (here[k] - before[k]) for k in here}
   return None
+
+
+def window_mean(
+  rows: Sequence[Mapping], start: float, stop: float, names: Sequence[str]
+) -> dict[str, float] | None:
+  """Each metric's mean over the healthy evaluations with ``start <= step <= stop``.
+
+  A sparse probe contributes its latest measurement up to each of those evaluations
+  (so a probe measured once in the window counts at every evaluation after it).
+  ``step`` is ``start`` and ``evaluations`` how many were averaged; ``None`` when no
+  healthy evaluation lies in the window (the run diverged before it).
+  """
+  healthy = healthy_rows(rows)
+  at = [i for i, r in enumerate(healthy) if start <= stats.as_float(r["step"]) <= stop]
+  if not at:
+    return None
+  values = [values_at(healthy, i, names) for i in at]
+  out: dict[str, float] = {"step": float(start), "evaluations": float(len(at))}
+  for name in names:
+    x = [v[name] for v in values if not math.isnan(v[name])]
+    out[name] = float(sum(x) / len(x)) if x else math.nan
+  return out

@@ -1,53 +1,69 @@
-r"""The paper's claims, answered per task from the numbers of :mod:`credit.reproduction.numbers`.
+r"""The paper's claims, judged per contrast: supported, contradicted, equivalent, inconclusive,
+not tested.
 
-Each claim is a family of contrasts; a contrast **supports** the claim when its
-estimate points the claimed way and its Holm-adjusted p-value is below
-:data:`ALPHA`. Holm's correction runs once over every contrast of every claim
-and task of the report (:func:`adjust`). A cell is
+Every contrast of a claim gets one of five verdicts, under the protocol declared before
+the data were seen (:mod:`credit.reproduction.protocol`: level, power, families, operating
+point, gap unit, margins, chance levels):
 
-* ``reproduced``: every contrast supports the claim;
-* ``not reproduced``: none does;
-* ``mixed``: some do;
-* ``not tested``: no contrast could be computed (too few runs that fit, no
-  probe, or the theory's threshold is not measurable for the optimizer).
+* **supported**: the one-sided test in the paper's direction passes Holm's correction
+  within its claim's family;
+* **contradicted**: the one-sided test in the opposite direction passes it;
+* **equivalent**: the two one-sided tests (TOST) at the declared margin pass it (the
+  margin is given in the cell);
+* **inconclusive**: none of these; the cell gives the minimum detectable effect (MDE)
+  at the declared power for that n, at the level the test had to pass (α/m);
+* **not tested**, with the reason: the reference rule does not fit; the rule never fits
+  and its matched training loss lies within the declared margin of chance (in loss or
+  score); fewer runs than can reach significance even at complete separation after the
+  correction (smallest possible p × m ≥ α); the measure was not taken.
 
-All contrasts use the runs at matched fit (first evaluation meeting the task's
-fit criterion), distinct rules only; a rule none of whose runs fit is compared at
-the matched training loss instead (the label says so):
+**Families.** Each claim is one family over every task and rule of the report (Holm
+within it). The primary claims (``worse_gap``, ``sharper``, ``correlation``, as declared)
+are the paper's directional claims; ``more_variable``, ``theory``, ``remedies`` and
+``fit`` are secondary families. A contrast that cannot reach significance at its n is
+not tested and leaves the family, which is sized again until it is stable.
 
-=======================  ============================================================
-claim                    contrast (per approximate rule, against BPTT unless said)
-=======================  ============================================================
-worse gap                gap difference > 0 (bootstrap CI, Mann-Whitney p)
-more variable gap        gap variance ratio > 1 (Brown-Forsythe p)
-gap tracks curvature     rank correlation of λ_max and gap with the rule partialled out > 0
-sharper regions          λ_max difference > 0 (bootstrap CI, Mann-Whitney p)
-theorem predicts it      per rule (BPTT included), over its trained runs whose λ_max stops
-                         rising (:mod:`credit.analysis.edge_of_stability`): the bootstrap
-                         95% CI of the median ratio over the plateau lies inside the band
-                         around 1 (``BAND``). SGD: the rule's own edge ηcλ_max/2; Adam:
-                         λ_max(P⁻¹H) over (2+2β₁)/((1−β₁)η) where measured (the rule's
-                         own bound is derived for SGD only); momentum: λ_max over
-                         (2+2β)/η. Rules with fewer than ``MIN_PLATEAUS`` plateaus
-                         are listed, not counted
-remedies help            each remedy's gap difference < 0 against the same rule (base)
-=======================  ============================================================
+**Direction** always comes from the statistic the test uses: Mann-Whitney's (Cliff's δ,
+with the Hodges-Lehmann shift as its estimate), the one-sided Brown-Forsythe t, the
+partial rank r's t, Fisher's exact test. A difference of means never decides a sign.
+
+=======================  ================================================================
+claim                    contrast (per approximate rule against BPTT unless said)
+=======================  ================================================================
+worse gap                primary gap larger: Mann-Whitney one-sided, TOST at the gap margin
+more variable gap        primary gap more spread: Brown-Forsythe one-sided (no margin)
+gap tracks curvature     partial rank r(λ_max, gap) > 0, rule partialled out (one per task),
+                         TOST on Fisher's z at ±``correlation_margin``
+sharper regions          λ_max larger, in log space (estimate: a ratio), TOST at
+                         ±log ``lambda_margin``
+theorem predicts it      SGD only: per rule whose runs stop getting sharper
+                         (:mod:`credit.analysis.edge_of_stability`), the median over the
+                         plateau of ηcλ_max/2 with its bootstrap CI at level 1 − α/m:
+                         supported inside ``BAND``, contradicted entirely outside it
+remedies help            each remedy's primary gap smaller than the same rule's without it
+fails to learn           the rule fits in fewer runs than BPTT: Fisher exact, one-sided
+=======================  ================================================================
+
+Operating point of the verdicts: the declared ``headline`` (each trained run's mean
+over a window after its first fit); the first fit and the last-quarter mean are shown
+beside it. A rule none of whose runs fits is compared at the matched training loss,
+unless that loss lies near chance.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from credit.analysis import edge_of_stability as eos
-from credit.analysis import stats
+from credit.analysis import inference, stats
+from credit.reproduction import protocol as protocol_lib
 
-ALPHA = 0.05
+import numpy as np
+
 MIN_PLATEAUS = 3  # runs whose sharpness stopped rising needed to judge a rule's edge
 REFERENCE_RULE = "bptt"
-HEADLINE_GAP = "gap_acc"
 
 CLAIMS = (
   ("worse_gap", "worse gap"),
@@ -56,135 +72,26 @@ CLAIMS = (
   ("sharper", "rules reach sharper regions"),
   ("theory", "the theorem predicts the curvature"),
   ("remedies", "the remedies help"),
+  ("fit", "rules fail to learn more often"),
 )
-REPRODUCED, NOT_REPRODUCED, MIXED, NOT_TESTED = (
-  "reproduced",
-  "not reproduced",
-  "mixed",
+SUPPORTED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_TESTED = (
+  "supported",
+  "contradicted",
+  "equivalent",
+  "inconclusive",
   "not tested",
 )
-
-
-class Contrast(NamedTuple):
-  """One contrast of a claim: a label, its estimate (with CI), its sign and p-values."""
-
-  label: str
-  estimate: float
-  ci: tuple[float, float] | None
-  direction: int  # +1: the claim says the estimate is above ``null``; -1: below
-  null: float  # the estimate's value under no effect (0; 1 for a variance ratio)
-  p: float
-  p_holm: float
-
-
-def _approximate(task: Mapping) -> dict:
-  return {r: e for r, e in task["rules"].items() if r != REFERENCE_RULE}
-
-
-def _usable(c: Mapping | None) -> bool:
-  return bool(c) and math.isfinite(c["diff"]) and math.isfinite(c["mw_p"])
-
-
-def _n(c: Mapping) -> str:
-  return f"n {c['n'][0]} vs {c['n'][1]}"
-
-
-def _raw_contrasts(task: Mapping) -> dict[str, list[tuple[str, dict, str, int]]]:
-  """Per claim: ``(label, holder dict, estimate key, direction)``; p is at ``holder['mw_p']``.
-
-  A rule without runs that fit is compared at the matched training loss instead
-  (labelled so), when the task has one.
-  """
-  out: dict[str, list] = {key: [] for key, _ in CLAIMS if key != "theory"}
-  at_loss = (task.get("matched_loss") or {}).get("rules", {})
-  loss_label = f"at train loss {task['matched_loss']['target']:.3g}, " if at_loss else ""
-  for rule, e in _approximate(task).items():
-    for claim, metric in (("worse_gap", HEADLINE_GAP), ("sharper", "lambda")):
-      vs = e["matched"][metric].get("vs_bptt")
-      if _usable(vs):
-        out[claim].append((f"{rule} ({_n(vs)})", vs, "diff", +1))
-        continue
-      alt = at_loss.get(rule, {}).get(metric, {}).get("vs_bptt")
-      if _usable(alt):
-        out[claim].append((f"{rule} ({loss_label}{_n(alt)})", alt, "diff", +1))
-    var = e.get("variability")
-    vs = e["matched"][HEADLINE_GAP].get("vs_bptt")
-    if var and math.isfinite(var["p"]):
-      out["more_variable"].append((f"{rule} ({_n(vs)})", var, "ratio", +1))
-  partial = task["relation"]["partial"]
-  if math.isfinite(partial["p"]):
-    out["correlation"].append((f"n {partial['n']}, rules {partial['groups']}", partial, "r", +1))
-  for variant, per_rule in task["remedies"].items():
-    for rule, e in per_rule.items():
-      vs = e[HEADLINE_GAP]["vs_base"]
-      if _usable(vs):
-        out["remedies"].append((f"{variant}/{rule} ({_n(vs)})", vs, "diff", -1))
-        continue
-      alt = e.get("at_loss", {}).get(HEADLINE_GAP, {}).get("vs_base")
-      if _usable(alt):
-        out["remedies"].append((f"{variant}/{rule} ({loss_label}{_n(alt)})", alt, "diff", -1))
-  return out
-
-
-def _p_key(holder: Mapping) -> str:
-  return "mw_p" if "mw_p" in holder else "p"
-
-
-def adjust(numbers: Mapping) -> dict:
-  """A copy of ``numbers`` with ``p_holm`` beside the p-value of every claim's contrast.
-
-  The family is every contrast of every claim and task of the report.
-  """
-  out = copy.deepcopy(numbers)
-  holders = [
-    h for t in out.values() for family in _raw_contrasts(t).values() for _, h, _, _ in family
-  ]
-  adjusted = stats.holm([h[_p_key(h)] for h in holders])
-  for holder, p in zip(holders, adjusted, strict=True):
-    holder["p_holm"] = p
-  return out
-
-
-def contrasts(task: Mapping) -> dict[str, list[Contrast]]:
-  """The contrasts of each claim for one task of :func:`adjust`'s output."""
-  out = {}
-  for claim, family in _raw_contrasts(task).items():
-    out[claim] = [
-      Contrast(
-        label,
-        float(h[key]),
-        tuple(h["ci"]) if "ci" in h else None,
-        direction,
-        1.0 if key == "ratio" else 0.0,
-        float(h[_p_key(h)]),
-        float(h.get("p_holm", math.nan)),
-      )
-      for label, h, key, direction in family
-    ]
-  return out
-
-
-def supports(c: Contrast) -> bool:
-  """Whether a contrast supports its claim: the claimed sign, Holm p < ALPHA."""
-  return (c.estimate - c.null) * c.direction > 0 and c.p_holm < ALPHA
-
-
-def verdict(flags: list[bool]) -> str:
-  """``reproduced`` (all), ``not reproduced`` (none), ``mixed`` (some), ``not tested`` (empty)."""
-  if not flags:
-    return NOT_TESTED
-  if all(flags):
-    return REPRODUCED
-  if not any(flags):
-    return NOT_REPRODUCED
-  return MIXED
-
-
-class Cell(NamedTuple):
-  """One cell of the claims table: the verdict and the evidence lines behind it."""
-
-  verdict: str
-  evidence: list[str]
+VERDICTS = (SUPPORTED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_TESTED)
+POINT_NAMES = {"matched": "first fit", "window": "window", "last": "last quarter"}
+ESTIMATE_NAMES = {
+  "worse_gap": "Δgap (HL)",
+  "more_variable": "var ratio",
+  "correlation": "partial rank r",
+  "sharper": "λ ratio (HL, log)",
+  "theory": "ηcλ/2",
+  "remedies": "Δgap (HL)",
+  "fit": "fit-rate deficit",
+}
 
 
 def fmt(x: float, digits: int = 3) -> str:
@@ -197,68 +104,537 @@ def fmt(x: float, digits: int = 3) -> str:
   return f"{x:.{digits}g}"
 
 
-def _line(c: Contrast, name: str) -> str:
-  ci = f" [{fmt(c.ci[0])}, {fmt(c.ci[1])}]" if c.ci else ""
-  return f"{c.label}: {name} {fmt(c.estimate)}{ci}, p_Holm {fmt(c.p_holm, 2)}"
+class Candidate(NamedTuple):
+  """A contrast before the family is sized: its samples, or why it cannot be tested."""
+
+  claim: str
+  task: str
+  key: str  # the rule, ``variant/rule``, or ``pooled``
+  where: str  # the operating point, or ``at train loss L``
+  kind: str  # shift | log_shift | spread | correlation | fit | band
+  claimed: str  # the paper's direction: "greater" or "less"
+  samples: tuple
+  margin: float  # NaN: no equivalence margin
+  margin_text: str
+  reason: str  # non-empty: not tested
+  others: dict  # estimates at the other operating points (descriptive)
 
 
-NO_CONTRAST = {
-  "worse_gap": "no approximate rule with runs that fit, or no BPTT run that fits",
-  "more_variable": "fewer than 2 runs that fit per rule",
-  "correlation": "too few runs that fit with λ_max measured",
-  "sharper": "no λ_max at matched fit",
-  "remedies": "no remedy run that fits, or no base run that fits",
-}
-ESTIMATE_NAMES = {
-  "worse_gap": "Δgap",
-  "more_variable": "var ratio",
-  "correlation": "partial rank r",
-  "sharper": "Δλ",
-  "remedies": "Δgap",
-}
+def _finite(values) -> np.ndarray:
+  return stats.finite([] if values is None else values)
 
 
-def _ratio(d: Mapping) -> str:
-  return f"{fmt(d['median'])} [{fmt(d['ci'][0])}, {fmt(d['ci'][1])}]"
+def _margin_gap(p: Mapping, unit: str, reference: Sequence[float]) -> tuple[float, str]:
+  m = p["gap_margin"][unit]
+  ref = _finite(reference)
+  rel = m["relative"] * abs(float(np.median(ref))) if ref.size else 0.0
+  value = max(m["absolute"], rel)
+  return value, (
+    f"±{fmt(value, 2)} (max of {fmt(m['absolute'], 2)} and {fmt(m['relative'], 2)} × BPTT's "
+    "median gap)"
+  )
 
 
-def theory_cell(task: Mapping) -> Cell:
-  """Whether each rule stops getting sharper at its own edge (module docstring), or why not tested.
+def _hl(x, y, log: bool = False) -> float:
+  x, y = _finite(x), _finite(y)
+  if log:
+    x, y = np.log(x[x > 0]), np.log(y[y > 0])
+  d = inference.hodges_lehmann(x, y)
+  return math.exp(d) if log and math.isfinite(d) else d
 
-  SGD: the rule's own edge ηcλ_max/2; other optimizers: the optimizer's threshold on the
-  sharpness it bounds, when measured. The number is the median over each run's plateau
-  with its bootstrap 95% CI, over the runs whose sharpness stopped rising.
-  """
-  th = task.get("threshold") or {}
-  if not th.get("formula"):
-    return Cell(NOT_TESTED, [f"optimizer {th.get('optimizer') or 'unknown'}: no threshold derived"])
-  sgd = th["optimizer"] == "sgd"
-  edges = {rule: e["edge"] for rule, e in task["rules"].items() if e.get("edge")}
-  if not sgd and not any(e["optimizer_edge"]["measured"] for e in edges.values()):
-    why = (
-      f"{th['optimizer']}: threshold {th['formula']} = {fmt(th['value'])} on "
-      f"{th['applies_to']}; "
-      + ("preconditioned sharpness not measured" if th["applies_to"] != "H" else "no λ_max")
+
+def _near_chance(t: Mapping, p: Mapping, target: float, scores: Sequence[float]) -> str:
+  """Why a matched training loss is too close to chance to compare at (``""`` if it is not)."""
+  chance, m = t.get("chance"), float(p["chance_margin"])
+  if not chance:
+    return ""
+  loss = stats.as_float(chance.get("loss"))
+  if math.isfinite(loss) and target >= (1 - m) * loss:
+    return (
+      f"the matched training loss {fmt(target)} lies within {fmt(100 * m, 2)}% of chance "
+      f"({fmt(loss)}): it compares untrained networks"
     )
-    return Cell(NOT_TESTED, [why])
-  name = "ηcλ/2" if sgd else f"λ({th['applies_to']})/({th['formula']})"
-  flags, lines = [], []
-  for rule, e in edges.items():
-    ratio = (e["own_edge"] if sgd else e["optimizer_edge"])["plateau"]
-    who = "" if e["population"] == "trained" else "; none fits: all kept runs"
-    head = f"{rule} ({e['found']}/{e['runs']} runs stop rising{who})"
-    if e["found"] < MIN_PLATEAUS or not math.isfinite(ratio["median"]):
-      lines.append(f"{head}: too few plateaus to judge")
+  s = _finite(scores)
+  score = float(chance["score"])
+  if s.size and float(np.median(s)) <= score + m * (1 - score):
+    return (
+      f"the train score at the matched loss ({fmt(float(np.median(s)))}) lies within "
+      f"{fmt(100 * m, 2)}% of chance ({fmt(score)}): it compares untrained networks"
+    )
+  return ""
+
+
+def _two_sample(
+  t: Mapping,
+  p: Mapping,
+  claim: str,
+  task: str,
+  key: str,
+  metric: str,
+  blocks: Mapping[str, tuple[Sequence, Sequence]],
+  at_loss: tuple[Sequence, Sequence] | None,
+  kind: str,
+  claimed: str,
+  base: str = "BPTT",
+) -> Candidate:
+  """A rank contrast at the headline point, or at the matched loss when no run fits there."""
+  headline = headline_point(p)
+  x, y = blocks[headline]
+  log = kind == "log_shift"
+  others = {
+    POINT_NAMES[w]: _hl(*blocks[w], log=log) for w in POINT_NAMES if w != headline and w in blocks
+  }
+  where, reason = POINT_NAMES[headline], ""
+  if not _finite(x).size or not _finite(y).size:
+    ml = t.get("matched_loss") or {}
+    if at_loss is None or not ml:
+      who = "the rule" if not _finite(x).size else base
+      reason = f"no run of {who} fits, and no matched training loss"
+    else:
+      x, y = at_loss
+      where = f"at train loss {fmt(ml['target'])}"
+      scores = at_loss_scores(t, key)
+      reason = _near_chance(t, p, ml["target"], scores)
+      if not reason and (not _finite(x).size or not _finite(y).size):
+        reason = f"no run of {'the rule' if not _finite(x).size else base} reaches that loss"
+  if metric == "lambda":
+    if not (_finite(x).size or _finite(y).size) and not reason:
+      reason = "λ_max not measured"
+    margin = math.log(float(p["lambda_margin"]))
+    text = f"λ ratio within [{fmt(1 / float(p['lambda_margin']), 3)}, {fmt(p['lambda_margin'])}]"
+    x, y = _finite(x), _finite(y)
+    x, y = np.log(x[x > 0]), np.log(y[y > 0])
+  else:
+    margin, text = _margin_gap(p, metric, y)
+  return Candidate(claim, task, key, where, kind, claimed, (x, y), margin, text, reason, others)
+
+
+def headline_point(p: Mapping) -> str:
+  """The numbers' block name of the protocol's headline operating point."""
+  return {"first_fit": "matched", "window": "window", "last_quarter": "last"}[p["headline"]]
+
+
+def at_loss_scores(t: Mapping, key: str) -> list[float]:
+  """The train scores at the matched loss of the rule (or remedy ``variant/rule``) and BPTT."""
+  ml = t.get("matched_loss") or {}
+  rules = ml.get("rules", {})
+  out = list((rules.get(REFERENCE_RULE, {}).get("train_acc") or {}).get("values") or [])
+  if "/" in key:
+    variant, rule = key.split("/", 1)
+    e = t["remedies"][variant][rule].get("at_loss", {})
+    out += list((e.get("train_acc") or {}).get("values") or [])
+  else:
+    out += list((rules.get(key, {}).get("train_acc") or {}).get("values") or [])
+  return out
+
+
+def _reference_reason(t: Mapping, p: Mapping) -> str:
+  ref = t["rules"].get(REFERENCE_RULE)
+  if ref is None:
+    return "no BPTT runs"
+  if ref["fit_ever"] < int(p["min_reference_fits"]):
+    return (
+      f"the reference rule does not fit: BPTT fits in {ref['fit_ever']} of {ref['runs']} runs "
+      f"(fewer than {p['min_reference_fits']})"
+    )
+  return ""
+
+
+def _values(block: Mapping, metric: str) -> list:
+  return list((block.get(metric) or {}).get("values") or [])
+
+
+def candidates(task: str, t: Mapping, p: Mapping) -> list[Candidate]:
+  """Every contrast of every claim for one task of :func:`credit.reproduction.numbers.build`."""
+  out: list[Candidate] = []
+  unit = t.get("gap_unit") or protocol_lib.gap_unit(p, task)
+  ref = t["rules"].get(REFERENCE_RULE)
+  ref_reason = _reference_reason(t, p)
+  ml_rules = (t.get("matched_loss") or {}).get("rules", {})
+  headline = headline_point(p)
+  for rule, e in t["rules"].items():
+    if rule == REFERENCE_RULE or ref is None:
       continue
-    flags.append(ratio["verdict"] == "at the edge")
-    extra = (
-      f"; radius of I−ηJ {_ratio(e['update_map_radius']['plateau'])}"
-      if sgd and math.isfinite(e["update_map_radius"]["plateau"]["median"])
-      else ""
+    for claim, metric, kind in (("worse_gap", unit, "shift"), ("sharper", "lambda", "log_shift")):
+      blocks = {w: (_values(e[w], metric), _values(ref[w], metric)) for w in POINT_NAMES}
+      at_loss = (
+        (_values(ml_rules.get(rule, {}), metric), _values(ml_rules.get(REFERENCE_RULE, {}), metric))
+        if ml_rules
+        else None
+      )
+      c = _two_sample(t, p, claim, task, rule, metric, blocks, at_loss, kind, "greater")
+      out.append(c._replace(reason=ref_reason or c.reason))
+    x, y = _values(e[headline], unit), _values(ref[headline], unit)
+    reason = ref_reason or (
+      "" if _finite(x).size >= 2 and _finite(y).size >= 2 else "fewer than 2 runs that fit per rule"
     )
-    lines.append(f"{head}: {name} {_ratio(ratio)}, {ratio['verdict']}{extra}")
-  band = f"edge: CI of the median inside [{fmt(eos.BAND[0])}, {fmt(eos.BAND[1])}]"
-  return Cell(verdict(flags), [*lines, band] if lines else ["no λ_max measured"])
+    out.append(
+      Candidate(
+        "more_variable",
+        task,
+        rule,
+        POINT_NAMES[headline],
+        "spread",
+        "greater",
+        (x, y),
+        math.nan,
+        "",
+        reason,
+        {},
+      )
+    )
+    fitted = (e["fit_ever"], e["runs"], ref["fit_ever"], ref["runs"])
+    out.append(
+      Candidate("fit", task, rule, "ever", "fit", "greater", fitted, math.nan, "", ref_reason, {})
+    )
+  rel = (t.get("relations") or {}).get(headline)
+  if rel:
+    s = rel["samples"]
+    pairs = sum(
+      math.isfinite(stats.as_float(a)) and math.isfinite(stats.as_float(b))
+      for a, b in zip(s["lambda"], s["gap"], strict=True)
+    )
+    groups = len(set(s["rule"]))
+    reason = "" if pairs - 2 - (groups - 1) >= 2 else "too few runs that fit with λ_max measured"
+    margin = float(p["correlation_margin"])
+    out.append(
+      Candidate(
+        "correlation",
+        task,
+        "pooled",
+        POINT_NAMES[headline],
+        "correlation",
+        "greater",
+        (s["lambda"], s["gap"], s["rule"]),
+        margin,
+        f"|r| < {fmt(margin, 2)}",
+        reason,
+        {},
+      )
+    )
+  out += _theory_candidates(task, t)
+  for variant, per_rule in t.get("remedies", {}).items():
+    for rule, e in per_rule.items():
+      blocks = {
+        w: (_values(e[w], unit), list(e[w][unit].get("base_values") or []))
+        for w in POINT_NAMES
+        if w in e
+      }
+      if headline not in blocks:
+        continue
+      al = e.get("at_loss")
+      at_loss = (_values(al, unit), list(al.get("base_values", {}).get(unit) or [])) if al else None
+      key = f"{variant}/{rule}"
+      out.append(
+        _two_sample(
+          t, p, "remedies", task, key, unit, blocks, at_loss, "shift", "less", f"{rule} (base)"
+        )
+      )
+  return out
+
+
+def _theory_candidates(task: str, t: Mapping) -> list[Candidate]:
+  th = t.get("threshold") or {}
+  edges = {rule: e["edge"] for rule, e in t["rules"].items() if e.get("edge")}
+  if not th.get("formula") or not edges:
+    why = "no threshold derived for the optimizer" if not th.get("formula") else "no λ_max"
+    return [Candidate("theory", task, "all", "plateau", "band", "", (), math.nan, "", why, {})]
+  if th["optimizer"] != "sgd":
+    why = (
+      f"the theorem's bound 2/(ηc) is derived for SGD; this task trains with {th['optimizer']} "
+      "(its own edge, Adam's threshold on the preconditioned sharpness, is in (e2))"
+    )
+    return [Candidate("theory", task, "all", "plateau", "band", "", (), math.nan, "", why, {})]
+  out = []
+  for rule, e in edges.items():
+    found = [r for r in e["per_run"] if r.get("found")]
+    values = [stats.as_float(r.get("theory_stability_ratio_plateau")) for r in found]
+    who = "" if e["population"] == "trained" else ", none fits: all kept runs"
+    reason = ""
+    if len(found) < MIN_PLATEAUS:
+      reason = f"{len(found)}/{e['runs']} runs stop rising (fewer than {MIN_PLATEAUS})"
+    elif not _finite(values).size:
+      reason = "the theory probe was not measured"
+    out.append(
+      Candidate(
+        "theory",
+        task,
+        rule,
+        f"plateau, {len(found)}/{e['runs']} runs{who}",
+        "band",
+        "",
+        (values,),
+        math.nan,
+        f"band [{fmt(eos.BAND[0])}, {fmt(eos.BAND[1])}]",
+        reason,
+        {},
+      )
+    )
+  return out
+
+
+def _min_p(c: Candidate) -> float:
+  if c.kind in ("shift", "log_shift"):
+    return inference.min_mann_whitney_p(_finite(c.samples[0]).size, _finite(c.samples[1]).size)
+  if c.kind == "fit":
+    fit_x, n_x, fit_y, n_y = c.samples
+    return inference.fisher_less(0, n_x, n_y, n_y) if n_x and n_y else math.nan
+  return 0.0  # spread, correlation, band: any level is reachable at the sizes they need
+
+
+def _test(c: Candidate, level: float) -> inference.Directional:
+  if c.kind in ("shift", "log_shift"):
+    return inference.rank_shift(c.samples[0], c.samples[1], c.margin, level)
+  if c.kind == "spread":
+    return inference.spread(c.samples[0], c.samples[1], level)
+  if c.kind == "correlation":
+    return inference.partial_correlation(*c.samples, c.margin, level)
+  if c.kind == "fit":
+    return inference.fit_rates(*c.samples, level)
+  raise ValueError(f"no test for kind {c.kind!r}")
+
+
+def family_size(family: Sequence[Candidate], alpha: float) -> tuple[int, dict[int, str]]:
+  """The tested family's size and, by index, the contrasts that cannot reach significance.
+
+  A contrast whose smallest possible p times the family size is at least ``alpha``
+  leaves the family; the size is recomputed until no further contrast leaves.
+  """
+  out: dict[int, str] = {}
+  while True:
+    testable = [i for i, c in enumerate(family) if not c.reason and i not in out]
+    m = len(testable)
+    dropped = False
+    for i in testable:
+      mp = _min_p(family[i])
+      if not math.isfinite(mp) or mp * m >= alpha:
+        out[i] = (
+          f"fewer runs than can reach significance: {_n_text(family[i])}, smallest possible "
+          f"p {fmt(mp, 2)} × {m} contrasts ≥ {fmt(alpha, 2)}"
+        )
+        dropped = True
+    if not dropped:
+      return m, out
+
+
+def _n_text(c: Candidate) -> str:
+  if c.kind == "fit":
+    return f"n {c.samples[1]} vs {c.samples[3]}"
+  if c.kind == "correlation":
+    return f"n {len(c.samples[0])}"
+  if c.kind == "band":
+    return f"n {len(c.samples[0]) if c.samples else 0}"
+  return f"n {_finite(c.samples[0]).size} vs {_finite(c.samples[1]).size}"
+
+
+class Judged(NamedTuple):
+  """A contrast with its verdict and the numbers behind it (one line of a claims cell)."""
+
+  claim: str
+  task: str
+  key: str
+  where: str
+  verdict: str
+  n: str
+  estimate_name: str
+  estimate: float
+  ci: tuple[float, float]
+  p: float  # the one-sided p of the verdict's test, Holm-adjusted (NaN: none)
+  p_support: float  # Holm-adjusted one-sided p in the paper's direction
+  p_contradict: float
+  p_equivalent: float
+  margin: str
+  mde: float
+  level: float  # the level a single contrast of the family had to pass first (α/m)
+  reason: str
+  others: dict
+
+
+def _band_verdict(values, level: float) -> tuple[str, stats.Interval]:
+  ci = stats.bootstrap_ci(values, level=level)
+  where = eos.band_verdict(ci.low, ci.high)
+  if where == "at the edge":
+    return SUPPORTED, ci
+  if where in ("below the edge", "above the edge"):
+    return CONTRADICTED, ci
+  return INCONCLUSIVE, ci
+
+
+def judge_family(family: Sequence[Candidate], p: Mapping) -> list[Judged]:
+  """Verdicts for one claim's contrasts over every task (module docstring)."""
+  alpha = float(p["alpha"])
+  m, unreachable = family_size(family, alpha)
+  level = alpha / m if m else alpha
+  tests: dict[int, inference.Directional] = {}
+  for i, c in enumerate(family):
+    if not c.reason and i not in unreachable and c.kind != "band":
+      tests[i] = _test(c, level)
+  idx = sorted(tests)
+
+  def holm(pick) -> dict[int, float]:
+    return dict(zip(idx, stats.holm([pick(tests[i], family[i]) for i in idx]), strict=True))
+
+  support = holm(lambda d, c: d.greater if c.claimed == "greater" else d.less)
+  contra = holm(lambda d, c: d.less if c.claimed == "greater" else d.greater)
+  equiv = holm(lambda d, c: d.equivalence)
+  out = []
+  for i, c in enumerate(family):
+    reason = c.reason or unreachable.get(i, "")
+    name = ESTIMATE_NAMES[c.claim]
+    nan2 = (math.nan, math.nan)
+    base = dict(
+      claim=c.claim,
+      task=c.task,
+      key=c.key,
+      where=c.where,
+      n=_n_text(c) if c.samples else "",
+      estimate_name=name,
+      margin=c.margin_text,
+      level=level,
+      others=c.others,
+    )
+    if reason:
+      out.append(
+        Judged(
+          **base,
+          verdict=NOT_TESTED,
+          estimate=math.nan,
+          ci=nan2,
+          p=math.nan,
+          p_support=math.nan,
+          p_contradict=math.nan,
+          p_equivalent=math.nan,
+          mde=math.nan,
+          reason=reason,
+        )
+      )
+      continue
+    if c.kind == "band":
+      verdict, ci = _band_verdict(c.samples[0], 1 - level)
+      out.append(
+        Judged(
+          **base,
+          verdict=verdict,
+          estimate=ci.estimate,
+          ci=(ci.low, ci.high),
+          p=math.nan,
+          p_support=math.nan,
+          p_contradict=math.nan,
+          p_equivalent=math.nan,
+          mde=math.nan,
+          reason="",
+        )
+      )
+      continue
+    d = tests[i]
+    ps, pc, pe = support[i], contra[i], equiv[i]
+    if ps < alpha:
+      verdict, pv = SUPPORTED, ps
+    elif pc < alpha:
+      verdict, pv = CONTRADICTED, pc
+    elif math.isfinite(pe) and pe < alpha:
+      verdict, pv = EQUIVALENT, pe
+    else:
+      verdict, pv = INCONCLUSIVE, ps
+    est, ci, mde = d.estimate, d.ci, d.mde
+    if c.kind == "log_shift":  # shown as a ratio
+      est, ci = math.exp(est), (math.exp(ci[0]), math.exp(ci[1]))
+      mde = math.exp(mde) if math.isfinite(mde) else mde
+    out.append(
+      Judged(
+        **base,
+        verdict=verdict,
+        estimate=est,
+        ci=tuple(ci),
+        p=pv,
+        p_support=ps,
+        p_contradict=pc,
+        p_equivalent=pe,
+        mde=mde,
+        reason="",
+      )
+    )
+  return out
+
+
+def judge(numbers: Mapping, p: Mapping) -> dict[str, list[Judged]]:
+  """``{claim: [Judged]}`` over every task of ``numbers``, each claim one family."""
+  by_claim: dict[str, list[Candidate]] = {key: [] for key, _ in CLAIMS}
+  for task, t in numbers.items():
+    for c in candidates(task, t, p):
+      by_claim[c.claim].append(c)
+  return {claim: judge_family(family, p) for claim, family in by_claim.items()}
+
+
+def adjust(numbers: Mapping, p: Mapping | None = None) -> dict:
+  """A copy of ``numbers`` with each task's ``verdicts``: ``{claim: [Judged as dict]}``."""
+  import copy
+
+  p = p or protocol_lib.as_dict(protocol_lib.default())
+  out = copy.deepcopy(dict(numbers))
+  judged = judge(out, p)
+  for task, t in out.items():
+    t["verdicts"] = {
+      claim: [j._asdict() for j in judged[claim] if j.task == task] for claim, _ in CLAIMS
+    }
+  return out
+
+
+# ----------------------------------------------------------------- the table's cells
+
+
+class Cell(NamedTuple):
+  """One cell of the claims table: its verdicts (counted) and the evidence lines behind it."""
+
+  verdict: str
+  evidence: list[str]
+
+
+NO_CONTRAST = {"remedies": "no remedy variant was run"}
+
+
+def cell_verdict(verdicts: Sequence[str]) -> str:
+  """The cell's heading: the one verdict of all its contrasts, or each verdict with its count."""
+  if not verdicts:
+    return NOT_TESTED
+  if len(set(verdicts)) == 1:
+    return verdicts[0]
+  return " · ".join(f"{v} {verdicts.count(v)}" for v in VERDICTS if v in verdicts)
+
+
+def line(j: Mapping) -> str:
+  """One contrast as the claims table shows it: who, verdict, n, statistic [CI], p or MDE."""
+  who = j["key"] if j["key"] not in ("all", "pooled") else ""
+  head = f"{who} ({j['where']}" if who else f"({j['where']}"
+  head += f", {j['n']})" if j["n"] else ")"
+  if j["verdict"] == NOT_TESTED:
+    return f"{head}: *not tested*: {j['reason']}"
+  ci = j["ci"]
+  text = (
+    f"{head}: *{j['verdict']}*: {j['estimate_name']} {fmt(j['estimate'])} "
+    f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+  )
+  if j["claim"] == "theory":
+    return text + f" (CI at {fmt(100 * (1 - j['level']), 3)}%), {j['margin']}"
+  if j["verdict"] in (SUPPORTED, CONTRADICTED):
+    text += f", one-sided p_Holm {fmt(j['p'], 2)}"
+  elif j["verdict"] == EQUIVALENT:
+    text += f", TOST {j['margin']}: p_Holm {fmt(j['p'], 2)}"
+  else:
+    text += f", one-sided p_Holm {fmt(j['p_support'], 2)}"
+    if j["margin"]:
+      text += f", TOST {j['margin']}: p_Holm {fmt(j['p_equivalent'], 2)}"
+    text += f"; {mde_text(j)}"
+  others = "; ".join(f"{k} {fmt(v)}" for k, v in j["others"].items() if math.isfinite(v))
+  return text + (f"; {others}" if others else "")
+
+
+def mde_text(j: Mapping) -> str:
+  """The minimum detectable effect of an inconclusive contrast, or that none is reachable."""
+  level = fmt(j["level"], 2)
+  if not math.isfinite(j["mde"]):
+    return f"no effect is detectable with power 0.8 at α {level} at this n"
+  return f"MDE {fmt(j['mde'])} (power 0.8, α {level})"
 
 
 def table(numbers: Mapping) -> dict[str, dict[str, Cell]]:
@@ -269,13 +645,21 @@ def table(numbers: Mapping) -> dict[str, dict[str, Cell]]:
   """
   out: dict[str, dict[str, Cell]] = {key: {} for key, _ in CLAIMS}
   for task, t in numbers.items():
-    per_claim = contrasts(t)
     for key, _ in CLAIMS:
-      if key == "theory":
-        out[key][task] = theory_cell(t)
-        continue
-      family = per_claim[key]
-      flags = [supports(c) for c in family]
-      lines = [_line(c, ESTIMATE_NAMES[key]) for c in family] or [NO_CONTRAST[key]]
-      out[key][task] = Cell(verdict(flags), lines)
+      judged = t["verdicts"][key]
+      out[key][task] = Cell(
+        cell_verdict([j["verdict"] for j in judged]),
+        [line(j) for j in judged] or [NO_CONTRAST.get(key, "no contrast")],
+      )
+  return out
+
+
+def count(numbers: Mapping, claims: Sequence[str] | None = None) -> dict[str, int]:
+  """How many contrasts got each verdict (over ``claims``, default every claim)."""
+  out = dict.fromkeys(VERDICTS, 0)
+  for t in numbers.values():
+    for claim, judged in t["verdicts"].items():
+      if claims is None or claim in claims:
+        for j in judged:
+          out[j["verdict"]] += 1
   return out

@@ -16,35 +16,94 @@ from credit.errors import ResultsFileError
 from credit.reproduction import claims as claims_lib
 from credit.reproduction import figures as figures_lib
 from credit.reproduction import numbers as numbers_lib
-from credit.reproduction import tables
+from credit.reproduction import previous, tables
+from credit.reproduction import protocol as protocol_lib
 from credit.training import outputs
 
 INTRO = """\
 Every number below is computed from the sweeps' `results.csv` files. Diverged seeds are
 left out and counted. A run counts as **trained** from its first evaluation meeting its
 task's fit criterion; runs that never meet it are listed and left out of the contrasts,
-never averaged in. The headline compares the rules **at matched fit** (each run at its
-first evaluation meeting the criterion); the values at the end of training follow.
-Contrasts: difference of means with a percentile-bootstrap 95% CI, Cliff's δ, two-sided
-Mann-Whitney p, and Holm's correction over every contrast of the claims table; "more
-variable": the variance ratio with the Brown-Forsythe test; the λ_max-gap relation is a
-Spearman correlation within each rule and pooled with the rule partialled out (ranks
-minus their rule's mean rank), so that differences between rules cannot make it. Rules
-whose results are identical are counted once. n is given in every cell.
+never averaged in. Rules whose results are identical are counted once; n is given in
+every cell.
 """
 
 CLAIMS_KEY = """\
-A cell is **reproduced** when every contrast of the claim points the claimed way with
-Holm p < 0.05, **not reproduced** when none does, **mixed** otherwise, and **not tested**
-when nothing could be computed. Claims: worse gap (Δgap > 0 vs BPTT), more variable gap
-(variance ratio > 1), gap correlates with curvature (rank partial r > 0), sharper regions
-(Δλ_max > 0), the theorem predicts the curvature (each rule stops getting sharper at its
-own edge of stability: over the trained runs whose λ_max stops rising, the median over
-the plateau of ηcλ_max/2 (SGD), or of the preconditioned sharpness over Adam's threshold
-where it is measured, has its bootstrap 95% CI inside the band around 1 given in the
-cell; a rule with fewer than 3 such runs is listed, not counted), the remedies help
-(Δgap < 0 against the same rule without the remedy).
+Each line of a cell is one contrast with its verdict. **supported**: the one-sided test in
+the paper's direction passes Holm's correction within its claim (each claim is one family
+over every task and rule of this report; the primary claims are declared above, the others
+are secondary families, each corrected within itself); **contradicted**: the one-sided test
+in the opposite direction passes it; **equivalent**: the two one-sided tests (TOST) at the
+declared margin pass it; **inconclusive**: none of these, with the minimum detectable effect
+(MDE) at 80% power for that n at the level the contrast had to pass (α/m); **not tested**:
+with the reason. A cell's heading counts its verdicts. Rank tests throughout: Δ is the
+Hodges–Lehmann shift (for λ_max, in log space, shown as a ratio) with its Moses 95% CI,
+tested by Mann-Whitney, so the direction is the rank test's own; "more variable": the
+Brown-Forsythe test, one-sided, with the variance ratio; the λ_max–gap relation: the rank
+correlation with the rule partialled out (ranks minus their rule's mean rank), one-sided,
+TOST on Fisher's z; the theorem: SGD only, the median over each rule's plateau of ηcλ_max/2
+with its bootstrap CI at level 1 − α/m, supported inside the band, contradicted entirely
+outside it; fit: Fisher's exact test, one-sided, on the runs that fit at some evaluation out
+of all runs (diverged ones included).
 """
+
+
+def protocol_section(p: Mapping, declared: bool, numbers: Mapping) -> list[str]:
+  """What the verdicts were declared to be, before the data: families, point, units, margins."""
+  source = (
+    f"declared in `{protocol_lib.FILE}` beside the results"
+    if declared
+    else f"no `{protocol_lib.FILE}` here: credit's default protocol"
+  )
+  units = {task: t.get("gap_unit", "gap_acc") for task, t in numbers.items()}
+  margins = ", ".join(
+    f"`{u}` max({m['absolute']:g}, {m['relative']:g} × BPTT's median)"
+    for u, m in p["gap_margin"].items()
+  )
+  point = {"window": "window", "first_fit": "first fit", "last_quarter": "last quarter"}
+  return [
+    f"**Verdict protocol** ({source}): level α = {p['alpha']:g} per family, power "
+    f"{p['power']:g} for the MDE; primary claims (one-sided, Holm within each claim across "
+    f"tasks × rules): {', '.join(p['primary'])}; the others are secondary families. "
+    f"Operating point of the verdicts: **{point[p['headline']]}**: each trained run's mean "
+    f"over its evaluations from its first fit to first fit + {p['window']:g} × the training "
+    f"budget (first fit, and the mean over the last {p['last']:g} of the budget, are shown "
+    "beside it); a rule none of whose runs fits is compared at the matched training loss "
+    f"unless that lies within {100 * p['chance_margin']:g}% of chance. Primary gap: "
+    + ", ".join(f"{task} `{u}`" for task, u in units.items())
+    + f" ({p['gap_unit_reason']}). Equivalence margins: gap {margins}; λ_max ratio within "
+    f"±log {p['lambda_margin']:g}; partial r within ±{p['correlation_margin']:g}. BPTT must "
+    f"fit in at least {p['min_reference_fits']} runs for a task's contrasts to be tested.",
+    "",
+  ]
+
+
+def changes_section(numbers: Mapping) -> list[str]:
+  """How the contrasts moved from the previous verdict rule (:mod:`previous`) to the new one."""
+  moves = previous.moves(numbers)
+  old_names = {
+    previous.SUPPORTS: "counted as support (the old cell read reproduced or mixed)",
+    previous.DOES_NOT: "not counted as support (the old cell read not reproduced or mixed)",
+    "new": "not in the old table (the fit row; contrasts it could not compute)",
+  }
+  lines = [
+    "**What changed** (issue 23): the verdicts. Before, a contrast supported a claim when its",
+    "difference of means pointed the claimed way and its two-sided p passed one Holm",
+    "correction over every claim, at each run's first fit; everything else read",
+    '"not reproduced", whether the runs were untrained, too few to ever reach significance,',
+    "or significantly opposite. Now each contrast gets one of five verdicts (key under the",
+    "table). The same results files, judged both ways, contrast by contrast:",
+    "",
+    "| before | " + " | ".join(claims_lib.VERDICTS) + " | dropped |",
+    "|---|" + "---|" * (len(claims_lib.VERDICTS) + 1),
+  ]
+  for label in (previous.SUPPORTS, previous.DOES_NOT, "new"):
+    row = moves.get(label, {})
+    if not row:
+      continue
+    cells = [str(row.get(v, 0)) for v in (*claims_lib.VERDICTS, "dropped")]
+    lines.append(f"| {old_names[label]} | " + " | ".join(cells) + " |")
+  return [*lines, ""]
 
 
 PROVENANCE_FILE = "PROVENANCE.md"
@@ -161,8 +220,14 @@ def markdown(
   numbers: Mapping,
   figures: Mapping[str, Sequence[str]],
   shown_as: str | None = None,
+  claims: tuple[Mapping, bool] | None = None,
 ) -> str:
-  """The report text; ``shown_as`` is the workdir as the command line should show it."""
+  """The report text; ``shown_as`` is the workdir as the command line should show it.
+
+  ``claims``: the verdict protocol and whether the workdir declared it
+  (:func:`credit.reproduction.protocol.load`).
+  """
+  p, declared = claims or (protocol_lib.as_dict(protocol_lib.default()), False)
   cells = claims_lib.table(numbers)
   tasks = list(numbers)
   lines = [
@@ -170,12 +235,17 @@ def markdown(
     "",
     f"Generated by `python -m experiments.report --workdir={shown_as or workdir}`.",
     "",
+    *changes_section(numbers),
     *provenance(workdir),
     INTRO,
+    *protocol_section(p, declared, numbers),
     "## Claims × tasks",
     "",
     *tables.claims_table(cells, tasks),
     CLAIMS_KEY,
+    "## Fit as an outcome",
+    "",
+    *tables.fit_outcome_table(numbers),
     "## Seeds per cell",
     "",
     *tables.seeds_table(numbers),
@@ -198,13 +268,26 @@ def markdown(
         "",
       ]
     lines += ["### fit", "", *tables.fit_section(t)]
-    lines += ["### (a) at matched fit (first evaluation meeting the criterion)", ""]
-    lines += tables.comparison_section(t, "matched")
+    window = t.get("points", {}).get("window", 0.25)
+    last = t.get("points", {}).get("last", 0.25)
     lines += [
-      "`*_acc` is the task's score (accuracy, or R² for regression tasks); `gap_acc` =",
-      "train - test score, `gap_loss` = test - train loss (test: the shifted test set).",
+      f"### (a) in the window after fit (each run's mean from its first fit to first fit + "
+      f"{window:g} × the budget: the verdicts' operating point)",
       "",
     ]
+    lines += tables.comparison_section(t, "window")
+    lines += [
+      "`*_acc` is the task's score (accuracy, or R² for regression tasks); `gap_acc` =",
+      "train - test score (test: the shifted test set), `gap_norm` = (train − test) / (train",
+      "− chance), `gap_clean` = train − clean test score, `gap_loss` = test − train loss.",
+      "Δ: difference of means [bootstrap 95% CI]; HL: the Hodges–Lehmann shift; MW p:",
+      "two-sided (the claims use the one-sided tests).",
+      "",
+    ]
+    lines += ["### (a1) at first fit (first evaluation meeting the criterion)", ""]
+    lines += tables.comparison_section(t, "matched")
+    lines += [f"### (a2) over the last {last:g} of training (runs that fit at some point)", ""]
+    lines += tables.comparison_section(t, "last")
     lines += ["### (b) at the end of training (runs that meet the criterion there)", ""]
     lines += tables.comparison_section(t, "end")
     lines += ["### (c) variability of the gap at matched fit", ""]
@@ -253,10 +336,12 @@ def write_report(
   """
   if not os.path.isdir(workdir):
     raise ResultsFileError(f"{workdir} is not a folder (a sweep or reproduction workdir)")
-  numbers = numbers_lib.build(workdir)
+  claims = protocol_lib.load(workdir)
+  numbers = numbers_lib.build(workdir, claims[0])
   numbers_lib.check_numbers(workdir, numbers)
-  numbers = claims_lib.adjust(numbers)
-  text = markdown(workdir, numbers, figures_lib.write(workdir, numbers, formats), shown_as)
+  numbers = claims_lib.adjust(numbers, claims[0])
+  figures = figures_lib.write(workdir, numbers, formats)
+  text = markdown(workdir, numbers, figures, shown_as, claims)
   outputs.write_json(os.path.join(workdir, "report.json"), numbers)
   path = os.path.join(workdir, "REPORT.md")
   tmp = f"{path}.tmp"

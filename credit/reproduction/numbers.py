@@ -60,8 +60,9 @@ from collections.abc import Mapping, Sequence
 
 from credit.analysis import edge_of_stability as eos
 from credit.analysis import fit as fit_lib
-from credit.analysis import stats
+from credit.analysis import inference, stats
 from credit.errors import ResultsFileError
+from credit.reproduction import protocol as protocol_lib
 from credit.training import outputs
 
 import numpy as np
@@ -69,8 +70,12 @@ import numpy as np
 BASE = "base"
 SINGLE = "sweep"  # the variant name of a sweep workdir's one sweep
 GAPS = ("gap_acc", "gap_loss")
+# Derived per evaluation (:func:`derived_gaps`): the chance-normalized and the clean-test gap.
+DERIVED_GAPS = ("gap_norm", "gap_clean")
 HEADLINE_GAP = "gap_acc"
 SCORES = ("train_acc", "test_acc")
+# Operating points of a trained run besides its first fit (:func:`run_records`).
+POINTS = {"first_fit": "matched", "window": "window", "last_quarter": "last"}
 LAMBDA_METRICS = ("lambda_max", "theory_lambda_max")
 # The surrogate-gradient Jacobian of a spiking run measured beside the smoothed proxy's
 # lambda_max: its symmetric part's top eigenvalue and its largest real eigenvalue.
@@ -186,25 +191,62 @@ def identical_rules(rows: Sequence[Mapping]) -> dict[str, str]:
   return same
 
 
+def derived_gaps(rows: Sequence[Mapping], chance_score: float | None) -> list[dict]:
+  """Copies of ``rows`` with ``gap_norm`` and ``gap_clean`` beside the raw gap.
+
+  ``gap_norm = (train − test) / (train − chance)``: the fraction of the run's
+  above-chance score that the shift takes away (NaN without a chance level, or at or
+  below chance); ``gap_clean = train − clean test`` (NaN without ``test_clean_acc``).
+  """
+  out = []
+  for r in rows:
+    train, test = stats.as_float(r.get("train_acc")), stats.as_float(r.get("test_acc"))
+    above = train - chance_score if chance_score is not None else math.nan
+    norm = (train - test) / above if above > 0 else math.nan
+    clean = train - stats.as_float(r.get("test_clean_acc"))
+    out.append({**r, "gap_norm": norm, "gap_clean": clean})
+  return out
+
+
 def run_records(
   rows: Sequence[Mapping],
   fit: fit_lib.FitCriterion,
   lam: str | None,
   extra: Sequence[str] = (),
+  window: float = 0.25,
+  last: float = 0.25,
 ) -> list[dict]:
-  """One record per run: its final values, ``matched`` (first fit or None), ``fit_end``;
-  ``extra`` metrics (:func:`extra_curvature`) are carried into ``matched``."""
-  names = [*GAPS, *SCORES, "train_loss", *([lam] if lam else []), *extra]
+  """One record per run: its final values and its operating points.
+
+  ``matched``: its first evaluation meeting ``fit`` (None if it never does);
+  ``window``: its means over the evaluations from there to ``window`` x the budget
+  later; ``last``: its means over the last ``last`` of the budget (runs that fit at
+  some evaluation only, as the others are not trained); ``fit_end``. The budget is
+  the last step of the run's cell (task, rule, learning rate). ``extra`` metrics
+  (:func:`extra_curvature`) are carried into every point.
+  """
+  names = [*GAPS, *DERIVED_GAPS, *SCORES, "train_loss", *([lam] if lam else []), *extra]
   groups = stats.group_rows(rows, stats.RUN_COLUMNS)
+  budgets: dict[tuple, float] = {}
+  for r in rows:
+    key = tuple(r[c] for c in stats.CELL_COLUMNS)
+    budgets[key] = max(budgets.get(key, 0.0), stats.as_float(r["step"]))
   out = []
   for final in stats.final_records(rows):
     run = groups[tuple(final[c] for c in stats.RUN_COLUMNS)]
+    budget = budgets[tuple(final[c] for c in stats.CELL_COLUMNS)]
     rec = dict(final)
     rec["lambda"] = stats.as_float(final.get(lam)) if lam else math.nan
     matched = fit_lib.first_fit(run, fit, names)
+    points = {"matched": matched, "window": None, "last": None}
     if matched is not None:
-      matched["lambda"] = matched.get(lam, math.nan) if lam else math.nan
-    rec["matched"] = matched
+      start = matched["step"]
+      points["window"] = fit_lib.window_mean(run, start, start + window * budget, names)
+      points["last"] = fit_lib.window_mean(run, (1 - last) * budget, budget, names)
+    for point in points.values():
+      if point is not None:
+        point["lambda"] = point.get(lam, math.nan) if lam else math.nan
+    rec.update(points)
     rec["fit_end"] = (not final["diverged"]) and fit_lib.fits_at_end(run, fit)
     rec["_rows"] = run
     out.append(rec)
@@ -219,11 +261,17 @@ def column(records: Sequence[Mapping], metric: str, where: str = "final") -> lis
 
 
 def compare(x: Sequence[float], y: Sequence[float]) -> dict:
-  """``x`` against ``y``: difference of means with its bootstrap CI and the rank statistics."""
+  """``x`` against ``y``: difference of means with its bootstrap CI and the rank statistics.
+
+  ``hl``: the Hodges-Lehmann shift (the estimate that goes with the rank test);
+  ``mw_p``: two-sided Mann-Whitney p (the claims use its one-sided forms,
+  :mod:`credit.analysis.inference`).
+  """
   d = stats.bootstrap_diff_ci(x, y)
   return {
     "diff": d.estimate,
     "ci": [d.low, d.high],
+    "hl": inference.hodges_lehmann(x, y),
     "cohens_d": stats.cohens_d(x, y),
     "cliffs_delta": stats.cliffs_delta(x, y),
     "mw_p": stats.mann_whitney_p(x, y),
@@ -233,7 +281,7 @@ def compare(x: Sequence[float], y: Sequence[float]) -> dict:
 
 # ------------------------------------------------------------------- per task
 
-METRICS = (*GAPS, *SCORES, "lambda")
+METRICS = ("gap_acc", *DERIVED_GAPS, "gap_loss", *SCORES, "train_loss", "lambda")
 
 
 def _block(
@@ -242,13 +290,14 @@ def _block(
   where: str,
   extra: Sequence[str] = (),
 ) -> dict:
+  """Per metric: its description, the per-run ``values`` (run order, NaN kept) and, with a
+  reference, ``vs_bptt`` (:func:`compare`)."""
   out = {}
   for metric in (*METRICS, *extra):
-    out[metric] = stats.describe(column(runs, metric, where))
+    values = column(runs, metric, where)
+    out[metric] = {**stats.describe(values), "values": values}
     if reference is not None:
-      out[metric]["vs_bptt"] = compare(
-        column(runs, metric, where), column(reference, metric, where)
-      )
+      out[metric]["vs_bptt"] = compare(values, column(reference, metric, where))
   return out
 
 
@@ -389,7 +438,7 @@ def _matched_loss(
   if not medians:
     return {}
   target = max(medians)
-  names = [*GAPS, *SCORES, *([lam] if lam else []), *extra]
+  names = [*GAPS, *DERIVED_GAPS, *SCORES, "train_loss", *([lam] if lam else []), *extra]
   for r in kept:
     at = fit_lib.at_loss(r["_rows"], target, names)
     if at is not None:
@@ -409,7 +458,7 @@ def _remedy_at_loss(
   runs: Sequence[dict], base_runs: Sequence[Mapping], target: float, lam: str | None
 ) -> dict:
   """A remedy's runs against the same rule's base runs at the task's matched training loss."""
-  names = [*GAPS, *SCORES, *([lam] if lam else [])]
+  names = [*GAPS, *DERIVED_GAPS, *SCORES, "train_loss", *([lam] if lam else [])]
   for r in runs:
     at = fit_lib.at_loss(r["_rows"], target, names)
     if at is not None:
@@ -418,20 +467,53 @@ def _remedy_at_loss(
   out: dict = {"reached": sum(r["at_loss"] is not None for r in runs)}
   for metric in METRICS:
     x, y = column(runs, metric, "at_loss"), column(base_runs, metric, "at_loss")
-    out[metric] = {**stats.describe(x), "vs_base": compare(x, y)}
+    out[metric] = {**stats.describe(x), "values": x, "vs_base": compare(x, y)}
   return out
 
 
-def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
-  """Every number of one task (module docstring); ``variants`` as :func:`find_sweeps`."""
+def _relation(runs: Sequence[Mapping], rules: Sequence[str], gap: str, where: str) -> dict:
+  """λ_max against the gap at one operating point: within each rule, pooled, rule partialled out.
+
+  ``samples`` keeps the pairs and their rules (the claims test them one-sided).
+  """
+  at = [r for r in runs if r["rule"] in rules and r.get(where)]
+  lam, gaps = column(at, "lambda", where), column(at, gap, where)
+  groups = [r["rule"] for r in at]
+  return {
+    "gap": gap,
+    "within": {
+      rule: stats.correlation(
+        [v for v, g in zip(lam, groups, strict=True) if g == rule],
+        [v for v, g in zip(gaps, groups, strict=True) if g == rule],
+      )._asdict()
+      for rule in rules
+    },
+    "pooled": stats.correlation(lam, gaps)._asdict(),
+    "partial": stats.rank_partial_correlation(lam, gaps, groups)._asdict(),
+    "samples": {"lambda": lam, "gap": gaps, "rule": groups},
+  }
+
+
+def task_numbers(task: str, variants: Mapping[str, str], claims: Mapping | None = None) -> dict:
+  """Every number of one task (module docstring); ``variants`` as :func:`find_sweeps`.
+
+  ``claims``: the verdict protocol (:mod:`credit.reproduction.protocol`; default: its
+  :func:`~credit.reproduction.protocol.default`): chance levels, operating-point windows and
+  the primary gap unit.
+  """
+  claims = claims or protocol_lib.as_dict(protocol_lib.default())
+  chance = protocol_lib.chance(claims, task)
+  gap = protocol_lib.gap_unit(claims, task)
+  window, last = float(claims["window"]), float(claims["last"])
   base = base_variant(variants)
   sweep = sweep_config(variants[base])
-  rows = task_rows(variants[base], task)
+  chance_score = chance["score"] if chance else None
+  rows = derived_gaps(task_rows(variants[base], task), chance_score)
   fit, declared = fit_criterion(sweep, task)
   lam = lambda_metric(rows)
   extra = extra_curvature(rows)
   same = identical_rules(rows)
-  records = run_records(rows, fit, lam, extra)
+  records = run_records(rows, fit, lam, extra, window, last)
   kept = [r for r in records if not r["diverged"]]
   rules = [r for r in ordered_rules(r["rule"] for r in records) if r not in same]
   has_reference = REFERENCE_RULE in rules
@@ -453,6 +535,9 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
       "band": list(eos.BAND),
     },
     "fit": {"metric": fit.metric, "at_least": fit.at_least, "declared": declared},
+    "chance": chance,
+    "gap_unit": gap,
+    "points": {"window": window, "last": last},
     "identical": same,
     "rules": {},
   }
@@ -470,6 +555,8 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
       "steps": max((int(r["step"]) for r in all_runs), default=0),
       "fit_step": stats.describe(column(runs, "step", "matched")),
       "matched": _block(runs, ref, "matched", extra),
+      "window": _block(runs, ref, "window", extra),
+      "last": _block(runs, ref, "last", extra),
       "end": _block(
         [r for r in runs if r["fit_end"]],
         [r for r in ref if r["fit_end"]] if ref else None,
@@ -488,26 +575,20 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
       entry["variability"] = stats.brown_forsythe(
         column(runs, HEADLINE_GAP, "matched"), column(ref, HEADLINE_GAP, "matched")
       )._asdict()
+      entry["spread"] = {
+        where: stats.brown_forsythe(column(runs, gap, where), column(ref, gap, where))._asdict()
+        for where in POINTS.values()
+      }
     out["rules"][rule] = entry
-  matched = [r for r in kept if r["rule"] in rules and r["matched"]]
-  lam_m, gap_m = column(matched, "lambda", "matched"), column(matched, HEADLINE_GAP, "matched")
-  out["relation"] = {
-    "within": {
-      rule: stats.correlation(
-        column(by_rule[rule], "lambda", "matched"), column(by_rule[rule], HEADLINE_GAP, "matched")
-      )._asdict()
-      for rule in rules
-    },
-    "pooled": stats.correlation(lam_m, gap_m)._asdict(),
-    "partial": stats.rank_partial_correlation(lam_m, gap_m, [r["rule"] for r in matched])._asdict(),
-  }
+  out["relation"] = _relation(kept, rules, HEADLINE_GAP, "matched")
+  out["relations"] = {where: _relation(kept, rules, gap, where) for where in POINTS.values()}
   out["matched_loss"] = _matched_loss(kept, rules, lam, extra)
   out["remedies"] = {}
   for variant, sweep_dir in variants.items():
     if variant == base:
       continue
-    v_rows = task_rows(sweep_dir, task)
-    v_records = run_records(v_rows, fit, lam)
+    v_rows = derived_gaps(task_rows(sweep_dir, task), chance_score)
+    v_records = run_records(v_rows, fit, lam, (), window, last)
     out["remedies"][variant] = {}
     # A rule equal to another (in the base sweep or in this variant) is counted once here too.
     v_same = {**same, **identical_rules(v_rows)}
@@ -524,18 +605,29 @@ def task_numbers(task: str, variants: Mapping[str, str]) -> dict:
       for metric in METRICS:
         x, y = column(runs, metric, "matched"), column(base_runs, metric, "matched")
         entry[metric] = {**stats.describe(x), "vs_base": compare(x, y)}
+      for where in POINTS.values():
+        entry[where] = {}
+        for metric in METRICS:
+          x, y = column(runs, metric, where), column(base_runs, metric, where)
+          entry[where][metric] = {
+            **stats.describe(x),
+            "values": x,
+            "base_values": y,
+            "vs_base": compare(x, y),
+          }
       if out["matched_loss"]:
         entry["at_loss"] = _remedy_at_loss(runs, base_runs, out["matched_loss"]["target"], lam)
+        entry["at_loss"]["base_values"] = {m: column(base_runs, m, "at_loss") for m in METRICS}
       out["remedies"][variant][rule] = entry
   return out
 
 
-def build(workdir: str) -> dict:
+def build(workdir: str, claims: Mapping | None = None) -> dict:
   """Every number of the report: ``{task: {...}}`` (see the module docstring)."""
   out = {}
   for task, variants in find_sweeps(workdir).items():
     if base_variant(variants) is not None:
-      out[task] = task_numbers(task, variants)
+      out[task] = task_numbers(task, variants, claims)
   return out
 
 

@@ -10,6 +10,9 @@ A reproduction config (``configs/reproduce/*.py``) holds:
   own (the sweep grid has no remedy axis), into ``<workdir>/<task>/<variant>``;
 * ``remedy_rules``: ``{task: rules}`` that get the remedy variants (a task not
   listed: every rule of its sweep but BPTT);
+* ``claims`` (optional): the verdict protocol of its report
+  (:mod:`credit.reproduction.protocol`), written to ``<workdir>/claims.json`` before
+  the first sweep runs;
 * ``remedy_overrides`` (optional): ``{task: partial run config}`` merged into
   every remedy cell of that task after the variant's own overrides, e.g.
   ``dict(num_seeds=10, theory=dict(every=0))`` for fewer seeds and no theory
@@ -25,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from credit.errors import ConfigError, UnknownFieldError
+from credit.reproduction import protocol as protocol_lib
 
 import ml_collections
 
@@ -128,7 +132,7 @@ def remedy_sweep(
   return ml_collections.ConfigDict(out)
 
 
-REPRODUCTION_FIELDS = ("name", "tasks", "remedies", "remedy_rules", "remedy_overrides")
+REPRODUCTION_FIELDS = ("name", "tasks", "remedies", "remedy_rules", "remedy_overrides", "claims")
 
 
 def validate_reproduction(repro: ml_collections.ConfigDict) -> None:
@@ -157,6 +161,8 @@ def validate_reproduction(repro: ml_collections.ConfigDict) -> None:
     for task in (repro.get(field) or {}).keys():
       if task not in repro.tasks:
         raise ConfigError(f"{field} names task {task!r}, not in tasks {sorted(repro.tasks)}")
+  if repro.get("claims") is not None:
+    protocol_lib.validate(repro.claims)
 
 
 def plan(
