@@ -16,11 +16,13 @@ the paths of the files written, the wall time and the peak memory.
 """
 
 import os
+import textwrap
 import time
 
 import credit  # noqa: F401  (first: sets JAX flags before jax is imported)
 from credit import cli
 from credit.analysis.headline import write_headline
+from credit.reproduction.document import claims_summary
 from credit.sweeps.runner import quiet_orbax_logs, run_sweep
 
 from absl import flags
@@ -74,11 +76,18 @@ def main(argv):
   ran = f"{len(result.ran)} of {len(result.cells)} cells run now"
   print(f"\n== {FLAGS.config.name}: {rules} ({ran}) ==")
   print(headline.text)
+  print(
+    "\nThe claims, judged as experiments.report judges them (one-sided rank tests, Holm within "
+    "each claim, the declared margins; n per rule; see README, Theory, remedies and the "
+    "reproduction report):"
+  )
+  for line in claims_summary(workdir):
+    print(textwrap.fill(line, 100, initial_indent="  ", subsequent_indent="    "))
   print(f"\nFiles in {shown(workdir)}:")
   print(files_written(workdir, headline.paths))
   print(
     f"\nNext: python -m experiments.figures --workdir={shown(workdir)} (every figure), "
-    f"python -m experiments.report --workdir={shown(workdir)} (statistics at matched fit)."
+    f"python -m experiments.report --workdir={shown(workdir)} (every statistic and verdict)."
   )
   print(f"Wall time {wall / 60:.1f} min, peak memory {cli.peak_memory_gb():.1f} GB.", flush=True)
 

@@ -236,6 +236,9 @@ def test_the_report_reads_its_declared_protocol_and_says_what_moved(tmp_path):
   protocol.declare(str(tmp_path), p)
   text = open(document.write_report(str(tmp_path))).read()
   assert "declared in `claims.json` beside the results" in text
+  table = [line for line in text.split("## Claims × tasks")[1].splitlines() if line.startswith("|")]
+  widths = {line.replace("\\|", "").count("|") for line in table[:9]}
+  assert widths == {3}, "a cell's text broke the claims table"
   assert "TOST ±0.5 (max of 0.5 and 0.25" not in text  # contradicted: no TOST shown
   nums = json.load(open(tmp_path / "report.json"))
   (j,) = nums[task]["verdicts"]["worse_gap"]

@@ -307,7 +307,7 @@ def candidates(task: str, t: Mapping, p: Mapping) -> list[Candidate]:
         "greater",
         (s["lambda"], s["gap"], s["rule"]),
         margin,
-        f"|r| < {fmt(margin, 2)}",
+        f"r within ±{fmt(margin, 2)}",
         reason,
         {},
       )

@@ -321,6 +321,27 @@ def markdown(
   return "\n".join(lines)
 
 
+SUMMARY_CLAIMS = ("worse_gap", "sharper", "more_variable", "fit")
+
+
+def claims_summary(workdir: str, claims: Sequence[str] = SUMMARY_CLAIMS) -> list[str]:
+  """The verdicts of ``claims`` on a sweep or reproduction workdir, one plain line each.
+
+  The same numbers and verdicts as :func:`write_report` (the workdir's declared protocol,
+  else the default), for a launcher to print; nothing is written.
+  """
+  p, _ = protocol_lib.load(workdir)
+  numbers = claims_lib.adjust(numbers_lib.build(workdir, p), p)
+  names = dict(claims_lib.CLAIMS)
+  lines = []
+  for task, t in numbers.items():
+    for claim in claims:
+      for j in t["verdicts"][claim]:
+        text = claims_lib.line(j).replace("*", "")
+        lines.append(f"{names[claim]} ({task}): {text}")
+  return lines
+
+
 def write_report(
   workdir: str, formats: Sequence[str] = ("png",), shown_as: str | None = None
 ) -> str:

@@ -16,15 +16,21 @@ Per task, over the runs that did not diverge:
   evaluation (on networks without autapses ``rflo`` is ``eprop_random``) are
   detected here (:func:`identical_rules`); the later one is reported as equal
   to the earlier and left out of every statistic, so nothing is counted twice;
-* **matched** (the headline): gap, scores and :math:`\lambda_{max}` of each run
-  at its first evaluation meeting the criterion (:func:`credit.analysis.fit.first_fit`),
-  each rule against BPTT: difference of means with a bootstrap 95% CI, Cohen's
-  d, Cliff's delta, Mann-Whitney p; runs that never fit are left out;
+* **operating points** of each trained run (every metric, gaps in three units:
+  ``gap_acc`` raw, ``gap_norm`` chance-normalized, ``gap_clean`` against the clean test
+  set, :func:`derived_gaps`): ``matched``, its first evaluation meeting the criterion
+  (:func:`credit.analysis.fit.first_fit`); ``window``, its mean over the evaluations from
+  there to the protocol's ``window`` x the budget later (the verdicts' point); ``last``,
+  its mean over the last ``last`` of the budget. Per rule, each point's per-run
+  ``values`` and, against BPTT, the difference of means with a bootstrap 95% CI, the
+  Hodges-Lehmann shift, Cohen's d, Cliff's delta and the two-sided Mann-Whitney p; runs
+  that never fit are left out;
 * **end**: the same at the end of training, over the runs that fit there;
-* **variability**: the gap's variance ratio against BPTT with the
-  Brown-Forsythe test (matched runs);
-* **relation**: the :math:`\lambda_{max}`-gap rank correlation within each
-  rule, pooled, and pooled with the rule partialled out (matched runs);
+* **variability** / **spread**: the gap's variance ratio against BPTT with the
+  Brown-Forsythe test (at first fit on the raw gap; at each point on the primary gap);
+* **relation** / **relations**: the :math:`\lambda_{max}`-gap rank correlation within each
+  rule, pooled, and pooled with the rule partialled out (at first fit on the raw gap; at
+  each point on the primary gap, with the pairs kept for the claims);
 * **theory**: the threshold that applies to the task's optimizer (SGD
   :math:`2/\eta` and the rule's :math:`2/(\eta c)`; momentum :math:`(2 + 2\beta)/\eta`;
   Adam :math:`(2 + 2\beta_1)/((1 - \beta_1)\eta)` on the preconditioned
@@ -40,8 +46,13 @@ Per task, over the runs that did not diverge:
 * **matched_loss**: gap and :math:`\lambda_{max}` interpolated at a common
   training loss, the highest of the rules' median final training losses
   (:func:`credit.analysis.fit.at_loss`), for when a rule never meets the criterion;
-* **remedies**: each remedy variant against the same rule without it, at
-  matched fit and at the matched training loss.
+* **remedies**: each remedy variant against the same rule without it, at every
+  operating point and at the matched training loss;
+* **fit_rates**: per rule the runs, diverged runs and runs that fit at some evaluation.
+
+The chance levels, the windows and the primary gap come from the verdict protocol
+(:mod:`credit.reproduction.protocol`); the verdicts themselves from
+:mod:`credit.reproduction.claims`.
 
 :math:`\lambda_{max}` is the curvature probe's ``lambda_max`` where it was
 measured, else the theory probe's ``theory_lambda_max``. Spiking runs that measure
@@ -580,6 +591,10 @@ def task_numbers(task: str, variants: Mapping[str, str], claims: Mapping | None 
         for where in POINTS.values()
       }
     out["rules"][rule] = entry
+  out["fit_rates"] = [
+    {"rule": rule, "runs": e["runs"], "diverged": e["diverged"], "fit": e["fit_ever"]}
+    for rule, e in out["rules"].items()
+  ]
   out["relation"] = _relation(kept, rules, HEADLINE_GAP, "matched")
   out["relations"] = {where: _relation(kept, rules, gap, where) for where in POINTS.values()}
   out["matched_loss"] = _matched_loss(kept, rules, lam, extra)
