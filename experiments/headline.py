@@ -77,8 +77,8 @@ def main(argv):
   print(f"\n== {FLAGS.config.name}: {rules} ({ran}) ==")
   print(headline.text)
   print(
-    "\nThe claims, judged as experiments.report judges them (one-sided rank tests, Holm within "
-    "each claim, the declared margins; n per rule; see README, Theory, remedies and the "
+    "\nThe claims, judged as experiments.report judges them (one-sided rank tests, Holm\n"
+    "within each claim, the declared margins; n per rule; README: Theory, remedies and the\n"
     "reproduction report):"
   )
   for line in claims_summary(workdir):

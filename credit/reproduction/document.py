@@ -321,7 +321,7 @@ def markdown(
   return "\n".join(lines)
 
 
-SUMMARY_CLAIMS = ("worse_gap", "sharper", "more_variable", "fit")
+SUMMARY_CLAIMS = ("worse_gap", "sharper", "fit")
 
 
 def claims_summary(workdir: str, claims: Sequence[str] = SUMMARY_CLAIMS) -> list[str]:
