@@ -270,3 +270,37 @@ def test_protocol_validation_names_the_bad_field():
     protocol.validate(p)
   with pytest.raises(UnknownFieldError, match="unknown fields"):
     protocol.validate({**protocol.as_dict(protocol.default()), "beta": 1})
+
+
+def test_operating_points_average_the_window_after_fit_and_the_last_quarter():
+  rows = [
+    dict(
+      task="t",
+      rule="r",
+      learning_rate=0.1,
+      seed=0,
+      step=step,
+      diverged=False,
+      train_acc=acc,
+      gap_acc=gap,
+      train_loss=1 - acc,
+      lambda_max=lam,
+    )
+    for step, acc, gap, lam in (
+      (0, 0.5, 0.0, 1.0),
+      (100, 0.96, 0.1, 2.0),
+      (200, 0.97, 0.3, math.nan),
+      (300, 0.98, 0.5, 8.0),
+    )
+  ]
+  fit = numbers.fit_lib.FitCriterion("train_acc", 0.95)
+  (rec,) = numbers.run_records(rows, fit, "lambda_max", window=0.5, last=0.25)
+  # First fit at step 100; window [100, 250]: steps 100 and 200, λ at 200 is 100's (sparse).
+  assert rec["matched"]["gap_acc"] == pytest.approx(0.1)
+  assert rec["window"]["gap_acc"] == pytest.approx(0.2) and rec["window"]["evaluations"] == 2
+  assert rec["window"]["lambda"] == pytest.approx(2.0)
+  # Last quarter of the 300-step budget: [225, 300], step 300 only.
+  assert rec["last"]["gap_acc"] == pytest.approx(0.5) and rec["last"]["lambda"] == pytest.approx(8)
+  # A run that never fits has no operating point.
+  (never,) = numbers.run_records(rows, numbers.fit_lib.FitCriterion("train_acc", 0.99), None)
+  assert never["matched"] is never["window"] is never["last"] is None

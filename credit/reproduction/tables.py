@@ -198,36 +198,15 @@ def relation_section(t: Mapping) -> list[str]:
   names = {"window": "window", "matched": "first fit", "last": "last quarter"}
   rows = []
   for where, rel in (t.get("relations") or {"matched": t["relation"]}).items():
-    for rule, c in rel["within"].items():
-      rows.append(
-        [
-          names[where],
-          f"within {rule}",
-          str(c["n"]),
-          fmt(c["spearman_r"], 3),
-          fmt(c["spearman_p"], 3),
-        ]
-      )
-    p = rel["pooled"]
-    rows.append(
-      [
-        names[where],
-        "pooled (rules mixed)",
-        str(p["n"]),
-        fmt(p["spearman_r"], 3),
-        fmt(p["spearman_p"], 3),
-      ]
-    )
     q = rel["partial"]
-    rows.append(
-      [
-        names[where],
-        f"pooled, rule partialled out (rules: {q['groups']})",
-        str(q["n"]),
-        fmt(q["r"], 3),
-        fmt(q["p"], 3),
-      ]
-    )
+    lines = [(f"within {rule}", c) for rule, c in rel["within"].items()]
+    lines.append(("pooled (rules mixed)", rel["pooled"]))
+    for label, c in lines:
+      rows.append(
+        [names[where], label, str(c["n"]), fmt(c["spearman_r"], 3), fmt(c["spearman_p"], 3)]
+      )
+    label = f"pooled, rule partialled out (rules: {q['groups']})"
+    rows.append([names[where], label, str(q["n"]), fmt(q["r"], 3), fmt(q["p"], 3)])
   return table(["at", "runs", "n", "Spearman r", "p"], rows)
 
 
