@@ -30,7 +30,6 @@ from credit.sweeps.runner import describe, quiet_orbax_logs, run_sweep  # noqa: 
 from credit.training.outputs import check_workdir  # noqa: E402
 
 from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Reproduction folder: <task>/<variant>/ sweeps, REPORT.md.")
@@ -38,8 +37,8 @@ flags.DEFINE_list("tasks", None, "Tasks to run (default: every task of the confi
 flags.DEFINE_list("variants", None, "Remedy variants to run (default: all; empty: none).")
 flags.DEFINE_integer("num_devices", 0, "Devices to shard seeds over (0: all visible devices).")
 flags.DEFINE_list("formats", ["png"], "Figure file formats.")
-flags.DEFINE_bool("dry_run", False, "List the sweeps and their cells, then exit.")
-config_flags.DEFINE_config_file("config", None, "Reproduction config file.", lock_config=False)
+flags.DEFINE_bool("dry_run", False, "Validate every sweep, list them and their cells, then exit.")
+cli.define_config_file("config", None, "Reproduction config file.", lock_config=False)
 cli.define_print_config()
 flags.mark_flags_as_required(["config"])
 
@@ -47,15 +46,15 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"too many command-line arguments: {argv[1:]}")
-  cli.require("workdir")
   quiet_orbax_logs()
   # Every sweep of the plan is validated here, before the first one runs.
-  sweeps = plan(FLAGS.config, FLAGS.tasks, FLAGS.variants, validate=not FLAGS.dry_run)
+  sweeps = plan(FLAGS.config, FLAGS.tasks, FLAGS.variants, validate=True)
   if FLAGS.dry_run:
     for task, variant, sweep in sweeps:
       print(f"== {task}/{variant}")
-      print(describe(cells_lib.expand(sweep, validate=False)))
+      print(describe(cells_lib.expand(sweep)))
     return
+  cli.require("workdir")
   check_workdir(FLAGS.workdir)
   for task, variant, sweep in sweeps:
     folder = os.path.join(FLAGS.workdir, task, variant)
