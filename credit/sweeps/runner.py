@@ -40,8 +40,8 @@ from credit import tasks as tasks_lib
 from credit.sweeps import cells as cells_lib
 from credit.sweeps import results, sharding
 from credit.sweeps.checkpointing import CellCheckpointer, Restored
-from credit.sweeps.lock import WorkdirInUseError, WorkdirLock
 from credit.training import divergence, outputs
+from credit.training.lock import WorkdirInUseError, WorkdirLock
 from credit.training.run import DivergenceNotes, format_seconds, headline
 from credit.training.train import dtype_of, make_trainer
 
@@ -368,8 +368,10 @@ def run_sweep(
       # workdir (sweep.json included) as it was.
       for cell in cells:
         results.check_cell_config(workdir, cell)
-      with open(os.path.join(workdir, "sweep.json"), "w") as f:
-        f.write(sweep.to_json_best_effort(indent=2))
+      # Whole or not at all, and not at all when unchanged (a rerun of a finished job).
+      outputs.write_atomically(
+        os.path.join(workdir, "sweep.json"), sweep.to_json_best_effort(indent=2)
+      )
       for cell in cells:
         results.write_cell_config(workdir, cell)
     finished = _broadcast_json([results.is_finished(workdir, c) for c in cells])

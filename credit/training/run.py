@@ -220,10 +220,11 @@ def train_and_evaluate(
 ) -> RunResult | None:
   """Trains ``config.num_seeds`` seeds of one config, writing the run's files as it goes.
 
-  The config is validated and the workdir checked before any data is loaded
-  or anything compiled; ``config.json`` is written first, ``metrics.csv``
-  grows at each evaluation and ``summary.json`` comes last
-  (:class:`credit.training.outputs.RunWriter`).
+  The config is validated and the workdir checked (and locked: a second run on
+  it is refused) before any data is loaded or anything compiled; ``config.json``
+  is written first, ``metrics.csv`` grows at each evaluation and ``summary.json``
+  comes last (:class:`credit.training.outputs.RunWriter`). A run this one
+  replaces is kept until this one has written its first evaluation.
 
   Args:
     config: a run config (see ``configs/``).
@@ -257,14 +258,19 @@ def train_and_evaluate(
         flush=True,
       )
       return None
-  trainer = make_trainer(config)
-  progress = Progress(config.num_steps, label=f"[{config.task}/{config.rule}] ", start=start)
-  progress.note(
-    f"data loaded and program built ({format_seconds(time.perf_counter() - start)} since "
-    f"start); the first line below includes compilation"
-  )
-  on_evaluation = (lambda step, metrics: writer.append(metrics)) if writer else None
-  state, history = run_seeds(trainer, seed_keys(config), progress, on_evaluation=on_evaluation)
+  try:
+    trainer = make_trainer(config)
+    progress = Progress(config.num_steps, label=f"[{config.task}/{config.rule}] ", start=start)
+    progress.note(
+      f"data loaded and program built ({format_seconds(time.perf_counter() - start)} since "
+      f"start); the first line below includes compilation"
+    )
+    on_evaluation = (lambda step, metrics: writer.append(metrics)) if writer else None
+    state, history = run_seeds(trainer, seed_keys(config), progress, on_evaluation=on_evaluation)
+  except BaseException:
+    if writer is not None:
+      writer.abandon()  # a run replaced by this one comes back if this one wrote nothing
+    raise
   if writer is not None:
     writer.finish(history)
   wall = time.perf_counter() - start
