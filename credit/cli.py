@@ -283,12 +283,23 @@ def define_config_file(name: str, default: str | None, help_text: str, lock_conf
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
 
 
+def disk_error_in(err: BaseException | None) -> OSError | None:
+  """The write failure for want of disk in ``err``'s chain (checkpoint writers wrap it)."""
+  seen = set()
+  while err is not None and id(err) not in seen:
+    if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
+      return err
+    seen.add(id(err))
+    err = err.__cause__ or err.__context__
+  return None
+
+
 def disk_error_message(err: OSError) -> str:
   where = f" {err.filename}" if err.filename else ""
   return (
-    f"cannot write{where}: {err.strerror or err}. Nothing half-written was left behind; "
-    "free space (or make the folder writable) and rerun the same command: it resumes from "
-    "what was saved."
+    f"cannot write{where}: {err.strerror or err}. Nothing half-written was left behind. Free "
+    "space (or make the folder writable) and rerun the same command: a sweep resumes from "
+    "its last checkpoint, a single run starts over."
   )
 
 
@@ -309,10 +320,11 @@ def run(main: Callable[[list[str]], None], config_flag: str = "config") -> None:
       main(argv)
     except UserError as err:
       fail(str(err))
-    except OSError as err:
-      if err.errno in DISK_ERRNOS:
-        fail(disk_error_message(err))
-      raise
+    except Exception as err:  # noqa: BLE001 - re-raised unless the disk is at fault
+      disk = disk_error_in(err)
+      if disk is None:
+        raise
+      fail(disk_error_message(disk))
 
   quiet_missing_libtpu()
   app.run(guarded, flags_parser=lambda argv: parse_flags(argv, config_flag))

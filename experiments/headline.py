@@ -24,12 +24,14 @@ from credit import cli
 from credit.analysis.headline import write_headline
 from credit.sweeps import cells as cells_lib
 from credit.sweeps.runner import describe, quiet_orbax_logs, run_sweep
+from credit.training import outputs
 
 from absl import flags
 
 import configs
 
 STARTED = cli.process_start()
+HEADLINE_FILES = ("headline.md", "headline.json", "headline_*.png", "headline_*.pdf")
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(configs.__file__)), "headline.py")
 
 FLAGS = flags.FLAGS
@@ -73,7 +75,10 @@ def main(argv):
   quiet_orbax_logs()
   workdir = os.path.abspath(FLAGS.workdir)
   result = run_sweep(FLAGS.config, workdir, FLAGS.num_devices or None, started=STARTED)
-  headline = write_headline(workdir)
+  # The table and figure of a finished job are rewritten on every rerun: in full, or (disk
+  # full) not at all, the previous ones kept.
+  with outputs.restored_on_failure(workdir, HEADLINE_FILES):
+    headline = write_headline(workdir)
   wall = time.perf_counter() - STARTED
   rules = ", ".join(dict.fromkeys(c.rule for c in result.cells))
   ran = f"{len(result.ran)} of {len(result.cells)} cells run now"

@@ -50,7 +50,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INF, NAN = float("inf"), float("nan")
 
 
-def _launch(module, *args, timeout=300):
+# A launcher test is bounded by its work (a 2-step run on 8 units, or no training at
+# all), not by the clock: this limit only stops a hung process. It is generous because
+# a correct 2-step run took more than 300 s at a load of about 13 on a fresh clone.
+LAUNCH_TIMEOUT = 1800
+
+
+def _launch(module, *args, timeout=LAUNCH_TIMEOUT):
   return subprocess.run(
     [sys.executable, "-m", f"experiments.{module}", *args],
     cwd=REPO,

@@ -42,6 +42,8 @@ def validate(options: ml_collections.ConfigDict) -> None:
     raise ValueError(f"task_options.noise_std must be >= 0, got {options.noise_std}")
   if options.train_eval_size < 1:
     raise ValueError("task_options.train_eval_size must be >= 1")
+  if options.source == "mnist":
+    mnist.data_dir()  # a data folder that cannot be used is found with the config's errors
 
 
 def shape(options: ml_collections.ConfigDict) -> TaskShape:

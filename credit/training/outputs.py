@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import json
 import math
@@ -124,6 +125,33 @@ def write_atomically(path: str, data: str | bytes) -> bool:
     if os.path.exists(tmp):
       os.remove(tmp)
   return True
+
+
+@contextlib.contextmanager
+def restored_on_failure(folder: str, patterns: Sequence[str]):
+  """Files of ``folder`` matching ``patterns`` are replaced whole by the block, or not at all.
+
+  They are moved aside (a rename: no disk space needed) before the block runs;
+  if it raises (a full disk part way through a table or a figure), what it wrote
+  is removed and they come back. For writers that write in place.
+  """
+  existing = sorted({p for pat in patterns for p in glob.glob(os.path.join(folder, pat))})
+  aside = {p: f"{p}.keep-{os.getpid()}" for p in existing}
+  for path, kept in aside.items():
+    os.replace(path, kept)
+  try:
+    yield
+  except BaseException:
+    for pat in patterns:
+      for path in glob.glob(os.path.join(folder, pat)):
+        with contextlib.suppress(OSError):
+          os.remove(path)
+    for path, kept in aside.items():
+      os.replace(kept, path)
+    raise
+  for kept in aside.values():
+    with contextlib.suppress(OSError):
+      os.remove(kept)
 
 
 def csv_text(rows: Sequence[Mapping]) -> str:

@@ -86,10 +86,13 @@ def headline(metrics: Metrics) -> str:
   )
 
 
-# Said once per run, when a seed diverges before its first evaluation after the start.
+# Said once per run, when a seed diverges before its first evaluation after the start. Only
+# what was measured: when. Why is not measured (the same seeds can diverge under one rule
+# and not another, e.g. UORO's estimate against BPTT's gradient from the same weights).
 EARLY_DIVERGENCE_HINT = (
-  "its initial weights were unstable at this learning rate (the reference initialization, "
-  "W_rec ~ N(0, 2/N), explodes for about one draw in five)"
+  "it diverged within its first {steps} training steps, after a finite evaluation at step 0; "
+  "what made it diverge was not measured (seed i starts from the same weights under every "
+  "rule: the same seed under another rule tells whether they alone are the cause)"
 )
 
 
@@ -128,8 +131,8 @@ class DivergenceNotes:
         f"seed {seed} diverged by step {step} ({why}): it is frozen and left out of the "
         "means from here on"
       )
-      if step <= (self.first_step or 0) and not self.hinted:
-        line += f"; {EARLY_DIVERGENCE_HINT}"
+      if 0 < step <= (self.first_step or 0) and not self.hinted:
+        line += f"; {EARLY_DIVERGENCE_HINT.format(steps=step)}"
         self.hinted = True
       lines.append(line + ".")
     self.seen = self.seen | diverged
