@@ -1008,3 +1008,52 @@ def test_divergence_uoro_trains_with_its_smoke_settings():
   _, history = run_seeds(make_trainer(config), seed_keys(config))
   assert not history["diverged"][:, -1].any()
   assert (history["val_acc"][:, -1] > 0.2).all(), history["val_acc"]  # chance: 0.1
+
+
+def test_sweep_eta_is_estimated_per_rule(monkeypatch):
+  """Issue 26: BPTT's per-step rate applied to e-prop's four-times-cheaper steps (printed
+  ETA 10.4 min for a job that took 3.9 min). A clock that moves only when told."""
+  from credit.sweeps import runner
+
+  clock = [0.0]
+  monkeypatch.setattr(runner.time, "perf_counter", lambda: clock[0])
+  sweep = paper_seq_mnist.get_config("smoke")
+  sweep.rules = ("bptt", "eprop")
+  bptt, eprop = cells_lib.expand(sweep)
+  out = io.StringIO()
+  progress = runner.SweepProgress({bptt.id: 200, eprop.id: 320}, out, start=0.0)
+  metrics = {k: np.zeros(2) for k in ("val_acc", "gap_acc")} | {"diverged": np.zeros(2, bool)}
+
+  def evaluate(step, seconds_per_step, first=False):
+    clock[0] += (50 if first else seconds_per_step) * (step - progress.last[1])
+    progress.update(step, metrics)
+    return out.getvalue().splitlines()[-1]
+
+  progress.start_cell(1, 2, bptt, 0, started=clock[0])
+  evaluate(50, 1.0, first=True)  # compilation
+  line = evaluate(100, 1.0)
+  assert "ETA 1.7min + 1 cell not timed yet" in line  # 100 BPTT steps at 1 s; e-prop unknown
+  progress.end_cell()
+  progress.start_cell(2, 2, eprop, 0, started=clock[0])
+  evaluate(80, 0.25, first=True)
+  line = evaluate(160, 0.25)
+  # 160 e-prop steps left at e-prop's own 0.25 s/step: 40 s (BPTT's rate would say 160 s).
+  assert line.split("| sweep ")[1].split(" | ")[0].endswith("ETA 40s"), line
+
+
+def test_results_figure_titles_promise_only_measured_bounds():
+  """Issue 26: theory_bound_* and edge_of_stability promised a bound 2/(ηc) the sweep had not
+  measured (theory probe off)."""
+  rows = _rows([{0: _ok(2.0, 0.1, 5.0), 10: _ok(1.0, 0.6, 7.0)}] * 2)
+  rows = [{**r, "seed": i // 2} for i, r in enumerate(rows)]
+  threshold = {"optimizer": "sgd", "formula": "2/η", "value": 20.0, "applies_to": "H"}
+  fig = figures.bound_plot(rows, "t", ("2/η", 20.0))
+  assert "not measured" in fig.get_suptitle() and "predicted bound 2/(ηc) along" not in (
+    fig.get_suptitle()
+  )
+  edge = figures.edge_plot({"t": figures.EdgePanel(rows, threshold)})
+  assert "(SGD, dashed)" not in edge.get_suptitle() and "not measured" in edge.get_suptitle()
+  measured = [{**r, "predicted_lambda_bound": 9.0} for r in rows]
+  assert "not measured" not in figures.bound_plot(measured, "t", ("2/η", 20.0)).get_suptitle()
+  edge = figures.edge_plot({"t": figures.EdgePanel(measured, threshold)})
+  assert "the rule's own bound 2/(ηc) (SGD, dashed)" in edge.get_suptitle()
