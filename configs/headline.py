@@ -49,7 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   sweep.name = "headline" + ("_smoke" if smoke else "")
   sweep.tasks = ml_collections.ConfigDict({"seq_mnist": base})
   sweep.rules = RULES
-  sweep.learning_rates = (base.optimizer.learning_rate,)  # 1e-2 (smoke: 2e-2)
+  # (): the task's own optimizer.learning_rate (1e-2), so that an override of it takes effect.
+  sweep.learning_rates = ()
   sweep.rule_overrides = ml_collections.ConfigDict(
     {
       "eprop": dict(

@@ -21,6 +21,7 @@ other backend failure, and every warning, still shows).
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import logging as std_logging
 import math
@@ -208,19 +209,106 @@ def explain_override_failure(argv: Sequence[str], err: Exception, name: str = "c
   return f"cannot apply {given}: {detail}"
 
 
+HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "h", "?")
+
+
+def asked_for_help(argv: Sequence[str]) -> bool:
+  """Whether ``argv`` holds one of absl's help flags (``--help``, ``-h``, ``--helpfull``, ...)."""
+  return any(re.match(rf"^--?({'|'.join(map(re.escape, HELP_FLAGS))})$", a) for a in argv[1:])
+
+
+def user_error_in(err: BaseException | None) -> UserError | None:
+  """The innermost :class:`UserError` in ``err``'s chain of causes (``None``: there is none).
+
+  What a config file's ``get_config`` raises (e.g. an unknown ``:variant``) reaches
+  the launcher wrapped: ml_collections re-raises it as the same type with a
+  traceback for its message, and absl wraps that in a flag error. The innermost
+  one carries the original message.
+  """
+  found, seen = None, set()
+  while err is not None and id(err) not in seen:
+    if isinstance(err, UserError):
+      found = err
+    seen.add(id(err))
+    err = err.__cause__ or err.__context__
+  return found
+
+
 def parse_flags(argv: list[str], config_flag: str = "config") -> list[str]:
-  """absl's flag parsing, with config-override failures reported as one clear line."""
+  """absl's flag parsing, with config-override failures reported as one clear line.
+
+  ``--help`` (and absl's other help flags) print the flags and exit with status 0:
+  absl itself exits with 1 after printing them, which scripts read as a failure.
+  """
   try:
-    return app.parse_flags_with_usage(argv)  # absl's own errors: message and exit 1
-  except SystemExit:
+    return flags.FLAGS(argv)
+  except SystemExit as err:
+    if err.code == 1 and asked_for_help(argv):
+      sys.exit(0)
     raise
+  except flags.Error as err:  # absl's own errors (an unknown flag, a bad value)
+    user = user_error_in(err)
+    if user is not None:
+      fail(str(user))
+    print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+    print("Pass --helpshort or --helpfull to see help on flags.", file=sys.stderr, flush=True)
+    sys.exit(EXIT_USER_ERROR)
   except Exception as err:  # noqa: BLE001 - ml_collections raises plain AttributeError etc.
-    fail(explain_override_failure(argv, err, config_flag))
+    user = user_error_in(err)
+    fail(str(user) if user is not None else explain_override_failure(argv, err, config_flag))
   return []  # not reached
 
 
+def define_config_file(name: str, default: str | None, help_text: str, lock_config: bool) -> None:
+  """``config_flags.DEFINE_config_file``, with a failure at definition time as one line.
+
+  A flag with a default config file parses that file, and applies the command
+  line's ``--<name>.*`` overrides to it, as soon as it is defined (when the
+  launcher is imported, before :func:`run`): without this, an unknown field in
+  an override of the default config ended in ml_collections' chained traceback.
+  """
+  from ml_collections import config_flags
+
+  try:
+    config_flags.DEFINE_config_file(name, default, help_text, lock_config=lock_config)
+  except Exception as err:  # noqa: BLE001 - see parse_flags
+    user = user_error_in(err)
+    argv = list(sys.argv)
+    if default is not None and _config_spec(argv, name) is None:
+      argv.append(f"--{name}={default}")
+    fail(str(user) if user is not None else explain_override_failure(argv, err, name))
+
+
+# Write failures that mean "the disk, not the program": said in one line, not a traceback.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+def disk_error_in(err: BaseException | None) -> OSError | None:
+  """The write failure for want of disk in ``err``'s chain (checkpoint writers wrap it)."""
+  seen = set()
+  while err is not None and id(err) not in seen:
+    if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
+      return err
+    seen.add(id(err))
+    err = err.__cause__ or err.__context__
+  return None
+
+
+def disk_error_message(err: OSError) -> str:
+  where = f" {err.filename}" if err.filename else ""
+  return (
+    f"cannot write{where}: {err.strerror or err}. Nothing half-written was left behind. Free "
+    "space (or make the folder writable) and rerun the same command: a sweep resumes from "
+    "its last checkpoint, a single run starts over."
+  )
+
+
 def run(main: Callable[[list[str]], None], config_flag: str = "config") -> None:
-  """``absl.app.run(main)``; user errors end the process with ``error: ...`` and status 1."""
+  """``absl.app.run(main)``; user errors end the process with ``error: ...`` and status 1.
+
+  So does a write that fails for want of disk (full, over quota, read-only): one line
+  naming the file, not a traceback.
+  """
 
   def guarded(argv: list[str]) -> None:
     if PRINT_CONFIG in flags.FLAGS and flags.FLAGS[PRINT_CONFIG].value:
@@ -232,6 +320,11 @@ def run(main: Callable[[list[str]], None], config_flag: str = "config") -> None:
       main(argv)
     except UserError as err:
       fail(str(err))
+    except Exception as err:  # noqa: BLE001 - re-raised unless the disk is at fault
+      disk = disk_error_in(err)
+      if disk is None:
+        raise
+      fail(disk_error_message(disk))
 
   quiet_missing_libtpu()
   app.run(guarded, flags_parser=lambda argv: parse_flags(argv, config_flag))

@@ -2,6 +2,7 @@ r"""The main job: BPTT against e-prop, with curvature, ending with a table and a
 
   python -m experiments.headline                        # configs/headline.py -> runs/headline
   python -m experiments.headline --print_config         # every field, and how to set it
+  python -m experiments.headline --dry_run              # validate, list the cells, run nothing
   python -m experiments.headline --config=configs/headline.py:smoke --workdir=/tmp/h
   python -m experiments.headline --config=configs/sweeps/paper_seq_mnist.py --workdir=runs/paper
 
@@ -23,20 +24,23 @@ import credit  # noqa: F401  (first: sets JAX flags before jax is imported)
 from credit import cli
 from credit.analysis.headline import write_headline
 from credit.reproduction.document import claims_summary
-from credit.sweeps.runner import quiet_orbax_logs, run_sweep
+from credit.sweeps import cells as cells_lib
+from credit.sweeps.runner import describe, quiet_orbax_logs, run_sweep
+from credit.training import outputs
 
 from absl import flags
-from ml_collections import config_flags
 
 import configs
 
 STARTED = cli.process_start()
+HEADLINE_FILES = ("headline.md", "headline.json", "headline_*.png", "headline_*.pdf")
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(configs.__file__)), "headline.py")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/headline", "Folder of the sweep, its table and its figure.")
 flags.DEFINE_integer("num_devices", 0, "Devices to shard seeds over (0: all visible devices).")
-config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Sweep config file.", lock_config=True)
+flags.DEFINE_bool("dry_run", False, "Validate the config, list the cells and exit.")
+cli.define_config_file("config", DEFAULT_CONFIG, "Sweep config file.", lock_config=True)
 cli.define_print_config()
 
 
@@ -67,10 +71,16 @@ def files_written(workdir: str, headline_paths: dict[str, str]) -> str:
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"too many command-line arguments: {argv[1:]}")
+  if FLAGS.dry_run:
+    print(describe(cells_lib.expand(FLAGS.config)))
+    return
   quiet_orbax_logs()
   workdir = os.path.abspath(FLAGS.workdir)
   result = run_sweep(FLAGS.config, workdir, FLAGS.num_devices or None, started=STARTED)
-  headline = write_headline(workdir)
+  # The table and figure of a finished job are rewritten on every rerun: in full, or (disk
+  # full) not at all, the previous ones kept.
+  with outputs.restored_on_failure(workdir, HEADLINE_FILES):
+    headline = write_headline(workdir)
   wall = time.perf_counter() - STARTED
   rules = ", ".join(dict.fromkeys(c.rule for c in result.cells))
   ran = f"{len(result.ran)} of {len(result.cells)} cells run now"

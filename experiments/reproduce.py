@@ -34,7 +34,6 @@ from credit.sweeps.runner import describe, quiet_orbax_logs, run_sweep  # noqa: 
 from credit.training.outputs import check_workdir  # noqa: E402
 
 from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Reproduction folder: <task>/<variant>/ sweeps, REPORT.md.")
@@ -42,14 +41,14 @@ flags.DEFINE_list("tasks", None, "Tasks to run (default: every task of the confi
 flags.DEFINE_list("variants", None, "Remedy variants to run (default: all; empty: none).")
 flags.DEFINE_integer("num_devices", 0, "Devices to shard seeds over (0: all visible devices).")
 flags.DEFINE_list("formats", ["png"], "Figure file formats.")
-flags.DEFINE_bool("dry_run", False, "List the sweeps and their cells, then exit.")
+flags.DEFINE_bool("dry_run", False, "Validate every sweep, list them and their cells, then exit.")
 flags.DEFINE_bool(
   "claims_only",
   False,
   "Write <workdir>/claims.json (the config's verdict protocol) and exit; a workdir that "
   "declared another protocol is refused.",
 )
-config_flags.DEFINE_config_file("config", None, "Reproduction config file.", lock_config=False)
+cli.define_config_file("config", None, "Reproduction config file.", lock_config=False)
 cli.define_print_config()
 flags.mark_flags_as_required(["config"])
 
@@ -57,15 +56,15 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"too many command-line arguments: {argv[1:]}")
-  cli.require("workdir")
   quiet_orbax_logs()
   # Every sweep of the plan is validated here, before the first one runs.
-  sweeps = plan(FLAGS.config, FLAGS.tasks, FLAGS.variants, validate=not FLAGS.dry_run)
+  sweeps = plan(FLAGS.config, FLAGS.tasks, FLAGS.variants, validate=True)
   if FLAGS.dry_run:
     for task, variant, sweep in sweeps:
       print(f"== {task}/{variant}")
-      print(describe(cells_lib.expand(sweep, validate=False)))
+      print(describe(cells_lib.expand(sweep)))
     return
+  cli.require("workdir")
   check_workdir(FLAGS.workdir)
   if FLAGS.config.get("claims") is not None:  # declared before any result exists or is read
     path = protocol.declare(FLAGS.workdir, FLAGS.config.claims)

@@ -25,7 +25,6 @@ from credit.sweeps import cells as cells_lib
 from credit.sweeps.runner import describe, quiet_orbax_logs, run_sweep
 
 from absl import flags, logging
-from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Sweep folder: checkpoints, cells/, results.csv, summary.csv.")
@@ -34,8 +33,8 @@ flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
 flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
-flags.DEFINE_bool("dry_run", False, "List the cells and exit.")
-config_flags.DEFINE_config_file("config", None, "Sweep config file.", lock_config=True)
+flags.DEFINE_bool("dry_run", False, "Validate the config, list the cells and exit.")
+cli.define_config_file("config", None, "Sweep config file.", lock_config=True)
 cli.define_print_config()
 flags.mark_flags_as_required(["config"])
 
@@ -45,7 +44,6 @@ def main(argv):
 
   if len(argv) > 1:
     cli.fail(f"too many command-line arguments: {argv[1:]}")
-  cli.require("workdir")
   if FLAGS.distributed:
     jax.distributed.initialize(
       coordinator_address=FLAGS.coordinator_address,
@@ -54,8 +52,9 @@ def main(argv):
     )
   quiet_orbax_logs()
   if FLAGS.dry_run:
-    print(describe(cells_lib.expand(FLAGS.config, validate=False)))
+    print(describe(cells_lib.expand(FLAGS.config)))  # validated: a dry run checks the config
     return
+  cli.require("workdir")
   logging.info(
     "process %d/%d, %d devices", jax.process_index(), jax.process_count(), jax.device_count()
   )

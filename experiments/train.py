@@ -20,18 +20,21 @@ import time
 import credit  # noqa: F401  (first: sets JAX flags before jax is imported)
 from credit import cli
 from credit.analysis import headline
+from credit.training import config as config_lib
 from credit.training import outputs
 from credit.training.run import train_and_evaluate
 
 from absl import flags
-from ml_collections import config_flags
 
 STARTED = cli.process_start()
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for config.json, metrics.csv and summary.json.")
 flags.DEFINE_bool("overwrite", False, "Replace a run already in --workdir (finished or not).")
-config_flags.DEFINE_config_file("config", None, "Run config file.", lock_config=True)
+flags.DEFINE_bool(
+  "dry_run", False, "Validate the config (as a run does first), say what would run, and exit."
+)
+cli.define_config_file("config", None, "Run config file.", lock_config=True)
 cli.define_print_config()
 flags.mark_flags_as_required(["config"])
 
@@ -56,6 +59,14 @@ def final_report(workdir: str) -> str:
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"too many command-line arguments: {argv[1:]}")
+  if FLAGS.dry_run:
+    config_lib.validate(FLAGS.config)
+    c = FLAGS.config
+    print(
+      f"valid: {c.task}/{c.rule}, {c.num_steps} steps, eval every {c.eval_every}, "
+      f"{c.num_seeds} seeds, lr {c.optimizer.learning_rate:g}; nothing was run or written"
+    )
+    return
   cli.require("workdir")
   train_and_evaluate(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite, started=STARTED)
   print("\n" + final_report(os.path.abspath(FLAGS.workdir)))

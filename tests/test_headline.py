@@ -90,7 +90,7 @@ def test_headline_smoke_runs_end_to_end_and_its_table_matches_the_metrics(tmp_pa
 
   # The diverged seed is explained in the progress lines and at the end.
   assert all(rec["diverged"] == 1 for rec in table.values())
-  assert "seed 1 diverged by step" in out and "initial weights were unstable" in out
+  assert "seed 1 diverged by step" in out and "within its first" in out
   assert " ".join(headline.EARLY_DIVERGENCE.split()) in " ".join(out.split())  # wrapped
   assert headline.EARLY_DIVERGENCE in numbers["notes"]
   # The run ends with the files it wrote, and they are there.
@@ -147,12 +147,13 @@ def test_progress_says_once_which_seed_diverged_and_why():
     50, {"diverged": np.array([False, True]), "val_loss": np.array([1.0, np.nan])}
   )
   assert len(first) == 1 and first[0].startswith("seed 1 diverged by step 50 (non-finite val_loss)")
-  assert "initial weights were unstable" in first[0]
+  assert "within its first 50 training steps" in first[0]
+  assert "not measured" in first[0] and "unstable" not in first[0]  # issue 26: no guessed cause
   again = notes.update(
     100, {"diverged": np.array([True, True]), "val_loss": np.array([5e3, np.nan])}
   )
   assert len(again) == 1 and again[0].startswith("seed 0 diverged by step 100 (training loss")
-  assert "initial weights" not in again[0]
+  assert "within its first" not in again[0]
 
 
 def test_print_config_lists_every_field_with_overrides_applied(tmp_path):

@@ -7,9 +7,12 @@ subprocess where the command line itself is the point (exit code, message).
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from typing import NamedTuple
@@ -29,10 +32,12 @@ from credit.reproduction import numbers as report_numbers
 from credit.reproduction import plan as reproduction
 from credit.sweeps import cells as cells_lib
 from credit.sweeps import results as sweep_results
+from credit.sweeps.checkpointing import CellCheckpointer
 from credit.sweeps.runner import run_sweep
 from credit.training import config as config_lib
 from credit.training import divergence, outputs
 from credit.training import run as run_lib
+from credit.training.lock import WorkdirInUseError
 from credit.training.run import run_seeds, seed_keys, train_and_evaluate
 from credit.training.train import make_train, make_trainer
 
@@ -50,7 +55,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INF, NAN = float("inf"), float("nan")
 
 
-def _launch(module, *args, timeout=300):
+# A launcher test is bounded by its work (a 2-step run on 8 units, or no training at
+# all), not by the clock: this limit only stops a hung process. It is generous because
+# a correct 2-step run took more than 300 s at a load of about 13 on a fresh clone.
+LAUNCH_TIMEOUT = 1800
+
+
+def _launch(module, *args, timeout=LAUNCH_TIMEOUT):
   return subprocess.run(
     [sys.executable, "-m", f"experiments.{module}", *args],
     cwd=REPO,
@@ -675,3 +686,374 @@ def test_results_sweep_tables_refuse_an_empty_summary(tmp_path):
   (tmp_path / "summary.csv").write_text("")
   with pytest.raises(ResultsFileError, match="summary.csv is empty"):
     sweep_results.load(str(tmp_path))
+
+
+# ==================================================== issue 26: runs and locks
+#
+# Write failures are simulated by monkeypatching ``open`` (a file is created, its bytes
+# are refused, as on a full disk), not with real mounts.
+
+
+class _RefusedWrites:
+  """A file opened for writing whose writes fail with ``err`` after ``keep`` bytes."""
+
+  def __init__(self, f, err, keep=0):
+    self.f, self.err, self.keep = f, err, keep
+
+  def write(self, data):
+    if self.keep:
+      self.f.write(data[: self.keep])
+      self.f.flush()
+    raise OSError(self.err, os.strerror(self.err), self.f.name)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.f.close()
+
+  def __getattr__(self, name):
+    return getattr(self.f, name)
+
+
+def _refuse_writes(monkeypatch, folder, err=errno.ENOSPC, spare=(), keep=0):
+  """Writes into ``folder`` fail with ``err`` (files named in ``spare`` excepted)."""
+  real_open = open
+
+  def fake_open(path, mode="r", *args, **kwargs):
+    f = real_open(path, mode, *args, **kwargs)
+    name = os.path.basename(str(path))
+    inside = os.path.abspath(str(path)).startswith(os.path.abspath(str(folder)))
+    if inside and any(m in mode for m in "wax+") and not any(s in name for s in spare):
+      return _RefusedWrites(f, err, keep)
+    return f
+
+  monkeypatch.setattr("builtins.open", fake_open)
+
+
+def _tiny_sweep():
+  """BPTT only, 8 units, 4 steps evaluated at each, checkpoints every 2: a few seconds."""
+  sweep = paper_seq_mnist.get_config("smoke")
+  sweep.rules = ("bptt",)
+  task = sweep.tasks.seq_mnist
+  task.num_steps, task.eval_every, task.model.n_hidden, task.batch_size = 4, 1, 8, 16
+  task.curvature.every = 0
+  sweep.checkpoint_every = 2
+  return sweep
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+  """A finished tiny sweep (copy it before changing anything)."""
+  workdir = str(tmp_path_factory.mktemp("finished") / "sweep")
+  run_sweep(_tiny_sweep(), workdir, stream=open(os.devnull, "w"))  # noqa: SIM115
+  return workdir
+
+
+def _copy(folder, tmp_path):
+  target = str(tmp_path / "copy")
+  shutil.copytree(folder, target)
+  return target
+
+
+def _temp_files(folder):
+  return [
+    os.path.join(root, n)
+    for root, _, names in os.walk(folder)
+    for n in names
+    if ".tmp" in n or ".keep-" in n or n.endswith(".lock")
+  ]
+
+
+def test_lock_a_second_run_on_a_workdir_is_refused(tmp_path, monkeypatch):
+  """Item 4: two experiments.train on one workdir both ran and interleaved metrics.csv."""
+  holder = outputs.RunWriter(str(tmp_path), smoke(), range(2))
+  assert holder.start()
+  monkeypatch.setattr(run_lib, "make_trainer", lambda *a: pytest.fail("ran beside another run"))
+  with pytest.raises(WorkdirInUseError, match=f"in use by another run: PID {os.getpid()}"):
+    train_and_evaluate(smoke(), str(tmp_path))
+  holder.abandon()
+  assert not (tmp_path / "run.lock").exists()
+
+
+def test_lock_is_released_when_a_run_fails_and_leaves_no_guard_file(tmp_path, monkeypatch):
+  def broken(*args):
+    raise RuntimeError("no data")
+
+  monkeypatch.setattr(run_lib, "make_trainer", broken)
+  for _ in range(2):  # the second attempt is not blocked by the first
+    with pytest.raises(RuntimeError, match="no data"):
+      train_and_evaluate(smoke(), str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == ["config.json"]
+
+
+def test_lock_interleaved_rows_of_two_runs_are_refused_by_name(tmp_path):
+  """Item 4: 42 rows for 2 seeds x 11 evaluations (20 repeated (seed, step) rows)."""
+  rows = _rows([{s: _ok(1.0, 0.5) for s in range(0, 110, 10)} for _ in range(2)])
+  rows += rows[2:22]
+  outputs.write_csv(str(tmp_path / "metrics.csv"), rows)
+  with pytest.raises(ResultsFileError, match=r"metrics.csv, lines \d+ and 24: the same evaluation"):
+    outputs.read_results(str(tmp_path / "metrics.csv"))
+
+
+# ============================================================ issue 26: overwrite
+
+
+def test_overwrite_with_an_invalid_config_keeps_the_finished_run(tmp_path):
+  """Item 4: --overwrite with batch_size=4001 deleted the finished run, then failed."""
+  workdir = str(tmp_path / "run")
+  config = get_config("smoke")
+  config.num_steps, config.eval_every, config.model.n_hidden = 2, 1, 8
+  before = _finished_run(workdir, config)
+  proc = _launch(
+    "train",
+    "--config=configs/seq_mnist.py:smoke",
+    f"--workdir={workdir}",
+    "--config.batch_size=4001",
+    "--overwrite",
+  )
+  assert proc.returncode == 1 and "batch_size=4001" in proc.stderr, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  assert _snapshot(workdir) == before
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_results(tmp_path, monkeypatch):
+  """A replacement that fails before its first evaluation (data, late error) restores the
+  old run byte for byte; one that evaluates once replaces it."""
+  workdir = str(tmp_path)
+  config = smoke(num_steps=2, eval_every=1, **{"model.n_hidden": 8})
+  before = _finished_run(workdir, config)
+
+  def no_data(*args):
+    raise mnist.MnistFetchError("Could not fetch MNIST")
+
+  monkeypatch.setattr(run_lib, "make_trainer", no_data)
+  with pytest.raises(mnist.MnistFetchError):
+    train_and_evaluate(smoke(reg_l2=0.5), workdir, overwrite=True)
+  assert _snapshot(workdir) == before
+  monkeypatch.undo()
+  result = train_and_evaluate(smoke(reg_l2=0.5, **{"model.n_hidden": 8}), workdir, overwrite=True)
+  assert result is not None and sorted(os.listdir(workdir)) == sorted(before)
+  assert json.loads((tmp_path / "config.json").read_text())["reg_l2"] == 0.5
+
+
+def test_overwrite_killed_midway_brings_the_old_run_back(tmp_path):
+  """A process killed between setting the old run aside and its first evaluation."""
+  workdir = str(tmp_path)
+  config = smoke()
+  before = _finished_run(workdir, config)
+  dying = outputs.RunWriter(workdir, smoke(reg_l2=0.5), range(2))
+  assert dying.start(overwrite=True)
+  os.remove(os.path.join(workdir, "run.lock"))  # what SIGKILL leaves is a stale lock; gone
+  assert outputs.RunWriter(workdir, config, range(2)).start() is False  # finished, as before
+  assert _snapshot(workdir) == before
+
+
+# ================================================================= issue 26: disk
+
+
+def test_disk_full_rerun_of_a_finished_sweep_changes_nothing(finished_sweep, tmp_path, monkeypatch):
+  """Item 4: an OSError traceback and a 0-byte sweep.lock.<pid>.tmp in the finished job."""
+  workdir = _copy(finished_sweep, tmp_path)
+  before = _snapshot(workdir)
+  _refuse_writes(monkeypatch, workdir)
+  with pytest.raises(OSError) as err:
+    run_sweep(_tiny_sweep(), workdir, stream=open(os.devnull, "w"))  # noqa: SIM115
+  assert cli.disk_error_in(err.value).errno == errno.ENOSPC
+  assert _snapshot(workdir) == before and _temp_files(workdir) == []
+  # With room for the lock alone, the rerun of the finished job needs no other write.
+  monkeypatch.undo()
+  _refuse_writes(monkeypatch, workdir, spare=("sweep.lock",))
+  result = run_sweep(_tiny_sweep(), workdir, stream=open(os.devnull, "w"))  # noqa: SIM115
+  assert result.ran == () and _snapshot(workdir) == before
+
+
+def test_disk_error_is_one_line_from_a_launcher(monkeypatch, capsys):
+  def main(argv):
+    try:
+      raise OSError(errno.ENOSPC, "No space left on device", "/w/sweep.lock.7.tmp")
+    except OSError as err:
+      raise RuntimeError("checkpoint writer failed") from err  # wrapped, as orbax does
+
+  monkeypatch.setattr(sys, "argv", ["prog"])
+  with pytest.raises(SystemExit) as exit_:
+    cli.run(main)
+  assert exit_.value.code == 1
+  err = capsys.readouterr().err
+  assert err.count("error: ") == 1 and "Traceback" not in err
+  assert "cannot write /w/sweep.lock.7.tmp: No space left on device" in err
+
+
+def test_disk_read_only_mid_run_then_the_rerun_resumes(finished_sweep, tmp_path, monkeypatch):
+  """Item 4: the folder read-only while a cell trains (a checkpoint save fails), then
+  writable again: the rerun resumes from the last checkpoint and ends as an
+  uninterrupted run, with one message in between and no temp file or lock left."""
+  workdir = str(tmp_path / "sweep")
+  save = CellCheckpointer.save
+  calls = []
+
+  def read_only_second_save(self, step, *args):
+    calls.append(step)
+    if len(calls) == 2:
+      raise OSError(errno.EROFS, "Read-only file system", os.path.join(self.directory, str(step)))
+    return save(self, step, *args)
+
+  monkeypatch.setattr(CellCheckpointer, "save", read_only_second_save)
+  with pytest.raises(OSError) as err:
+    run_sweep(_tiny_sweep(), workdir, stream=open(os.devnull, "w"))  # noqa: SIM115
+  assert cli.disk_error_in(err.value).errno == errno.EROFS and calls == [2, 4]
+  assert _temp_files(workdir) == [] and not os.path.exists(os.path.join(workdir, "results.csv"))
+  monkeypatch.undo()
+  out = io.StringIO()
+  result = run_sweep(_tiny_sweep(), workdir, stream=out)
+  assert result.ran == ("seq_mnist-bptt-lr0.01",)
+  assert "resuming from the checkpoint at step 2" in out.getvalue()
+  with open(os.path.join(workdir, "results.csv"), "rb") as a:
+    with open(os.path.join(finished_sweep, "results.csv"), "rb") as b:
+      assert a.read() == b.read()
+
+
+def test_disk_full_while_appending_an_evaluation_keeps_whole_evaluations(tmp_path, monkeypatch):
+  writer = outputs.RunWriter(str(tmp_path), smoke(), range(2))
+  assert writer.start()
+  writer.append(_fake_metrics(0))
+  before = (tmp_path / "metrics.csv").read_bytes()
+  _refuse_writes(monkeypatch, tmp_path, keep=7)  # 7 bytes of the next rows land, then ENOSPC
+  with pytest.raises(OSError, match="No space left"):
+    writer.append(_fake_metrics(100))
+  monkeypatch.undo()
+  assert (tmp_path / "metrics.csv").read_bytes() == before
+  writer.abandon()
+
+
+def test_disk_full_while_rewriting_files_in_place_restores_them(tmp_path):
+  """The main job's table and figure, rewritten at each rerun: whole or not at all."""
+  (tmp_path / "headline.md").write_text("old table")
+  (tmp_path / "headline_seq_mnist.png").write_bytes(b"old figure")
+  with pytest.raises(OSError, match="No space left"):
+    with outputs.restored_on_failure(str(tmp_path), ("headline.md", "headline_*.png")):
+      (tmp_path / "headline.md").write_text("new ta")
+      raise OSError(errno.ENOSPC, "No space left on device")
+  assert (tmp_path / "headline.md").read_text() == "old table"
+  assert (tmp_path / "headline_seq_mnist.png").read_bytes() == b"old figure"
+  assert sorted(os.listdir(tmp_path)) == ["headline.md", "headline_seq_mnist.png"]
+
+
+def test_disk_failed_atomic_write_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+  outputs.write_json(str(tmp_path / "summary.json"), {"a": 1})
+  before = _snapshot(tmp_path)
+  _refuse_writes(monkeypatch, tmp_path, keep=3)
+  with pytest.raises(OSError):
+    outputs.write_json(str(tmp_path / "summary.json"), {"a": 2})
+  with pytest.raises(OSError):
+    outputs.write_csv(str(tmp_path / "results.csv"), _rows([{0: _ok(1.0, 0.5)}]))
+  monkeypatch.undo()
+  assert _snapshot(tmp_path) == before
+
+
+# ======================================================= issue 26: results files
+
+
+def test_results_a_seed_twice_with_different_values_is_refused(tmp_path):
+  """Item 4: experiments.report exited 0 with a changed report."""
+  rows = _rows([{0: _ok(2.0, 0.1), 10: _ok(1.0, 0.6)}, {0: _ok(2.0, 0.1), 10: _ok(1.1, 0.5)}])
+  rows.append({**rows[-1], "gap_acc": 0.0})
+  base = tmp_path / "t" / "base"
+  base.mkdir(parents=True)
+  outputs.write_csv(str(base / "results.csv"), rows)
+  with pytest.raises(ResultsFileError, match=r"lines 5 and 6: the same evaluation .* seed 1"):
+    report_document.write_report(str(tmp_path))
+  with pytest.raises(ResultsFileError, match="the same evaluation"):
+    figures.write_figures(str(base))
+  assert sorted(os.listdir(base)) == ["results.csv"] and sorted(os.listdir(tmp_path)) == ["t"]
+
+
+def test_results_a_seed_whose_rows_stop_early_is_refused(tmp_path):
+  rows = _rows([{0: _ok(2.0, 0.1), 10: _ok(1.0, 0.6)}, {0: _ok(2.0, 0.1)}])
+  outputs.write_csv(str(tmp_path / "results.csv"), rows)
+  with pytest.raises(ResultsFileError, match=r"seed\(s\) \[1\] .* stop at step 0, the other"):
+    outputs.read_results(str(tmp_path / "results.csv"))
+
+
+def test_results_a_cell_cut_after_its_middle_evaluation_is_refused(finished_sweep, tmp_path):
+  """Item 4: every seed of a cell stops early: its config.json says where it ends."""
+  workdir = _copy(finished_sweep, tmp_path)
+  path = os.path.join(workdir, "results.csv")
+  rows = [r for r in outputs.read_results(path) if r["step"] <= 2]
+  outputs.write_csv(path, rows)
+  with pytest.raises(ResultsFileError, match="stop at step 2, but that run was configured for"):
+    figures.write_figures(workdir)
+  assert not os.path.exists(os.path.join(workdir, "figures"))
+
+
+def test_results_a_metrics_csv_cut_mid_row_is_named_with_its_line(finished_sweep, tmp_path):
+  """Item 4: rerunning the main job on it ended in a TypeError (float(None))."""
+  workdir = _copy(finished_sweep, tmp_path)
+  metrics = os.path.join(workdir, "cells", "seq_mnist-bptt-lr0.01", "metrics.csv")
+  data = open(metrics, "rb").read()
+  for cut in (len(data) - 4, data.rindex(b",") - 1):  # in the last field; fields short
+    with open(metrics, "wb") as f:
+      f.write(data[:cut])
+    with pytest.raises(ResultsFileError, match=r"metrics.csv, line 11: ") as err:
+      run_sweep(_tiny_sweep(), workdir, stream=open(os.devnull, "w"))  # noqa: SIM115
+    assert metrics in str(err.value)
+
+
+def test_divergence_uoro_trains_with_its_smoke_settings():
+  """Issue 26: UORO's smoke run diverged (1 of 2 seeds by step 100 at lr 1e-2, where BPTT from
+  the same seeds does not); ``:smoke,uoro`` (lr 3e-3, measured) trains."""
+  config = get_config("smoke,uoro")
+  assert config.rule == "uoro" and config.optimizer.learning_rate == 3e-3
+  config.num_steps = 200
+  _, history = run_seeds(make_trainer(config), seed_keys(config))
+  assert not history["diverged"][:, -1].any()
+  assert (history["val_acc"][:, -1] > 0.2).all(), history["val_acc"]  # chance: 0.1
+
+
+def test_sweep_eta_is_estimated_per_rule(monkeypatch):
+  """Issue 26: BPTT's per-step rate applied to e-prop's four-times-cheaper steps (printed
+  ETA 10.4 min for a job that took 3.9 min). A clock that moves only when told."""
+  from credit.sweeps import runner
+
+  clock = [0.0]
+  monkeypatch.setattr(runner.time, "perf_counter", lambda: clock[0])
+  sweep = paper_seq_mnist.get_config("smoke")
+  sweep.rules = ("bptt", "eprop")
+  bptt, eprop = cells_lib.expand(sweep)
+  out = io.StringIO()
+  progress = runner.SweepProgress({bptt.id: 200, eprop.id: 320}, out, start=0.0)
+  metrics = {k: np.zeros(2) for k in ("val_acc", "gap_acc")} | {"diverged": np.zeros(2, bool)}
+
+  def evaluate(step, seconds_per_step, first=False):
+    clock[0] += (50 if first else seconds_per_step) * (step - progress.last[1])
+    progress.update(step, metrics)
+    return out.getvalue().splitlines()[-1]
+
+  progress.start_cell(1, 2, bptt, 0, started=clock[0])
+  evaluate(50, 1.0, first=True)  # compilation
+  line = evaluate(100, 1.0)
+  assert "ETA 1.7min + 1 cell not timed yet" in line  # 100 BPTT steps at 1 s; e-prop unknown
+  progress.end_cell()
+  progress.start_cell(2, 2, eprop, 0, started=clock[0])
+  evaluate(80, 0.25, first=True)
+  line = evaluate(160, 0.25)
+  # 160 e-prop steps left at e-prop's own 0.25 s/step: 40 s (BPTT's rate would say 160 s).
+  assert line.split("| sweep ")[1].split(" | ")[0].endswith("ETA 40s"), line
+
+
+def test_results_figure_titles_promise_only_measured_bounds():
+  """Issue 26: theory_bound_* and edge_of_stability promised a bound 2/(ηc) the sweep had not
+  measured (theory probe off)."""
+  rows = _rows([{0: _ok(2.0, 0.1, 5.0), 10: _ok(1.0, 0.6, 7.0)}] * 2)
+  rows = [{**r, "seed": i // 2} for i, r in enumerate(rows)]
+  threshold = {"optimizer": "sgd", "formula": "2/η", "value": 20.0, "applies_to": "H"}
+  fig = figures.bound_plot(rows, "t", ("2/η", 20.0))
+  assert "not measured" in fig.get_suptitle() and "predicted bound 2/(ηc) along" not in (
+    fig.get_suptitle()
+  )
+  edge = figures.edge_plot({"t": figures.EdgePanel(rows, threshold)})
+  assert "(SGD, dashed)" not in edge.get_suptitle() and "not measured" in edge.get_suptitle()
+  measured = [{**r, "predicted_lambda_bound": 9.0} for r in rows]
+  assert "not measured" not in figures.bound_plot(measured, "t", ("2/η", 20.0)).get_suptitle()
+  edge = figures.edge_plot({"t": figures.EdgePanel(measured, threshold)})
+  assert "the rule's own bound 2/(ηc) (SGD, dashed)" in edge.get_suptitle()

@@ -167,8 +167,12 @@ def test_expand_applies_overrides_with_stable_ids():
   sweep.rule_overrides = {"bptt": {"num_stepz": 3}}
   with pytest.raises(KeyError, match="num_stepz"):
     cells_lib.expand(sweep, validate=False)
+  # Overrides of a rule the sweep does not run are ignored (issue 26: a user who drops a
+  # rule need not drop its overrides); a name that is no rule is a typo, refused.
   sweep.rule_overrides = {"rtrl": {"num_steps": 3}}
-  with pytest.raises(ValueError, match="not in sweep.rules"):
+  assert all(c.config.num_steps != 3 for c in cells_lib.expand(sweep, validate=False))
+  sweep.rule_overrides = {"rtlr": {"num_steps": 3}}
+  with pytest.raises(ValueError, match="unknown rule"):
     cells_lib.expand(sweep, validate=False)
 
 

@@ -58,7 +58,7 @@ def task_sweep(
   sweep.name = (name or task) + ("_smoke" if smoke else "")
   sweep.tasks = ml_collections.ConfigDict({task: base})
   sweep.rules = tuple(rules)
-  sweep.learning_rates = (base.optimizer.learning_rate,)
+  sweep.learning_rates = ()  # the task's own optimizer.learning_rate (an override of it wins)
   sweep.rule_overrides = ml_collections.ConfigDict(
     {r: dict(alignment=dict(every=base.eval_every)) for r in rules if r != "bptt"}
   )

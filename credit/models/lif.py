@@ -69,6 +69,7 @@ The forward pass returns every state the learning rules need
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 from credit.models import rnn
@@ -227,6 +228,12 @@ def validate(spec: LIFSpec) -> None:
       raise ValueError(f"LIFSpec.{name} must be {allowed}, got {getattr(spec, name)!r}")
   if spec.surrogate.kind not in SURROGATES:
     raise ValueError(f"surrogate.kind must be one of {SURROGATES}, got {spec.surrogate.kind!r}")
+  # A zero-width or non-positive pseudo-derivative passes no gradient through a spike (or
+  # the wrong sign): training would run and learn nothing, or ascend.
+  for name in ("gamma", "width"):
+    value = getattr(spec.surrogate, name)
+    if not (math.isfinite(value) and value > 0):
+      raise ValueError(f"model.surrogate_{name} must be a finite number > 0, got {value!r}")
   if spec.surrogate.second_order not in SECOND_ORDERS:
     raise ValueError(
       f"surrogate.second_order must be one of {SECOND_ORDERS}, got {spec.surrogate.second_order!r}"

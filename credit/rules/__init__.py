@@ -211,6 +211,34 @@ def validate(name: str, options: ml_collections.ConfigDict, kind: str = "rate") 
     _check(_is_number(o[field]) and o[field] > 0, field, "a number > 0", o[field])
 
 
+# Rules that keep the full (or SnAp-masked) influence tensor: size-guarded by rtrl_max_params.
+INFLUENCE_RULES = ("rtrl", "snap", "snap2")
+
+
+def check_network(name: str, spec: RNNSpec | LIFSpec, options: ml_collections.ConfigDict) -> None:
+  """The checks of rule ``name`` that need the network (``make`` runs them too).
+
+  Config validation calls this with the spec of the task's shape, before any data
+  exist, so that what ``make`` would refuse is a config error found up front.
+
+  Raises:
+    ValueError: an influence-tensor rule on a network above ``rtrl_max_params``; an
+      online spiking MDGL with a leaky readout (``kappa > 0``).
+  """
+  o = _complete(options)
+  if isinstance(spec, LIFSpec):
+    if name in ("mdgl", "mdgl_exact") and o.online and spec.kappa != 0.0:
+      raise ValueError(
+        f"rule {name!r} with rule_options.online=True needs model.kappa = 0 (the modulatory "
+        f"signal of a leaky readout depends on later errors), got model.kappa={spec.kappa}; "
+        "set --config.model.kappa=0.0, or --config.rule_options.online=False (the offline "
+        "form has no such limit)"
+      )
+    return
+  if name in INFLUENCE_RULES:
+    rtrl.check_size(spec, int(o.rtrl_max_params), rule=name)
+
+
 def _complete(options: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:
   """The defaults, overridden by the given options (which may name only some fields)."""
   merged = dict(default_options().items())

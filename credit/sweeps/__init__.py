@@ -12,7 +12,7 @@ Launcher: ``python -m experiments.sweep --config=configs/sweeps/<name>.py --work
 """
 
 from credit.sweeps.cells import Cell, cell_id, expand
-from credit.sweeps.lock import WorkdirInUseError
 from credit.sweeps.runner import SweepResult, run_sweep
+from credit.training.lock import WorkdirInUseError
 
 __all__ = ["Cell", "SweepResult", "WorkdirInUseError", "cell_id", "expand", "run_sweep"]

@@ -5,9 +5,12 @@ A sweep config (``configs/sweeps/*.py``) holds:
 * ``name``: a label for logs;
 * ``tasks``: ``{task name: run config}``, each from ``configs/<task>.py``
   (the key must equal the run config's ``task``);
-* ``rules``: a tuple of rule names; ``learning_rates``: a tuple of floats;
+* ``rules``: a tuple of rule names; ``learning_rates``: a tuple of floats, or
+  ``()`` for each task's own ``optimizer.learning_rate`` (the committed sweeps:
+  an override of a task's rate then takes effect instead of being replaced);
 * ``rule_overrides``: ``{rule: partial run config}`` applied to that rule's
-  cells of every task (e.g. ``num_steps`` and ``eval_every``);
+  cells of every task (e.g. ``num_steps`` and ``eval_every``); overrides of a
+  rule the sweep does not run are ignored (a name that is no rule is refused);
 * ``task_rule_overrides``: ``{task: {rule: partial run config}}`` applied
   after ``rule_overrides``, for what differs per task and rule;
 * ``checkpoint_every``: steps between checkpoints (0: only at the end);
@@ -17,7 +20,7 @@ A sweep config (``configs/sweeps/*.py``) holds:
   runs that never reach it.
 
 A cell's run config is built in this order: the task's base config, then
-``rule``, then the overrides, then ``optimizer.learning_rate``: the swept
+``rule``, then the overrides, then ``optimizer.learning_rate``: a swept
 value always wins. Cell ids (``<task>-<rule>-lr<lr>``) depend on these three
 coordinates only, so they stay the same from run to run and name the cell's
 folder in the sweep's workdir.
@@ -118,11 +121,11 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
     if isinstance(values, str) or not isinstance(values, tuple | list):
       raise ConfigError(f"sweep.{field} must be a tuple, got {values!r}")
     values = tuple(values)
-    if not values:
+    if not values and field == "rules":
       raise ConfigError(f"sweep.{field} is empty")
     if len(set(values)) != len(values):
       raise ConfigError(f"sweep.{field} has duplicates: {values}")
-  for lr in sweep.learning_rates:
+  for lr in sweep.learning_rates:  # (): each task's own optimizer.learning_rate
     if (
       not isinstance(lr, int | float)
       or isinstance(lr, bool)
@@ -132,25 +135,54 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
         f"sweep.learning_rates must be finite numbers > 0, got {lr!r} in "
         f"{tuple(sweep.learning_rates)}"
       )
-  unknown = set(sweep.rule_overrides) - set(sweep.rules)
-  if unknown:
-    raise ConfigError(
-      f"sweep.rule_overrides names rules not in sweep.rules {tuple(sweep.rules)}: {sorted(unknown)}"
-    )
+  known_rules = all_rule_names()
+  for rule in sweep.rules:
+    if rule not in known_rules:
+      raise ConfigError(
+        f"sweep.rules: unknown rule {rule!r} in {tuple(sweep.rules)}; the rules are "
+        f"{sorted(known_rules)}"
+      )
+  # Overrides of a registered rule that this sweep does not run are ignored: a user who
+  # drops rules from sweep.rules (--config.rules='("bptt",)') need not drop their
+  # overrides too. A name that is no rule at all is a typo, and is refused.
+  _check_override_rules(sweep.rule_overrides, "sweep.rule_overrides", known_rules)
   for task, per_rule in sweep.task_rule_overrides.items():
     if task not in sweep.tasks:
       raise ConfigError(
         f"sweep.task_rule_overrides names task {task!r}, not in sweep.tasks {sorted(sweep.tasks)}"
       )
-    unknown = set(per_rule) - set(sweep.rules)
-    if unknown:
-      raise ConfigError(
-        f"sweep.task_rule_overrides.{task} names rules not in sweep.rules: {sorted(unknown)}"
-      )
+    _check_override_rules(per_rule, f"sweep.task_rule_overrides.{task}", known_rules)
   every = sweep.checkpoint_every
   if not isinstance(every, int) or isinstance(every, bool) or every < 0:
     raise ConfigError(f"sweep.checkpoint_every must be an integer >= 0, got {every!r}")
   validate_fit_criteria(sweep.get("fit_criteria") or {}, tuple(sweep.tasks))
+
+
+def all_rule_names() -> frozenset[str]:
+  """Every registered rule, rate or spiking (a cell's model kind decides which apply)."""
+  from credit import rules
+
+  return frozenset(rules.names_for("rate")) | frozenset(rules.names_for("lif"))
+
+
+def _check_override_rules(overrides, where: str, known_rules: frozenset[str]) -> None:
+  unknown = sorted(set(overrides) - known_rules)
+  if unknown:
+    raise ConfigError(
+      f"{where} names unknown rule(s) {unknown}; the rules are {sorted(known_rules)}"
+    )
+
+
+def task_learning_rates(sweep: ml_collections.ConfigDict, task: str) -> tuple[float, ...]:
+  """The learning rates of ``task``'s cells: ``sweep.learning_rates``, or, when that is
+  empty, the task's own ``optimizer.learning_rate``.
+
+  An empty tuple is what the committed sweeps hold, so that
+  ``--config.tasks.<task>.optimizer.learning_rate=...`` takes effect (with a
+  non-empty ``learning_rates`` the swept values replace every task's rate).
+  """
+  rates = tuple(sweep.learning_rates)
+  return rates if rates else (float(sweep.tasks[task].optimizer.learning_rate),)
 
 
 def validate_fit_criteria(criteria, tasks: tuple[str, ...]) -> None:
@@ -213,7 +245,7 @@ def expand(sweep: ml_collections.ConfigDict, validate: bool = True) -> tuple[Cel
   cells = []
   for task in sorted(sweep.tasks):
     for rule in sweep.rules:
-      for lr in sweep.learning_rates:
+      for lr in task_learning_rates(sweep, task):
         config = cell_config(sweep, task, rule, lr)
         if validate:
           from credit.training import config as config_lib

@@ -3,7 +3,7 @@
 Layout of a sweep workdir::
 
   sweep.json                    the resolved sweep config
-  sweep.lock                    while a sweep runs (see credit.sweeps.lock)
+  sweep.lock                    while a sweep runs (see credit.training.lock)
   results.csv                   every cell's metrics.csv, one tidy table
   summary.csv                   per task x rule x learning rate (credit.analysis.stats.summarize)
   figures/                      written by ``python -m experiments.figures``
@@ -101,7 +101,8 @@ def collect(workdir: str, cells: Sequence[Cell]) -> list[dict]:
   for cell in cells:
     path = os.path.join(cell_dir(workdir, cell), "metrics.csv")
     if is_finished(workdir, cell):
-      rows.extend(outputs.read_csv(path))
+      # read_results: a damaged file (a row cut short) is named with its line.
+      rows.extend(outputs.read_results(path))
   names = stats.metric_names(rows)
   columns = list(outputs.ID_COLUMNS) + ["diverged"] + names
   return [{c: row.get(c, math.nan) for c in columns} for row in rows]

@@ -40,8 +40,8 @@ from credit import tasks as tasks_lib
 from credit.sweeps import cells as cells_lib
 from credit.sweeps import results, sharding
 from credit.sweeps.checkpointing import CellCheckpointer, Restored
-from credit.sweeps.lock import WorkdirInUseError, WorkdirLock
 from credit.training import divergence, outputs
+from credit.training.lock import WorkdirInUseError, WorkdirLock
 from credit.training.run import DivergenceNotes, format_seconds, headline
 from credit.training.train import dtype_of, make_trainer
 
@@ -106,8 +106,11 @@ class SweepProgress:
   """One line per evaluation with the cell's and the whole sweep's ETA.
 
   Rates are measured on chunks after each cell's first (which includes
-  compilation); a cell's own ETA uses its own rate, the sweep's ETA the rate
-  of every such chunk so far plus the mean per-cell start-up time. The sweep's
+  compilation); a cell's own ETA uses its own rate. The sweep's ETA adds, for
+  each cell still to run, the rate measured on cells of the same task and rule
+  (rules differ several-fold in cost per step: e-prop's steps are a quarter of
+  BPTT's) plus the mean per-cell start-up time; cells of a task and rule not
+  timed yet are counted and said so (``+ 1 cell not timed yet``), not guessed. The sweep's
   elapsed time counts from ``start`` (a ``time.perf_counter()`` value, e.g. the
   process start; default: now), a cell's from ``start_cell``'s ``started``
   (before its data is loaded). A seed that diverges gets a line of its own.
@@ -123,8 +126,7 @@ class SweepProgress:
     self.remaining = dict(remaining_steps)  # cell id -> steps still to run
     self.stream = (stream or sys.stdout) if enabled else open(os.devnull, "w")  # noqa: SIM115
     self.start = time.perf_counter() if start is None else start
-    self.timed_steps = 0
-    self.timed_seconds = 0.0
+    self.rates: dict[tuple[str, str], tuple[int, float]] = {}  # (task, rule) -> steps, s
     self.startups: list[float] = []
 
   def start_cell(
@@ -152,8 +154,9 @@ class SweepProgress:
     t0, s0 = self.last
     if step > s0:
       if self.first_chunk_done:
-        self.timed_steps += step - s0
-        self.timed_seconds += now - t0
+        kind = (self.cell.task, self.cell.rule)
+        n, s = self.rates.get(kind, (0, 0.0))
+        self.rates[kind] = (n + step - s0, s + now - t0)
         n, s = self.cell_timed
         self.cell_timed = (n + step - s0, s + now - t0)
       else:
@@ -164,24 +167,35 @@ class SweepProgress:
     total = self.cell.config.num_steps
     n, s = self.cell_timed
     cell_eta = s / n * self.remaining[self.cell.id] if n else math.nan
-    rate = self.timed_seconds / self.timed_steps if self.timed_steps else math.nan
     pending = [k for k, v in self.remaining.items() if v > 0 and k != self.cell.id]
-    startup = float(np.mean(self.startups)) if self.startups else math.nan
-    sweep_eta = (
-      (cell_eta if n else rate * self.remaining[self.cell.id])
-      + rate * sum(self.remaining[k] for k in pending)
-      + startup * len(pending)
-    )
+    startup = float(np.mean(self.startups)) if self.startups else 0.0
+    own = cell_eta if n else self._rate(self.cell.id) * self.remaining[self.cell.id]
+    sweep_eta, untimed = (0.0, 1) if math.isnan(own) else (own, 0)
+    for cell_id in pending:
+      rate = self._rate(cell_id)
+      if math.isnan(rate):
+        untimed += 1
+      else:
+        sweep_eta += rate * self.remaining[cell_id] + startup
+    eta = format_seconds(sweep_eta) if untimed <= len(pending) else "--"  # all untimed: --
+    if untimed:
+      eta += f" + {untimed} cell{'s' if untimed > 1 else ''} not timed yet"
     print(
       f"{self.label} step {step}/{total} ({100 * step / max(total, 1):.0f}%) | cell "
       f"{format_seconds(now - self.cell_start)}, ETA {format_seconds(cell_eta)} | sweep "
-      f"{format_seconds(now - self.start)}, ETA {format_seconds(sweep_eta)} | "
+      f"{format_seconds(now - self.start)}, ETA {eta} | "
       f"{headline(metrics)}",
       file=self.stream,
       flush=True,
     )
     for note in self.divergence.update(step, metrics):
       self.note(note)
+
+  def _rate(self, cell_id: str) -> float:
+    """Seconds per step measured on cells of ``cell_id``'s task and rule (NaN: none yet)."""
+    task, rule = cell_id.split("-")[:2]  # <task>-<rule>-lr<lr>: names hold no "-"
+    n, s = self.rates.get((task, rule), (0, 0.0))
+    return s / n if n else math.nan
 
   def end_cell(self) -> None:
     self.remaining[self.cell.id] = 0
@@ -368,8 +382,10 @@ def run_sweep(
       # workdir (sweep.json included) as it was.
       for cell in cells:
         results.check_cell_config(workdir, cell)
-      with open(os.path.join(workdir, "sweep.json"), "w") as f:
-        f.write(sweep.to_json_best_effort(indent=2))
+      # Whole or not at all, and not at all when unchanged (a rerun of a finished job).
+      outputs.write_atomically(
+        os.path.join(workdir, "sweep.json"), sweep.to_json_best_effort(indent=2)
+      )
       for cell in cells:
         results.write_cell_config(workdir, cell)
     finished = _broadcast_json([results.is_finished(workdir, c) for c in cells])

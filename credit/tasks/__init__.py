@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 from credit.tasks import spike_encoding
-from credit.tasks.base import EVAL_SPLITS, Batch, Task
+from credit.tasks.base import EVAL_SPLITS, Batch, Task, TaskShape
 
 import jax.numpy as jnp
 import ml_collections
@@ -43,6 +43,17 @@ def validate(name: str, options: ml_collections.ConfigDict) -> None:
   spike_encoding.validate_options(options)
 
 
+def shape(name: str, options: ml_collections.ConfigDict) -> TaskShape:
+  """Channels and split sizes of the task ``make`` would build, without building it.
+
+  Config validation uses it, so that a batch larger than the training split or a
+  network a rule refuses is found before any data is loaded.
+  """
+  out = module(name).shape(options)
+  encoding = spike_encoding.from_options(options)
+  return out if encoding is None else out._replace(n_in=encoding.n_channels(out.n_in))
+
+
 def make(name: str, options: ml_collections.ConfigDict | None = None, dtype=jnp.float32) -> Task:
   """Builds a task by name; ``options`` default to the task's ``default_options()``."""
   mod = module(name)
@@ -52,4 +63,14 @@ def make(name: str, options: ml_collections.ConfigDict | None = None, dtype=jnp.
   return task if encoding is None else spike_encoding.encode_task(task, encoding)
 
 
-__all__ = ["EVAL_SPLITS", "Batch", "Task", "default_options", "make", "names", "validate"]
+__all__ = [
+  "EVAL_SPLITS",
+  "Batch",
+  "Task",
+  "TaskShape",
+  "default_options",
+  "make",
+  "names",
+  "shape",
+  "validate",
+]

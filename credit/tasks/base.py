@@ -37,6 +37,21 @@ class Batch(NamedTuple):
   mask: jax.Array
 
 
+class TaskShape(NamedTuple):
+  """What validation needs to know of a task before its data exist (see ``tasks.shape``).
+
+  Attributes:
+    n_in, n_out: input and output channels of the built task.
+    train_size: training examples of a fixed dataset (``None`` for generators).
+    val_size: examples in the fixed validation set (the probes' batches come from it).
+  """
+
+  n_in: int
+  n_out: int
+  train_size: int | None
+  val_size: int
+
+
 class Task(NamedTuple):
   """A supervised sequence task.
 

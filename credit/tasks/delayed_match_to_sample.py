@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from credit.tasks import timing
-from credit.tasks.base import Batch, Task, one_hot_at_steps
+from credit.tasks.base import Batch, Task, TaskShape, one_hot_at_steps
 
 import jax
 import jax.numpy as jnp
@@ -165,6 +165,10 @@ def render(
   inputs = jnp.concatenate([p["fixation"][..., None].astype(dtype), stim], axis=-1)
   mask = p["decision"].astype(dtype)
   return Batch(inputs, one_hot_at_steps(trials.match, N_OUT, mask, dtype), mask)
+
+
+def shape(options: ml_collections.ConfigDict) -> TaskShape:
+  return TaskShape(N_IN, N_OUT, train_size=None, val_size=int(options.eval_size))
 
 
 def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:

@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from credit.tasks import timing
-from credit.tasks.base import Batch, Task, one_hot_at_steps
+from credit.tasks.base import Batch, Task, TaskShape, one_hot_at_steps
 
 import jax
 import jax.numpy as jnp
@@ -218,6 +218,12 @@ def render(
   inputs = inputs + timing.input_noise(k_noise, inputs.shape, split.sigma, o.dt, dtype)
   mask = p["recall"].astype(dtype)
   return Batch(inputs, one_hot_at_steps(trials.label, N_OUT, mask, dtype), mask)
+
+
+def shape(options: ml_collections.ConfigDict) -> TaskShape:
+  return TaskShape(
+    N_GROUPS * int(options.n_per_group), N_OUT, train_size=None, val_size=int(options.eval_size)
+  )
 
 
 def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:

@@ -25,7 +25,7 @@ example is a different jitter and noise draw.
 from __future__ import annotations
 
 from credit.tasks import timing
-from credit.tasks.base import Batch, Task
+from credit.tasks.base import Batch, Task, TaskShape
 
 import jax
 import jax.numpy as jnp
@@ -101,6 +101,12 @@ def frozen_pattern(options: ml_collections.ConfigDict) -> tuple[np.ndarray, np.n
   # Rescaled to [0, 1] per output so that the readout bias and scale start in range.
   target = (target - target.min(0)) / np.maximum(target.max(0) - target.min(0), 1e-12)
   return np.asarray(spikes), target
+
+
+def shape(options: ml_collections.ConfigDict) -> TaskShape:
+  return TaskShape(
+    int(options.n_in), int(options.n_out), train_size=None, val_size=int(options.eval_size)
+  )
 
 
 def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:

@@ -11,7 +11,7 @@ evaluation sees the same perturbed images.
 from __future__ import annotations
 
 from credit.data import mnist
-from credit.tasks.base import Batch, Task, one_hot_at_steps
+from credit.tasks.base import Batch, Task, TaskShape, one_hot_at_steps
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +42,15 @@ def validate(options: ml_collections.ConfigDict) -> None:
     raise ValueError(f"task_options.noise_std must be >= 0, got {options.noise_std}")
   if options.train_eval_size < 1:
     raise ValueError("task_options.train_eval_size must be >= 1")
+  if options.source == "mnist":
+    mnist.data_dir()  # a data folder that cannot be used is found with the config's errors
+
+
+def shape(options: ml_collections.ConfigDict) -> TaskShape:
+  """28 inputs, 10 classes; the split sizes of :func:`splits` (without loading anything)."""
+  if options.source == "mnist":
+    return TaskShape(28, 10, train_size=60_000 - N_VAL, val_size=N_VAL)
+  return TaskShape(28, 10, train_size=int(options.synthetic_train), val_size=N_VAL // 10)
 
 
 def _as_batch(images: np.ndarray, labels: np.ndarray, dtype) -> Batch:

@@ -19,12 +19,14 @@ from __future__ import annotations
 import math
 
 from credit import rules, tasks
+from credit.curvature import tracking as curvature_tracking
 from credit.curvature.spiking import DEFAULT_TEMPERATURE, SPIKING_DEFINITIONS
 from credit.errors import ConfigError, UnknownFieldError
-from credit.models import KINDS, lif
+from credit.models import KINDS, lif, rnn
 from credit.models.rnn import ACTIVATIONS
 from credit.tasks import spike_encoding
 from credit.tasks.base import Task
+from credit.theory import tracking as theory_tracking
 from credit.training import optimizers
 from credit.training.seeds import SEED_LAYOUTS
 
@@ -337,6 +339,59 @@ def _validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"model.alpha must be in (0, 1], got {m.alpha}")
   if m.dale and not 0 < m.frac_exc < 1:
     raise ConfigError(f"model.frac_exc must be in (0, 1) under Dale's law, got {m.frac_exc}")
+  _validate_against_shape(config, kind)
+
+
+def network_spec(config: ml_collections.ConfigDict, shape: tasks.TaskShape):
+  """The network of ``config.model`` for a task of ``shape`` (what ``make_trainer`` builds)."""
+  m = config.model
+  if model_kind(config) == "lif":
+    return lif.spec_from_config(m, shape.n_in, shape.n_out)
+  return rnn.RNNSpec(
+    n_in=shape.n_in,
+    n_hidden=m.n_hidden,
+    n_out=shape.n_out,
+    alpha=float(m.alpha),
+    activation=m.activation,
+    no_autapse=bool(m.no_autapse),
+    dale=bool(m.dale),
+    frac_exc=float(m.frac_exc),
+  )
+
+
+def _validate_against_shape(config: ml_collections.ConfigDict, kind: str) -> None:
+  """What needs the task's channels and split sizes (known without its data): the
+  batches against the splits, and the rule's and probes' limits on the network."""
+  shape = tasks.shape(config.task, config.task_options)
+  if shape.train_size is not None:
+    for field, value in (
+      ("batch_size", config.batch_size),
+      ("task_options.train_eval_size", config.task_options.get("train_eval_size")),
+    ):
+      if value is not None and value > shape.train_size:
+        raise ConfigError(
+          f"{field}={value} is larger than the {shape.train_size} training examples of "
+          f"task {config.task!r}; use at most {shape.train_size}"
+        )
+  for block in ("curvature", "alignment", "theory"):
+    if block in config and config[block].every and config[block].batch_size > shape.val_size:
+      raise ConfigError(
+        f"{block}.batch_size={config[block].batch_size} is larger than the {shape.val_size} "
+        f"validation examples of task {config.task!r} it is measured on; use at most "
+        f"{shape.val_size}"
+      )
+  spec = network_spec(config, shape)
+  rules.check_network(config.rule, spec, config.rule_options)
+  if kind == "rate" and "curvature" in config and config.curvature.every:
+    c = config.curvature
+    subset = curvature_tracking.measured_subset(c.params)
+    if c.lanczos_steps > curvature_tracking.free_dimension(spec, subset):
+      raise ConfigError(
+        f"curvature.lanczos_steps={c.lanczos_steps} is more than the Hessian's "
+        f"{curvature_tracking.free_coordinates_note(spec, subset)}"
+      )
+  if kind == "rate" and "theory" in config and config.theory.every:
+    theory_tracking.check_sizes(config, spec)
 
 
 def model_kind(config: ml_collections.ConfigDict) -> str:

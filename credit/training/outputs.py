@@ -15,17 +15,21 @@ finished run is never replaced silently (:meth:`RunWriter.start`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import glob
 import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 
 from credit.analysis import stats
 from credit.errors import ResultsFileError, WorkdirError
 from credit.training.config import base_config
+from credit.training.lock import RUN_LOCK, WorkdirLock
 
 import ml_collections
 import numpy as np
@@ -98,18 +102,74 @@ def summary_records(
   return records
 
 
-def write_csv(path: str, rows: Sequence[Mapping]) -> None:
-  if not rows:
-    raise ValueError(f"no rows to write to {path}")
+def write_atomically(path: str, data: str | bytes) -> bool:
+  """Writes ``data`` whole to ``path``, or leaves ``path`` as it was; ``False``: unchanged.
+
+  A file that already holds exactly ``data`` is not touched (a rerun of a finished
+  job rewrites nothing, so a full disk cannot cost it a file). Otherwise the
+  bytes go to a temporary file in the same folder, renamed over ``path`` once
+  complete; a write that fails (disk full, read-only) removes that temporary
+  file and re-raises, so the folder is as it was.
+  """
+  data = data.encode() if isinstance(data, str) else data
+  if os.path.isfile(path) and os.path.getsize(path) == len(data):
+    with open(path, "rb") as f:
+      if f.read() == data:
+        return False
+  tmp = f"{path}.tmp-{os.getpid()}"
+  try:
+    with open(tmp, "wb") as f:
+      f.write(data)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return True
+
+
+@contextlib.contextmanager
+def restored_on_failure(folder: str, patterns: Sequence[str]):
+  """Files of ``folder`` matching ``patterns`` are replaced whole by the block, or not at all.
+
+  They are moved aside (a rename: no disk space needed) before the block runs;
+  if it raises (a full disk part way through a table or a figure), what it wrote
+  is removed and they come back. For writers that write in place.
+  """
+  existing = sorted({p for pat in patterns for p in glob.glob(os.path.join(folder, pat))})
+  aside = {p: f"{p}.keep-{os.getpid()}" for p in existing}
+  for path, kept in aside.items():
+    os.replace(path, kept)
+  try:
+    yield
+  except BaseException:
+    for pat in patterns:
+      for path in glob.glob(os.path.join(folder, pat)):
+        with contextlib.suppress(OSError):
+          os.remove(path)
+    for path, kept in aside.items():
+      os.replace(kept, path)
+    raise
+  for kept in aside.values():
+    with contextlib.suppress(OSError):
+      os.remove(kept)
+
+
+def csv_text(rows: Sequence[Mapping]) -> str:
+  """The table as CSV text: a header of every column (in first-seen order), then rows."""
   columns = list(rows[0])
   for row in rows[1:]:
     columns += [k for k in row if k not in columns]
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-  os.replace(tmp, path)
+  buf = io.StringIO(newline="")
+  writer = csv.DictWriter(buf, fieldnames=columns)
+  writer.writeheader()
+  writer.writerows(rows)
+  return buf.getvalue()
+
+
+def write_csv(path: str, rows: Sequence[Mapping]) -> None:
+  if not rows:
+    raise ValueError(f"no rows to write to {path}")
+  write_atomically(path, csv_text(rows))
 
 
 def read_csv(path: str) -> list[dict]:
@@ -136,8 +196,10 @@ def read_results(path: str, required: Sequence[str] = RESULTS_COLUMNS) -> list[d
 
   Raises:
     ResultsFileError: the file is missing, empty, has no data rows, lacks a
-      column of ``required``, has rows longer or shorter than its header, or a
-      non-numeric ``learning_rate``, ``seed`` or ``step``.
+      column of ``required``, has rows longer or shorter than its header, ends
+      in the middle of a row, has a non-numeric ``learning_rate``, ``seed`` or
+      ``step``, or fails :func:`check_evaluations` (a repeated evaluation, a seed
+      or a finished run whose rows stop early).
   """
   if not os.path.isfile(path):
     raise ResultsFileError(f"{path} does not exist (run the sweep or experiment first)")
@@ -157,6 +219,13 @@ def read_results(path: str, required: Sequence[str] = RESULTS_COLUMNS) -> list[d
       raise ResultsFileError(
         f"{path}, line {line}: the row has a different number of fields than the header"
       )
+  with open(path, "rb") as f:
+    f.seek(-1, os.SEEK_END)
+    if f.read(1) != b"\n":  # every writer ends each row with one: the file was cut short
+      raise ResultsFileError(
+        f"{path}, line {len(raw) + 1}: the file ends in the middle of a row (cut short, e.g. "
+        "by a full disk or a killed copy); restore it, or delete it and rerun what wrote it"
+      )
   rows = read_csv(path)
   for line, row in enumerate(rows, start=2):
     for column in ("learning_rate", "seed", "step"):
@@ -164,7 +233,74 @@ def read_results(path: str, required: Sequence[str] = RESULTS_COLUMNS) -> list[d
         raise ResultsFileError(
           f"{path}, line {line}: {column} must be a number, got {row[column]!r}"
         )
+  if all(c in header for c in ID_COLUMNS):
+    check_evaluations(path, rows)
   return rows
+
+
+def check_evaluations(path: str, rows: Sequence[Mapping]) -> None:
+  """Every (task, rule, learning rate, seed, step) once; every seed of a run evaluated at the
+  same steps; and each finished run's evaluations up to its ``num_steps``.
+
+  A results table with a repeated row (two writers on one file), a seed whose rows
+  stop early, or a run whose rows all stop before its configured end would give
+  statistics of other runs than the ones named, with no sign of it: refused here.
+  ``num_steps`` is read from the run's ``config.json``, when there is one: beside a
+  finished run's ``metrics.csv``, or ``cells/<task>-<rule>-lr<η>/`` beside a sweep's
+  ``results.csv``.
+
+  Raises:
+    ResultsFileError: naming the file, the run and the lines or steps at fault.
+  """
+  first_line: dict[tuple, int] = {}
+  steps: dict[tuple, dict[int, list[int]]] = {}
+  for line, row in enumerate(rows, start=2):
+    key = tuple(row[c] for c in ID_COLUMNS)
+    if key in first_line:
+      raise ResultsFileError(
+        f"{path}, lines {first_line[key]} and {line}: the same evaluation twice (task "
+        f"{key[0]}, rule {key[1]}, learning_rate {key[2]}, seed {key[3]}, step {key[4]}); two "
+        "runs wrote into one file, or files were concatenated. Rerun that run into its own "
+        "workdir"
+      )
+    first_line[key] = line
+    steps.setdefault(key[:3], {}).setdefault(key[3], []).append(key[4])
+  folder = os.path.dirname(os.path.abspath(path))
+  for run, per_seed in steps.items():
+    name = f"task {run[0]}, rule {run[1]}, learning_rate {run[2]}"
+    ends = {seed: max(s) for seed, s in per_seed.items()}
+    full = max(ends.values())
+    short = sorted(seed for seed, end in ends.items() if end < full)
+    if short:
+      raise ResultsFileError(
+        f"{path}: the rows of seed(s) {short} ({name}) stop at step "
+        f"{min(ends[s] for s in short)}, the other seeds' go to step {full}: rows are missing"
+      )
+    expected = _configured_steps(folder, os.path.basename(path), run)
+    if expected is not None and full < expected:
+      raise ResultsFileError(
+        f"{path}: the rows of {name} stop at step {full}, but that run was configured for "
+        f"num_steps={expected} and is finished: its later rows are missing (a copy cut "
+        "short?). Restore the file, or rerun the run"
+      )
+
+
+def _configured_steps(folder: str, name: str, run: tuple) -> int | None:
+  """``num_steps`` of the finished run ``(task, rule, learning_rate)`` of a results file."""
+  if name == METRICS:
+    if not os.path.exists(os.path.join(folder, SUMMARY)):
+      return None  # an unfinished run: its rows end where it stopped
+    config_path = os.path.join(folder, CONFIG)
+  else:
+    task, rule, lr = run
+    try:
+      cell = f"{task}-{rule}-lr{float(lr):g}"  # credit.sweeps.cells.cell_id
+    except (TypeError, ValueError):
+      return None
+    config_path = os.path.join(folder, "cells", cell, CONFIG)
+  stored = read_config(config_path)
+  value = (stored or {}).get("num_steps")
+  return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _json_safe(obj):
@@ -178,11 +314,8 @@ def _json_safe(obj):
 
 
 def write_json(path: str, obj) -> None:
-  """JSON with non-finite floats written as null (strict JSON has no NaN)."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(_json_safe(obj), f, indent=2)
-  os.replace(tmp, path)
+  """JSON with non-finite floats written as null (strict JSON has no NaN), atomically."""
+  write_atomically(path, json.dumps(_json_safe(obj), indent=2))
 
 
 def check_workdir(workdir: str) -> str:
@@ -255,10 +388,7 @@ def config_dict(config: ml_collections.ConfigDict) -> dict:
 
 def write_config(path: str, config: ml_collections.ConfigDict) -> None:
   """Writes ``config.json`` atomically; ``inf`` stays ``Infinity`` so it reads back equal."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  os.replace(tmp, path)
+  write_atomically(path, config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def read_config(path: str) -> dict | None:
@@ -272,11 +402,22 @@ def read_config(path: str) -> dict | None:
     return {"<unreadable config.json>": True}
 
 
+REPLACED = ".replaced"  # a run being replaced waits here until its successor has results
+
+
 class RunWriter:
   """Writes one run's files into its workdir as the run goes.
 
   ``start`` (before anything is compiled), then ``append`` at each evaluation,
-  then ``finish``.
+  then ``finish``; ``abandon`` when the run fails. ``lock`` holds the workdir's
+  ``run.lock`` (:mod:`credit.training.lock`) from ``start`` to ``finish`` or
+  ``abandon``, so two runs cannot write one ``metrics.csv``.
+
+  A run that is replaced (``--overwrite``, or an unfinished run of the same config
+  started over) is not deleted at ``start``: its files are moved into
+  ``<workdir>/.replaced/`` and deleted only once the new run has written its first
+  evaluation. A new run that fails before that (its data cannot be loaded, a
+  config error found late, a full disk) gets ``abandon``: the old files come back.
   """
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict, seeds: Sequence[int]):
@@ -288,7 +429,9 @@ class RunWriter:
       "metrics": os.path.join(self.workdir, METRICS),
       "summary": os.path.join(self.workdir, SUMMARY),
     }
+    self.replaced = os.path.join(self.workdir, REPLACED)
     self.columns: list[str] | None = None
+    self.lock: WorkdirLock | None = None
 
   def start(self, overwrite: bool = False) -> bool:
     """Checks the workdir and writes ``config.json``; ``False``: the run is already done.
@@ -302,8 +445,19 @@ class RunWriter:
 
     Raises:
       WorkdirError: the workdir is unusable or holds another run.
+      WorkdirInUseError: another live run holds the workdir.
     """
     check_workdir(self.workdir)
+    self.lock = WorkdirLock(self.workdir, RUN_LOCK, "run")
+    self.lock.acquire()
+    try:
+      return self._start(overwrite)
+    except BaseException:
+      self._release()
+      raise
+
+  def _start(self, overwrite: bool) -> bool:
+    self._recover()
     current = config_dict(self.config)
     stored = read_config(self.paths["config"])
     finished = os.path.exists(self.paths["summary"])
@@ -313,6 +467,7 @@ class RunWriter:
     if present and not overwrite:
       same = stored is not None and not differing_fields(stored, current)
       if finished and same:
+        self._release()
         return False
       state = "a finished run" if finished else "an unfinished run"
       if not same:
@@ -321,29 +476,82 @@ class RunWriter:
           f"workdir {self.workdir} holds {state} with another config ({diff}). Use a new "
           "--workdir, or --overwrite to replace that run."
         )
-    for path in self.paths.values():
-      if os.path.exists(path):
-        os.remove(path)
+    if present:
+      os.makedirs(self.replaced, exist_ok=True)
+      for path in self.paths.values():
+        if os.path.exists(path):
+          os.replace(path, os.path.join(self.replaced, os.path.basename(path)))
+    elif os.path.exists(self.paths["config"]):
+      os.remove(self.paths["config"])
     write_config(self.paths["config"], self.config)
     return True
 
+  def _recover(self) -> None:
+    """Settles a replacement that a killed process left half done.
+
+    Without the new run's ``metrics.csv`` the old run comes back; with it the old
+    one is gone for good.
+    """
+    if not os.path.isdir(self.replaced):
+      return
+    if not os.path.exists(self.paths["metrics"]):
+      for name in os.listdir(self.replaced):
+        os.replace(os.path.join(self.replaced, name), os.path.join(self.workdir, name))
+    shutil.rmtree(self.replaced, ignore_errors=True)
+
+  def _release(self) -> None:
+    if self.lock is not None:
+      self.lock.release()
+      self.lock = None
+
   def append(self, metrics: Mapping[str, np.ndarray]) -> None:
-    """Appends one evaluation (``metrics[name]``: one value per seed) to ``metrics.csv``."""
+    """Appends one evaluation (``metrics[name]``: one value per seed) to ``metrics.csv``.
+
+    One write per evaluation; a write that fails part way (disk full) is cut back,
+    so the file holds whole evaluations only.
+    """
     history = {k: np.asarray(v).reshape(len(self.seeds), 1) for k, v in metrics.items()}
     rows = metric_rows(self.config, history, self.seeds)
     first = self.columns is None
-    if first:
-      self.columns = list(rows[0])
+    columns = list(rows[0]) if first else self.columns
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=self.columns)
+    writer = csv.DictWriter(buf, fieldnames=columns)
     if first:
       writer.writeheader()
     writer.writerows(rows)
-    with open(self.paths["metrics"], "w" if first else "a", newline="") as f:
-      f.write(buf.getvalue())  # one write per evaluation: whole rows or nothing lost
-      f.flush()
+    path = self.paths["metrics"]
+    size = 0 if first or not os.path.exists(path) else os.path.getsize(path)
+    try:
+      with open(path, "w" if first else "a", newline="") as f:
+        f.write(buf.getvalue())
+        f.flush()
+    except OSError:
+      with contextlib.suppress(OSError):
+        if first:
+          os.remove(path)
+        else:
+          os.truncate(path, size)
+      raise
+    self.columns = columns
+    if first and os.path.isdir(self.replaced):  # the new run has results: the old one goes
+      shutil.rmtree(self.replaced, ignore_errors=True)
 
   def finish(self, history: Mapping[str, np.ndarray]) -> dict[str, str]:
     """Writes ``summary.json`` (last: it marks the run finished); returns the paths."""
-    write_json(self.paths["summary"], summary_records(self.config, history, self.seeds))
+    try:
+      write_json(self.paths["summary"], summary_records(self.config, history, self.seeds))
+    finally:
+      self._release()
     return dict(self.paths)
+
+  def abandon(self) -> None:
+    """After a failure: brings a replaced run back if the new one wrote no results yet,
+    and releases the lock. What the new run did write (``config.json``, whole
+    evaluations of ``metrics.csv``) stays, as after a crash."""
+    try:
+      if os.path.isdir(self.replaced) and not os.path.exists(self.paths["metrics"]):
+        if os.path.exists(self.paths["config"]):
+          os.remove(self.paths["config"])
+        self._recover()
+    finally:
+      self._release()

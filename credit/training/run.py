@@ -86,10 +86,13 @@ def headline(metrics: Metrics) -> str:
   )
 
 
-# Said once per run, when a seed diverges before its first evaluation after the start.
+# Said once per run, when a seed diverges before its first evaluation after the start. Only
+# what was measured: when. Why is not measured (the same seeds can diverge under one rule
+# and not another, e.g. UORO's estimate against BPTT's gradient from the same weights).
 EARLY_DIVERGENCE_HINT = (
-  "its initial weights were unstable at this learning rate (the reference initialization, "
-  "W_rec ~ N(0, 2/N), explodes for about one draw in five)"
+  "it diverged within its first {steps} training steps, after a finite evaluation at step 0; "
+  "what made it diverge was not measured (seed i starts from the same weights under every "
+  "rule: the same seed under another rule tells whether they alone are the cause)"
 )
 
 
@@ -128,8 +131,8 @@ class DivergenceNotes:
         f"seed {seed} diverged by step {step} ({why}): it is frozen and left out of the "
         "means from here on"
       )
-      if step <= (self.first_step or 0) and not self.hinted:
-        line += f"; {EARLY_DIVERGENCE_HINT}"
+      if 0 < step <= (self.first_step or 0) and not self.hinted:
+        line += f"; {EARLY_DIVERGENCE_HINT.format(steps=step)}"
         self.hinted = True
       lines.append(line + ".")
     self.seen = self.seen | diverged
@@ -220,10 +223,11 @@ def train_and_evaluate(
 ) -> RunResult | None:
   """Trains ``config.num_seeds`` seeds of one config, writing the run's files as it goes.
 
-  The config is validated and the workdir checked before any data is loaded
-  or anything compiled; ``config.json`` is written first, ``metrics.csv``
-  grows at each evaluation and ``summary.json`` comes last
-  (:class:`credit.training.outputs.RunWriter`).
+  The config is validated and the workdir checked (and locked: a second run on
+  it is refused) before any data is loaded or anything compiled; ``config.json``
+  is written first, ``metrics.csv`` grows at each evaluation and ``summary.json``
+  comes last (:class:`credit.training.outputs.RunWriter`). A run this one
+  replaces is kept until this one has written its first evaluation.
 
   Args:
     config: a run config (see ``configs/``).
@@ -257,14 +261,19 @@ def train_and_evaluate(
         flush=True,
       )
       return None
-  trainer = make_trainer(config)
-  progress = Progress(config.num_steps, label=f"[{config.task}/{config.rule}] ", start=start)
-  progress.note(
-    f"data loaded and program built ({format_seconds(time.perf_counter() - start)} since "
-    f"start); the first line below includes compilation"
-  )
-  on_evaluation = (lambda step, metrics: writer.append(metrics)) if writer else None
-  state, history = run_seeds(trainer, seed_keys(config), progress, on_evaluation=on_evaluation)
+  try:
+    trainer = make_trainer(config)
+    progress = Progress(config.num_steps, label=f"[{config.task}/{config.rule}] ", start=start)
+    progress.note(
+      f"data loaded and program built ({format_seconds(time.perf_counter() - start)} since "
+      f"start); the first line below includes compilation"
+    )
+    on_evaluation = (lambda step, metrics: writer.append(metrics)) if writer else None
+    state, history = run_seeds(trainer, seed_keys(config), progress, on_evaluation=on_evaluation)
+  except BaseException:
+    if writer is not None:
+      writer.abandon()  # a run replaced by this one comes back if this one wrote nothing
+    raise
   if writer is not None:
     writer.finish(history)
   wall = time.perf_counter() - start
