@@ -178,7 +178,7 @@ def test_a_batch_larger_than_the_split_leaves_no_config_json(tmp_path, monkeypat
 def test_an_unknown_config_variant_is_one_line():
   """Item 2: configs/seq_mnist.py:smok was a ConfigError traceback."""
   proc = _run("experiments.train", "--config=configs/seq_mnist.py:smok", "--dry_run")
-  _one_error_line(proc, "unknown config variant(s) ['smok']", "known: ['smoke']")
+  _one_error_line(proc, "unknown config variant(s) ['smok']", "known: ['smoke'")
 
 
 @pytest.mark.parametrize(
