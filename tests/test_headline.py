@@ -91,8 +91,10 @@ def test_headline_smoke_runs_end_to_end_and_its_table_matches_the_metrics(tmp_pa
   # The diverged seed is explained in the progress lines and at the end.
   assert all(rec["diverged"] == 1 for rec in table.values())
   assert "seed 1 diverged by step" in out and "within its first" in out
-  assert " ".join(headline.EARLY_DIVERGENCE.split()) in " ".join(out.split())  # wrapped
-  assert headline.EARLY_DIVERGENCE in numbers["notes"]
+  # Seed 1 diverged under both rules from the same weights: the note says so.
+  note = headline.SAME_WEIGHTS.format(seed=1, task="seq_mnist", rules="BPTT, e-prop")
+  assert " ".join(note.split()) in " ".join(out.split())  # wrapped
+  assert note in numbers["notes"]
   # The run ends with the files it wrote, and they are there.
   png = workdir / "headline_seq_mnist.png"
   assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
@@ -129,13 +131,18 @@ def test_headline_table_leaves_out_and_explains_a_seed_diverged_at_initializatio
   assert rec["eta_lambda_half_mean"] == pytest.approx(0.75)
   notes = headline.divergence_notes(rows)
   assert notes[0].startswith("e-prop seed 2 diverged") and "step 100" in notes[0]
-  assert notes[-1] == headline.EARLY_DIVERGENCE
+  assert notes[-1] == headline.SAME_WEIGHTS.format(seed=2, task="seq_mnist", rules="e-prop")
+  # Under two rules from the same weights, only one diverging: the rule's update is the cause.
+  both = rows + [dict(r, rule="bptt", diverged=False, train_loss=1.0) for r in rows]
+  assert headline.divergence_notes(both)[-1] == headline.RULE_MADE_IT.format(
+    seed=2, task="seq_mnist", diverged="e-prop", kept="BPTT"
+  )
   # A seed that diverges late gets its line but not the initialization explanation.
   late = [dict(r, diverged=r["seed"] == 2 and r["step"] == 200) for r in rows]
   for r in late:
     if r["seed"] == 2 and r["step"] == 100:
       r["train_loss"] = 1.5
-  assert headline.EARLY_DIVERGENCE not in headline.divergence_notes(late)
+  assert len(headline.divergence_notes(late)) == 1
   assert "e-prop seed 2 diverged" in headline.divergence_notes(late)[0]
 
 

@@ -193,7 +193,7 @@ def task_sweep(task: str, smoke: bool = False) -> ml_collections.ConfigDict:
   sweep.tasks = ml_collections.ConfigDict({task: base})
   rules = SMOKE_RULES if smoke else RULES
   sweep.rules = rules
-  sweep.learning_rates = (base.optimizer.learning_rate,)
+  sweep.learning_rates = ()  # the task's own optimizer.learning_rate (an override of it wins)
   overrides = {r: dict(alignment=dict(every=base.eval_every)) for r in rules if r != "bptt"}
   if base.optimizer.name == "sgd":
     for r in set(SMALL_LR_RULES) & set(rules):

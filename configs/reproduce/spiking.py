@@ -144,7 +144,7 @@ def task_sweep(task: str, smoke: bool = False) -> ml_collections.ConfigDict:
   sweep.name = f"spiking_{task}" + ("_smoke" if smoke else "")
   sweep.tasks = ml_collections.ConfigDict({task: base})
   sweep.rules = rules
-  sweep.learning_rates = (base.optimizer.learning_rate,)
+  sweep.learning_rates = ()  # the task's own optimizer.learning_rate (an override of it wins)
   sweep.rule_overrides = ml_collections.ConfigDict(
     {r: dict(alignment=dict(every=base.eval_every)) for r in rules if r != "bptt"}
   )

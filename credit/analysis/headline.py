@@ -9,9 +9,9 @@ What ``python -m experiments.headline`` prints and draws at the end of its run
   over the seeds that did not diverge, with the diverged seeds counted, and
   :math:`\\eta\\lambda_{max}/2`: plain gradient descent with step :math:`\\eta`
   is stable only where it is below 1 (:math:`\\lambda_{max} < 2/\\eta`);
-* one line per diverged seed saying when and why, and what a divergence in the
-  first steps means (the reference initialization explodes for about one draw
-  in five);
+* one line per diverged seed saying when and why, and for a seed that diverged in
+  its first steps, what the other rules' runs from the same weights tell (the weights
+  diverge under every rule, or only the rule's update did);
 * ``headline_<task>.png``: the final gap and the final lambda_max per rule (a
   point per seed, mean +- s.e.m.) and lambda_max along training against
   :math:`2/\\eta`.
@@ -41,14 +41,18 @@ import numpy as np
 METRICS = ("train_acc", "test_acc", "gap_acc", "lambda_max")
 TABLE = "headline.md"
 NUMBERS = "headline.json"
-# A seed that diverges within its first evaluation interval started from weights that are
-# unstable at this learning rate; the reference initialization is the usual cause.
-EARLY_DIVERGENCE = (
-  "A seed that diverges before its first evaluation after the start was unstable from its "
-  "initial weights: the reference initialization W_rec ~ N(0, 2/N) (spectral radius about "
-  "√2) explodes under SGD at this learning rate for about one draw in five. Seed i starts "
-  "from the same weights under every rule, so the same seed usually diverges under each. Such a "
-  "seed is frozen and left out of every mean; the others are unaffected."
+# Seed i starts from the same weights under every rule of a task, so whether an early
+# divergence comes from the weights or from the rule is read off the other rules' runs.
+SAME_WEIGHTS = (
+  "Seed {seed} ({task}) diverged before its first evaluation after the start under every "
+  "rule run here ({rules}), each from the same initial weights: at this learning rate those "
+  "weights are unstable whatever the update. Such a seed is frozen and left out of every "
+  "mean; the others are unaffected."
+)
+RULE_MADE_IT = (
+  "Seed {seed} ({task}) diverged before its first evaluation after the start under "
+  "{diverged} but not under {kept}, from the same initial weights: the update of the rule "
+  "that diverged, not the weights alone, made it diverge."
 )
 
 
@@ -93,16 +97,30 @@ def divergence_notes(rows: Sequence[Mapping]) -> list[str]:
     cell: min((r["step"] for r in group if r["step"] > 0), default=0)
     for cell, group in stats.group_rows(rows, stats.CELL_COLUMNS).items()
   }
-  notes, early = [], False
+  notes: list[str] = []
+  early: dict[tuple, set[str]] = {}  # (task, seed) -> rules under which it diverged early
+  rules_of: dict[str, list[str]] = {}
   for rec in stats.final_records(rows):
+    rules_of.setdefault(rec["task"], [])
+    if rec["rule"] not in rules_of[rec["task"]]:
+      rules_of[rec["task"]].append(rec["rule"])
     if not rec["diverged"]:
       continue
     notes.append(
       f"{figures.rule_label(rec['rule'])} seed {rec['seed']} diverged: {rec['diverged_reason']}."
     )
-    early |= rec["diverged_step"] <= first_eval[tuple(rec[c] for c in stats.CELL_COLUMNS)]
-  if early:
-    notes.append(EARLY_DIVERGENCE)
+    if rec["diverged_step"] <= first_eval[tuple(rec[c] for c in stats.CELL_COLUMNS)]:
+      early.setdefault((rec["task"], rec["seed"]), set()).add(rec["rule"])
+  for (task, seed), diverged in early.items():
+    labels = lambda names: ", ".join(figures.rule_label(r) for r in names)
+    kept = [r for r in rules_of[task] if r not in diverged]
+    if not kept:
+      notes.append(SAME_WEIGHTS.format(seed=seed, task=task, rules=labels(rules_of[task])))
+    else:
+      ordered = [r for r in rules_of[task] if r in diverged]
+      notes.append(
+        RULE_MADE_IT.format(seed=seed, task=task, diverged=labels(ordered), kept=labels(kept))
+      )
   return notes
 
 
