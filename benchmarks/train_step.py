@@ -32,11 +32,12 @@ mode through a ``lax.scan`` forward, optax SGD), the PyTorch eager loop and its
 2-core machine its two threads ran 2-7x slower), at each ``--sizes`` N and
 ``--seed_counts``; and optionally a second credit tree (``--before=<path>``, e.g. an
 export of the commit before a change) in the same rounds. Each round also measures
-numpy's GEMM rate at the step's product shapes in a process without ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (some machines set them to
-work around old OpenBLAS builds; threadpoolctl's kernel is recorded) and from it the
-*GEMM limit*: every matrix product of a BPTT step at numpy's rate at its shape. The
-JSON holds per round every time and every ratio (peer time / credit time, > 1: credit
-is faster), and their medians and ranges.
+numpy's GEMM rate at the step's product shapes in a process without
+``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (some machines set them to work around old
+OpenBLAS builds; threadpoolctl's kernel is recorded) and from it the *GEMM limit*: every
+matrix product of a BPTT step at numpy's rate at its shape. The JSON holds per round
+every time and every ratio (peer time / credit time, > 1: credit is faster), and their
+medians and ranges.
 
 ``--compare_ynn`` times BPTT and e-prop again in subprocesses with XLA's YNNPACK
 fusions off altogether (``--xla_cpu_experimental_ynn_fusion_type=``, credit's
