@@ -122,6 +122,20 @@ def test_estimate_is_unbiased(x64, name):
   assert np.linalg.norm(eprop - exact) > 5 * ses[1]
 
 
+@pytest.mark.parametrize("name", ["uoro", "kf_rtrl", "r_kf_rtrl"])
+@pytest.mark.parametrize("loss_steps", [(T - 1,), (2,), (0, 3), (1, 2, T - 1)])
+def test_estimate_at_static_loss_steps_equals_the_every_step_scan(x64, name, loss_steps):
+  """With errors zero off the loss steps, the segmented scan gives the same estimate."""
+  spec, params, traj, errors = make_net(dense_w_rec())
+  keep = np.zeros((1, T, 1))
+  keep[:, list(loss_steps)] = 1.0
+  errors = errors * keep
+  rule = rules.make(name, spec, None, loss_steps)
+  got = jax.jit(rule.grads)(params, {}, traj, errors, jax.random.key(3))
+  want = grads(name, spec, params, traj, errors, jax.random.key(3))
+  assert relative_error(got, want) < 1e-12
+
+
 def test_kf_rtrl_is_exact_for_one_step(x64):
   # M_1 = diag(D_1) (x) a_1 is a Kronecker product: nu_1^2 = 1 leaves no noise.
   spec, params, traj, errors = make_net(dense_w_rec())

@@ -44,7 +44,12 @@ import ml_collections
 
 
 def uoro_grads(
-  params: Params, spec: RNNSpec, traj: Trajectory, errors: jax.Array, key: jax.Array
+  params: Params,
+  spec: RNNSpec,
+  traj: Trajectory,
+  errors: jax.Array,
+  key: jax.Array,
+  loss_steps: tuple[int, ...] | None = None,
 ) -> Params:
   """One UORO estimate of the gradient (independent signs per example and step)."""
   w_rec = effective_w_rec(params, spec)
@@ -60,12 +65,15 @@ def uoro_grads(
     rho1 = influence.scaling(m_nu, x.noise)
     a_tilde = rho0 * j_a + rho1 * x.noise
     b_tilde = b_tilde / rho0 + m_nu / rho1
-    return (a_tilde, b_tilde), jnp.dot(x.q, a_tilde) * b_tilde
+    return a_tilde, b_tilde
+
+  def grad_at(carry, x: influence.StepInputs):
+    a_tilde, b_tilde = carry
+    return jnp.dot(x.q, a_tilde) * b_tilde
 
   init = (jnp.zeros((spec.n_hidden,), dtype), jnp.zeros((spec.n_hidden, m), dtype))
-  return influence.run_estimate(step, init, params, spec, traj, errors, noise)
+  return influence.run_estimate(step, grad_at, init, params, spec, traj, errors, noise, loss_steps)
 
 
 def make(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
-  del options
-  return influence.estimate_rule("uoro", uoro_grads, spec)
+  return influence.estimate_rule("uoro", uoro_grads, spec, options.get("loss_steps"))
