@@ -13,7 +13,9 @@ the batch drawn from a 55,000-image array in memory, as credit's step does.
 on CPU). Seeds run one after another in PyTorch, so its time per seed-step does not
 depend on the number of seeds.
 
-Needs torch (``pip install -e ".[bench]"``); :func:`step_time` returns ``None``
+Needs torch (on a CPU machine its CPU build, ``pip install torch --index-url
+https://download.pytorch.org/whl/cpu``: plain ``pip install torch`` fetches a multi-GB CUDA
+build); :func:`step_time` returns ``None``
 when it is not installed. Run it in a process of its own (``python
 benchmarks/torch_baseline.py`` prints JSON; ``benchmarks/train_step.py`` does
 so): in a process where XLA's CPU thread pool is up, the two thread pools

@@ -2,7 +2,8 @@
 
   python benchmarks/train_step.py                  # all e-prop-family rules, torch if installed
   python benchmarks/train_step.py --rules=bptt,eprop --compare_ynn
-  pip install -e ".[bench]"                        # the PyTorch baseline (optional)
+  pip install -e ".[bench]"                        # threadpoolctl (the numpy GEMM worker)
+  pip install torch --index-url https://download.pytorch.org/whl/cpu   # PyTorch peers, CPU build
 
 Prints one JSON object. The machines are shared and noisy, so everything is
 measured in one process, interleaved (each repeat times every variant once),
@@ -424,7 +425,7 @@ def main():
   if not args.no_torch:
     torch_ms = torch_step_times(n, b, args.repeats)
     if torch_ms["bptt"] is None:
-      result["torch_ms"] = "torch is not installed (pip install -e '.[bench]')"
+      result["torch_ms"] = "torch is not installed (see the module docstring)"
     else:
       result["torch_ms"] = {k: round(1e3 * v, 3) for k, v in torch_ms.items()}
       for credit_rule, torch_rule in (("bptt", "bptt"), ("eprop", "three_factor")):
