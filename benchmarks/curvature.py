@@ -376,6 +376,136 @@ def summarize(rows, lanczos_steps):
   return out
 
 
+def plain_hvp(spec, params, batch, reg_l2: float):
+  """The HVP a JAX user writes: ``jax.jvp`` of ``jax.grad`` of a ``lax.scan`` loss of W_rec."""
+  mask = rnn.recurrent_mask(spec, params["w_rec"].dtype)
+  x = jnp.swapaxes(batch.inputs, 0, 1)
+  labels = jnp.argmax(batch.targets[:, -1], -1)
+
+  def loss(w):
+    drive = x @ params["w_in"].T + params["b"]
+    w_t = (w * mask).T
+    h, _ = jax.lax.scan(
+      lambda h, d: (jax.nn.relu(h @ w_t + d), None),
+      jnp.zeros((x.shape[1], spec.n_hidden), x.dtype),
+      drive,
+    )
+    logits = h @ params["w_out"].T + params["b_out"]
+    xent = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
+    l2 = jnp.sum(w**2) + jnp.sum(params["w_in"] ** 2) + jnp.sum(params["w_out"] ** 2)
+    return xent + 0.5 * reg_l2 * l2
+
+  return lambda w, v: jax.jvp(jax.grad(loss), (w,), (v,))[1]
+
+
+def pyhessian_power(hvp, v0, tol: float = 1e-3, max_iter: int = 100):
+  """PyHessian's power iteration: stop at a relative change of the Rayleigh quotient <= tol."""
+
+  def cond(state):
+    _, lam, prev, i = state
+    return (i < max_iter) & ((i < 2) | (jnp.abs(lam - prev) > tol * jnp.abs(prev) + 1e-6))
+
+  def body(state):
+    v, lam, _, i = state
+    hv = hvp(v)
+    lam_new = jnp.vdot(v, hv)
+    return hv / jnp.linalg.norm(hv), lam_new, lam, i + 1
+
+  v0 = v0 / jnp.linalg.norm(v0)
+  zero = jnp.zeros((), v0.dtype)
+  _, lam, _, count = jax.lax.while_loop(cond, body, (v0, zero, zero, jnp.zeros((), jnp.int32)))
+  return lam, count
+
+
+def hvp_floor(config, repeats: int, train_steps: int) -> dict:
+  """credit's curvature HVP against the plain ``jax.jvp(jax.grad)`` one, interleaved, and the
+  cost of one lambda_max estimate: credit's probe Lanczos (tolerance) vs PyHessian-style
+  power iteration (relative tolerance 1e-3, as PyHessian)."""
+  from credit.training.objective import make_total_loss
+
+  trainer = make_trainer(config)
+  params = jax.tree.map(lambda a: a[0], compile_seeds(trainer).init(seed_keys(config)).params)
+  if train_steps:
+    fns = compile_seeds(trainer)
+    state = fns.run_chunk(fns.init(seed_keys(config)), train_steps)
+    params = jax.tree.map(lambda a: a[0], state.params)
+  batch = curvature_batch(trainer.task, config.curvature.batch_size)
+  spec = trainer.spec
+  mask = parameter_mask(params, spec, SUBSET)
+  every_step = make_total_loss(spec, trainer.task._replace(loss_steps=None), config.reg_l2)
+  credit_hvp = cv.make_hvp(trainer.total_loss, params, batch, SUBSET, mask=mask)
+  before_hvp = cv.make_hvp(every_step, params, batch, SUBSET, mask=mask)
+  plain = plain_hvp(spec, params, batch, config.reg_l2)
+  v = {"w_rec": mask["w_rec"] * jax.random.normal(jax.random.key(0), mask["w_rec"].shape)}
+  fns = {
+    "credit": (jax.jit(credit_hvp), (v,)),
+    "credit_readout_every_step": (jax.jit(before_hvp), (v,)),
+    "plain_jvp_grad": (jax.jit(plain), (params["w_rec"], v["w_rec"])),
+  }
+  got = {k: f(*a) for k, (f, a) in fns.items()}
+  agree = float(
+    jnp.max(jnp.abs(got["credit"]["w_rec"] - mask["w_rec"] * got["plain_jvp_grad"]))
+    / jnp.max(jnp.abs(got["plain_jvp_grad"]))
+  )
+  times = {k: [] for k in fns}
+  for _ in range(repeats):
+    for k, (f, a) in fns.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(f(*a))
+      times[k].append(time.perf_counter() - t0)
+  ratio_rounds = {
+    f"{k}_over_plain": [a / b for a, b in zip(times[k], times["plain_jvp_grad"], strict=True)]
+    for k in ("credit", "credit_readout_every_step")
+  }
+
+  c = config.curvature
+  flat_mask = mask["w_rec"].reshape(-1)
+
+  def flat_hvp(x):
+    return credit_hvp({"w_rec": x.reshape(mask["w_rec"].shape)})["w_rec"].reshape(-1)
+
+  v0 = v["w_rec"].reshape(-1)
+  lanczos = jax.jit(
+    lambda: cv.lanczos_top_k(credit_hvp, v, c.lanczos_steps, c.top_k, mask=mask, tol=c.lanczos_tol)
+  )
+  power = jax.jit(lambda: pyhessian_power(lambda x: flat_mask * flat_hvp(flat_mask * x), v0))
+  lz, (lam_p, n_p) = lanczos(), power()
+  est = {"lanczos": [], "power": []}
+  for _ in range(max(3, repeats // 3)):
+    for name, fn in (("lanczos", lanczos), ("power", power)):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn())
+      est[name].append(time.perf_counter() - t0)
+  med = {k: statistics.median(t) for k, t in times.items()}
+  return {
+    "config": {
+      "curvature_batch": int(batch.inputs.shape[0]),
+      "trained_steps": train_steps,
+      "lanczos_steps_max": c.lanczos_steps,
+      "lanczos_tol": c.lanczos_tol,
+      "top_k": c.top_k,
+    },
+    "hvp_ms": {k: round(1e3 * t, 3) for k, t in med.items()},
+    "hvp_ratio_over_plain": {
+      k: {
+        "median": round(statistics.median(r), 3),
+        "min": round(min(r), 3),
+        "max": round(max(r), 3),
+      }
+      for k, r in ratio_rounds.items()
+    },
+    "max_rel_diff_credit_vs_plain": agree,
+    "lambda_max": {
+      "lanczos": float(lz.eigenvalues[0]),
+      "lanczos_hvps": int(lz.steps),
+      "power_pyhessian": float(lam_p),
+      "power_hvps": int(n_p),
+      "lanczos_ms": round(1e3 * statistics.median(est["lanczos"]), 3),
+      "power_ms": round(1e3 * statistics.median(est["power"]), 3),
+    },
+  }
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--num_seeds", type=int, default=3)
@@ -396,8 +526,22 @@ def main():
   parser.add_argument(
     "--skip_compare", action="store_true", help="only the overhead measurement (5.)"
   )
+  parser.add_argument(
+    "--hvp_floor",
+    action="store_true",
+    help="only the HVP against the plain jax.jvp(jax.grad) one, and the cost per lambda_max",
+  )
+  parser.add_argument("--config", default="headline", choices=("headline", "seq_mnist"))
+  parser.add_argument("--repeats", type=int, default=15)
   args = parser.parse_args()
 
+  if args.hvp_floor:
+    from configs import headline
+
+    base = headline.get_config().tasks.seq_mnist if args.config == "headline" else get_config()
+    base.num_seeds = 1
+    print(json.dumps(hvp_floor(base, args.repeats, args.num_steps), indent=1))
+    return
   config = get_config()
   config.num_seeds = args.num_seeds
   config.num_steps = args.num_steps

@@ -19,6 +19,12 @@ as seq-MNIST declares it) at N = 128 and N = 512 by default, random inputs. For 
 * ``temp_mb``: XLA's temp-buffer size of the compiled step
   (``compiled.memory_analysis().temp_size_in_bytes``).
 * ``*_vs_bptt``: the same as ratios to BPTT.
+* ``step_gflop``, ``achieved_gflops``, ``floor_ms``, ``floor_over_time`` (BPTT, the
+  offline e-prop family, UORO, KF-RTRL, R-KF-RTRL): the FLOPs the rule's definition needs
+  per step (:func:`step_flops`), the rate achieved, and the *FLOP-limited time*: those
+  FLOPs at numpy's 2048^2 float32 GEMM rate, measured in the same run in a process
+  without ``OPENBLAS_CORETYPE`` (``numpy_gemm``); ``floor_over_time`` 1 would be that
+  rate.
 
 e-prop-family rules run in both modes (``fast``: offline backward filter, the
 training default; ``online``: traces carried forward in time). RTRL is skipped
@@ -176,6 +182,42 @@ def influence_flops(name: str, spec: rnn.RNNSpec) -> float:
 APPROXIMATIONS = ("uoro", "kf_rtrl", "r_kf_rtrl", "snap2")
 
 
+def step_flops(label: str, spec: rnn.RNNSpec, batch: int) -> float | None:
+  """FLOPs a rule's definition needs per training step (multiply-add = 2), leading order.
+
+  Forward ``2 B T (N^2 + N N_in)`` and the readout at the one loss step, plus BPTT's
+  backward credit ``2 B T N^2`` and weight gradients ``2 B T N m``; the offline e-prop
+  family's contraction ``2 B T N m``; an RTRL approximation's influence update
+  (:func:`influence_flops`) at every example and step. ``None`` for the other rules.
+  """
+  n, m = spec.n_hidden, spec.n_hidden + spec.n_in + 1
+  forward = 2 * batch * T * (n * n + n * spec.n_in) + 2 * batch * n * spec.n_out
+  name = label.split("/")[0]
+  if label == "bptt":
+    return forward + 2 * batch * T * n * n + 2 * batch * T * n * m
+  if label.endswith("/fast") and name in ("eprop", "eprop_random", "rflo"):
+    return forward + 2 * batch * T * n * m
+  if name in ("uoro", "kf_rtrl", "r_kf_rtrl"):
+    return forward + influence_flops(name, spec) * batch * T
+  return None
+
+
+def numpy_gemm_gflops() -> dict:
+  """numpy's float32 GEMM rate at 2048^2, in a process without the OpenBLAS core-type override.
+
+  Some machines set ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` for old OpenBLAS builds;
+  they slow a current one, so the FLOP limit is measured without them (its kernel recorded).
+  """
+  import subprocess
+
+  env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+  here = os.path.dirname(os.path.abspath(__file__))
+  cmd = [sys.executable, os.path.join(here, "train_step.py"), "--worker=numpy", "--repeats=3"]
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+  got = json.loads(out.strip().splitlines()[-1])
+  return {"gflops_2048": got["gflops"]["2048"], "openblas": got["openblas"]}
+
+
 def approximation_cases(spec: rnn.RNNSpec, batch: int, with_rtrl: bool, max_gflop: float):
   """``(label, rule, gflop)`` for the RTRL approximations practical at this size, and the others."""
   practical, skipped = [], {}
@@ -263,6 +305,8 @@ def main():
     "machine": platform.processor() or platform.machine(),
     "results": {},
   }
+  numpy_rate = numpy_gemm_gflops()
+  report["numpy_gemm"] = numpy_rate
   for n in (int(s) for s in args.sizes.split(",")):
     spec = rnn.RNNSpec(N_IN, n, N_OUT)
     approx, skipped = approximation_cases(spec, args.batch, args.rtrl, args.max_gflop)
@@ -279,6 +323,15 @@ def main():
     for label, g in gflop.items():
       if label in rows:
         rows[label]["gflop_per_step"] = g
+    for label, row in rows.items():
+      flops = step_flops(label, spec, args.batch)
+      if flops is not None:
+        # The FLOP-limited time: the definition's FLOPs at numpy's 2048^2 GEMM rate.
+        floor_ms = 1e3 * flops / (numpy_rate["gflops_2048"] * 1e9)
+        row["step_gflop"] = flops / 1e9
+        row["achieved_gflops"] = flops / 1e9 / (row["time_ms"] / 1e3)
+        row["floor_ms"] = floor_ms
+        row["floor_over_time"] = floor_ms / row["time_ms"]
     base = rows["bptt"]
     for row in rows.values():
       row["time_vs_bptt"] = row["time_ms"] / base["time_ms"]

@@ -9,7 +9,13 @@ the batch drawn from a 55,000-image array in memory, as credit's step does.
 * ``three_factor``: the reference code's rule, the recurrent input detached
   (``h_{t-1}.detach()`` where it enters through ``W_rec``).
 
-Needs torch (``pip install -e ".[bench]"``); :func:`step_time` returns ``None``
+``--compile`` also times each step under ``torch.compile`` (the strongest PyTorch peer
+on CPU). Seeds run one after another in PyTorch, so its time per seed-step does not
+depend on the number of seeds.
+
+Needs torch (on a CPU machine its CPU build, ``pip install torch --index-url
+https://download.pytorch.org/whl/cpu``: plain ``pip install torch`` fetches a multi-GB CUDA
+build); :func:`step_time` returns ``None``
 when it is not installed. Run it in a process of its own (``python
 benchmarks/torch_baseline.py`` prints JSON; ``benchmarks/train_step.py`` does
 so): in a process where XLA's CPU thread pool is up, the two thread pools
@@ -34,8 +40,13 @@ def step_time(
   steps: int = 20,
   repeats: int = 5,
   threads: int | None = None,
+  compile: bool = False,
 ) -> float | None:
-  """Median seconds per SGD step of the eager loop (``None`` without torch)."""
+  """Median seconds per SGD step of the eager loop (``None`` without torch).
+
+  ``compile``: the step under ``torch.compile`` (forward, backward and the SGD update
+  in one compiled function, the loop unrolled by the tracer), timed after its compile.
+  """
   try:
     import torch
   except ImportError:
@@ -73,6 +84,8 @@ def step_time(
     loss.backward()
     opt.step()
 
+  if compile:
+    step = torch.compile(step)
   for _ in range(5):
     step()
   times = []
@@ -89,11 +102,31 @@ def main():
   parser.add_argument("--n_hidden", type=int, default=128)
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+  parser.add_argument(
+    "--threads",
+    default="",
+    help="comma-separated intra-op thread counts to time (the best is kept)",
+  )
   args = parser.parse_args()
   out = {}
-  for rule in ("bptt", "three_factor"):
-    t = step_time(rule, n_hidden=args.n_hidden, batch=args.batch, repeats=args.repeats)
-    out[rule] = None if t is None else t
+  threads = [int(t) for t in args.threads.split(",") if t] or [None]
+  for compiled in (False, True) if args.compile else (False,):
+    for rule in ("bptt", "three_factor"):
+      times = [
+        step_time(
+          rule,
+          n_hidden=args.n_hidden,
+          batch=args.batch,
+          steps=args.steps,
+          repeats=args.repeats,
+          threads=th,
+          compile=compiled,
+        )
+        for th in threads
+      ]
+      out[rule + ("_compile" if compiled else "")] = None if None in times else min(times)
   print(json.dumps(out))
 
 

@@ -12,17 +12,17 @@
 2. ``jax_use_simplified_jaxpr_constants``: arrays closed over by a jitted
    function (task data closed over by ``train(key)``) are passed to XLA as
    buffers rather than embedded as program constants (faster compiles).
-3. glibc's allocator (Linux): blocks of at least :data:`MMAP_THRESHOLD_BYTES`
-   are mapped on their own and returned to the system when freed
-   (``mallopt(M_MMAP_THRESHOLD)``, which also turns off glibc's rising dynamic
-   threshold). XLA's CPU compiler frees several hundred MB after compiling each
-   program; with glibc's defaults much of it stayed in the heap, fragmented, so
-   a sweep's resident memory kept the high-water mark of every compile. Measured
-   on the seq-MNIST protocol (5 seeds, both rules, shortened; 2-core CPU): peak
-   resident memory 1.60 GB with the defaults, 1.48 GB with this (1.44-1.50 GB with
-   ``MALLOC_ARENA_MAX=2`` or a fixed trim threshold instead); no measurable cost in
-   step time (``benchmarks/train_step.py``, before and after). A ``MALLOC_MMAP_THRESHOLD_``
-   in the environment is left to glibc.
+3. glibc's heap (Linux): :func:`trim_heap` (``malloc_trim(0)``) hands the free
+   pages of the heap back to the system. XLA's CPU compiler frees several hundred
+   MB after compiling each program, which glibc keeps in a fragmented heap, so a
+   sweep's resident memory kept every compile's high-water mark; the drivers trim
+   after each program's first call (its compile), where it costs milliseconds
+   once. Setting ``mallopt(M_MMAP_THRESHOLD, 4 MB)`` at import did the same for the
+   heap (peak 1.48 instead of 1.60 GB on the shortened seq-MNIST protocol) but made
+   every temporary of 4 MB or more a fresh mapping, page-faulted and zeroed again
+   at every call of a compiled program: on this 2-core virtual machine it cost the
+   seq-MNIST BPTT step 1.14-1.41x (N = 128) and 1.39x at N = 512 (44.6 of 91.4 ms
+   in system time), so credit no longer sets it.
 
 XLA reads ``XLA_FLAGS`` when its CPU backend starts, at the first JAX
 computation, not at ``import jax``; so ``import jax`` before ``import credit``
@@ -41,10 +41,6 @@ YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
 YNN_FLAG = f"--{YNN_OPTION}="
 # YNNPACK fusion kinds known to miscompile vmapped float32 programs (see above).
 UNSAFE_YNN_KINDS = ("eltwise", "reduce")
-
-# Allocations of at least this size get their own mapping, returned to the system on free.
-MMAP_THRESHOLD_BYTES = 4 << 20
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 # Whether XLA's CPU backend runs (or will run) with safe fusion settings; set by configure().
 SAFE = True
@@ -75,20 +71,21 @@ def _safe(setting: str | None) -> bool:
   return not any(kind in setting.split(",") for kind in UNSAFE_YNN_KINDS)
 
 
-def tune_malloc() -> bool:
-  """Sets glibc's mmap threshold (item 3 above); returns whether it was set.
+def trim_heap() -> bool:
+  """Returns the free pages of glibc's heap to the system (item 3 above).
 
-  Does nothing off glibc, or when ``MALLOC_MMAP_THRESHOLD_`` is in the environment.
+  Returns whether it could (False off glibc). Cheap next to a compile: call it after one.
   """
-  if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+  if not sys.platform.startswith("linux"):
     return False
   import ctypes
 
   try:
     # The process's own symbols include its C library's: no library search (which
-    # ctypes.util.find_library does by running ldconfig) at every import.
-    return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-  except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+    # ctypes.util.find_library does by running ldconfig).
+    ctypes.CDLL(None).malloc_trim(0)
+    return True
+  except (OSError, AttributeError):  # not glibc (e.g. musl has no malloc_trim)
     return False
 
 
@@ -101,7 +98,6 @@ def configure() -> None:
     os.environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}".strip()
     setting = ""
   SAFE = _safe(setting)
-  tune_malloc()
   if not SAFE:
     warnings.warn(
       "XLA's CPU YNNPACK elementwise/reduction fusions are on (JAX ran a computation "

@@ -56,6 +56,26 @@ def numpy_forward(params, spec, x):
   return np.stack(ys, 1)
 
 
+@pytest.mark.parametrize("steps", [(5,), (2,), (1, 4), (0, 3, 5)])
+def test_loss_at_static_steps_equals_loss_over_all_readouts(x64, steps):
+  """make_total_loss with static loss steps reads out there only: same loss, gradient, HVP."""
+  spec, params, batch = tiny_problem(jax.random.key(3))
+  mask = np.zeros(batch.mask.shape)
+  mask[:, list(steps)] = np.random.default_rng(0).uniform(0.2, 1, (mask.shape[0], len(steps)))
+  batch = batch._replace(mask=jnp.asarray(mask))
+  y = numpy_forward(params, spec, np.asarray(batch.inputs))
+  np.testing.assert_allclose(
+    rnn.outputs_at_steps(params, spec, batch.inputs, steps), y[:, list(steps)], rtol=1e-12
+  )
+  static = make_total_loss(spec, xent_task(spec)._replace(loss_steps=steps), 1e-2)
+  every = make_total_loss(spec, xent_task(spec), 1e-2)
+  np.testing.assert_allclose(static(params, batch), every(params, batch), rtol=1e-13)
+  assert_trees_close(jax.grad(static)(params, batch), jax.grad(every)(params, batch))
+  v = jax.tree.map(jnp.ones_like, params)
+  hvp = lambda f: jax.jvp(lambda p: jax.grad(f)(p, batch), (params,), (v,))[1]  # noqa: E731
+  assert_trees_close(hvp(static), hvp(every))
+
+
 @pytest.mark.parametrize("activation,alpha", [("relu", 1.0), ("tanh", 0.6), ("relu", 0.3)])
 def test_forward_matches_loop_implementation(x64, activation, alpha):
   spec, params, batch = tiny_problem(jax.random.key(0), activation=activation, alpha=alpha)

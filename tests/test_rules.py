@@ -94,6 +94,33 @@ def test_bptt_trace_form_equals_jax_grad(x64):
   assert_trees_close(reference(spec, params, traj, errors), jax.jit(jax.grad(data_loss))(params))
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("loss_steps", [None, (T - 1,), (1, 3), (0, 2, T - 1)])
+def test_bptt_fused_program_equals_jax_grad(x64, kind, loss_steps):
+  """Training's time-major BPTT (readout at the loss steps only) against reverse mode."""
+  spec, params, traj, _ = make_net(kind, dale=kind == "relu")
+  rng = np.random.default_rng(4)
+  targets = jnp.asarray(np.eye(N_OUT)[rng.integers(0, N_OUT, (B, T))])
+  mask = np.zeros((B, T)) if loss_steps else rng.uniform(size=(B, T))
+  mask[:, list(loss_steps or [])] = rng.uniform(0.2, 1.0, (B, len(loss_steps or [])))
+  mask = jnp.asarray(mask)
+  steps = np.arange(T) if loss_steps is None else np.asarray(loss_steps)
+
+  def data_loss(p):  # h_0 = 0, as in training
+    y = rnn.forward(p, spec, traj.x).y
+    return losses.cross_entropy(y, targets, mask)
+
+  rule = rules.make("bptt", spec, loss_steps=loss_steps)
+  fused = jax.jit(
+    lambda p: rule.fused(
+      p, traj.x, lambda y: losses.cross_entropy(y, targets[:, steps], mask[:, steps])
+    )
+  )
+  loss, grads = fused(params)
+  np.testing.assert_allclose(loss, data_loss(params), rtol=1e-12)
+  assert_trees_close(grads, jax.jit(jax.grad(data_loss))(params))
+
+
 @pytest.mark.parametrize("kind", ["tanh_leaky", "relu", "relu_autapse"])
 def test_rtrl_equals_bptt(x64, kind):
   spec, params, traj, errors = make_net(kind)

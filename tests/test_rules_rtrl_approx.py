@@ -122,6 +122,59 @@ def test_estimate_is_unbiased(x64, name):
   assert np.linalg.norm(eprop - exact) > 5 * ses[1]
 
 
+@pytest.mark.parametrize("name", ["uoro", "kf_rtrl", "r_kf_rtrl"])
+@pytest.mark.parametrize("loss_steps", [(T - 1,), (2,), (0, 3), (1, 2, T - 1)])
+def test_estimate_at_static_loss_steps_equals_the_every_step_scan(x64, name, loss_steps):
+  """With errors zero off the loss steps, the segmented scan gives the same estimate."""
+  spec, params, traj, errors = make_net(dense_w_rec())
+  keep = np.zeros((1, T, 1))
+  keep[:, list(loss_steps)] = 1.0
+  errors = errors * keep
+  rule = rules.make(name, spec, None, loss_steps)
+  got = jax.jit(rule.grads)(params, {}, traj, errors, jax.random.key(3))
+  want = grads(name, spec, params, traj, errors, jax.random.key(3))
+  assert relative_error(got, want) < 1e-12
+
+
+def _uoro_materialized(params, spec, traj, errors, key):
+  """UORO with its N x m factor formed and rescaled at every step (Tallec & Ollivier)."""
+  from credit.rules import influence
+
+  w_rec = rnn.effective_w_rec(params, spec)
+  m = spec.n_hidden + spec.n_in + 1
+  noise = influence.signs(key, traj.x.shape[:2] + (spec.n_hidden,), traj.h.dtype)
+
+  def step(carry, x):
+    a_tilde, b_tilde = carry
+    j_a = influence.jacobian_apply(w_rec, spec.alpha, x.d, a_tilde)
+    m_nu = (x.noise * x.d)[:, None] * x.a[None, :]
+    rho0 = influence.scaling(b_tilde, j_a)
+    rho1 = influence.scaling(m_nu, x.noise)
+    return rho0 * j_a + rho1 * x.noise, b_tilde / rho0 + m_nu / rho1
+
+  def grad_at(carry, x):
+    return jnp.dot(x.q, carry[0]) * carry[1]
+
+  init = (jnp.zeros(spec.n_hidden), jnp.zeros((spec.n_hidden, m)))
+  return influence.run_estimate(step, grad_at, init, params, spec, traj, errors, noise)
+
+
+@pytest.mark.parametrize("loss_steps", [None, (T - 1,), (1, 3)])
+def test_uoro_gram_form_equals_the_materialized_factor(x64, loss_steps):
+  spec, params, traj, errors = make_net(dense_w_rec())
+  if loss_steps is not None:
+    keep = np.zeros((1, T, 1))
+    keep[:, list(loss_steps)] = 1.0
+    errors = errors * keep
+  rule = rules.make("uoro", spec, None, loss_steps)
+  for k in (0, 1):
+    got = jax.jit(rule.grads)(params, {}, traj, errors, jax.random.key(k))
+    want = jax.jit(_uoro_materialized, static_argnums=1)(
+      params, spec, traj, errors, jax.random.key(k)
+    )
+    assert relative_error(got, want) < 1e-10
+
+
 def test_kf_rtrl_is_exact_for_one_step(x64):
   # M_1 = diag(D_1) (x) a_1 is a Kronecker product: nu_1^2 = 1 leaves no noise.
   spec, params, traj, errors = make_net(dense_w_rec())

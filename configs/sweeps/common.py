@@ -48,6 +48,9 @@ def task_sweep(
     base.num_seeds = 5
   base.curvature.params = "w_rec"
   base.curvature.every = base.curvature.every or base.eval_every
+  # Lanczos to a 1e-4 residual bound on lambda_max, the only eigenvalue the reports read.
+  base.curvature.lanczos_tol = 1e-4
+  base.curvature.top_k = 1
   base.alignment.every = 0  # off for BPTT (cosine 1), on for the others below
   if smoke:
     base.curvature.batch_size = min(base.curvature.batch_size, 64)

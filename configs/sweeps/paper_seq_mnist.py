@@ -33,6 +33,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   smoke = "smoke" in parse_variants(arg)
   base = seq_mnist.get_config("smoke" if smoke else None)
   base.curvature.params = "w_rec"
+  # Lanczos to a 1e-4 residual bound on lambda_max (configs/reproduce/seq_mnist.py's setting).
+  base.curvature.lanczos_tol = 1e-4
+  base.curvature.top_k = 1
   if smoke:
     bptt_steps, bptt_every, other_steps, other_every = 200, 50, 320, 80
     base.curvature.batch_size = 64
@@ -41,6 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   else:
     bptt_steps, bptt_every, other_steps, other_every = 10_000, 250, 16_000, 400
     base.curvature.batch_size = 256
+    base.curvature.lanczos_steps = 20  # the most; the tolerance stops it sooner
     base.alignment.batch_size = 256
   base.num_steps, base.eval_every = bptt_steps, bptt_every
   base.curvature.every = bptt_every

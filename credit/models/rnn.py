@@ -304,6 +304,38 @@ def outputs(
   return jnp.swapaxes(y, 0, 1)
 
 
+def outputs_at_steps(
+  params: Params, spec: RNNSpec, inputs: jax.Array, steps: tuple[int, ...] | None
+) -> jax.Array:
+  """Readouts ``y [B, len(steps), N_out]`` at the static ``steps`` only (``h_0 = 0``).
+
+  Equal to ``at_steps(outputs(...), steps)`` without the readout of the other steps
+  or of any step after the last: for the exact loss of a task with static loss steps
+  (seq-MNIST: the last), whose curvature probes run it through forward-over-reverse
+  autodiff. One step: the state alone is carried (:func:`run_state`); several: the
+  states up to the last are stacked and read out at ``steps``. ``None``: every step.
+  """
+  if steps is None:
+    return outputs(params, spec, inputs)
+  steps = tuple(sorted(int(s) for s in steps))
+  batch = inputs.shape[0]
+  h0 = jnp.zeros((batch, spec.n_hidden), params["w_rec"].dtype)
+  drive = input_drive(params, inputs[:, : steps[-1] + 1])
+  w_rec_t = effective_w_rec(params, spec).T
+  if len(steps) == 1:
+    h = run_state(spec, w_rec_t, drive, h0)[:, None]  # [B, 1, N]
+  else:
+    advance = next_state(spec, w_rec_t)
+
+    def body(h, d):
+      h_new = advance(h, d)
+      return h_new, h_new
+
+    _, hs = jax.lax.scan(body, h0, drive)
+    h = jnp.swapaxes(hs[np.asarray(steps, np.int32)], 0, 1)
+  return h @ params["w_out"].T + params["b_out"]
+
+
 def outputs_in_chunks(
   params: Params,
   spec: RNNSpec,

@@ -32,6 +32,9 @@ import jax.numpy as jnp
 import ml_collections
 
 GradsFn = Callable[[Params, Any, Trajectory, jax.Array, jax.Array], Params]
+# ``(params, inputs [B, T, N_in], data_loss) -> (loss, grads)``, ``data_loss`` mapping the
+# readouts at the rule's loss steps ``[B, S, N_out]`` to the batch's data loss.
+FusedFn = Callable[[Params, jax.Array, Callable[[jax.Array], jax.Array]], tuple[jax.Array, Params]]
 StateUpdateFn = Callable[[Params, Any, Trajectory, jax.Array, jax.Array], Any]
 
 
@@ -61,6 +64,13 @@ class GradientRule(NamedTuple):
       caller runs the steps before keeping only the state
       (:func:`credit.models.rnn.forward` with ``start``): those states are never
       stored. 0 (default): the whole trajectory.
+    fused: for a stateless exact rule, a program that runs its own forward pass and
+      returns ``(data loss, grads)`` from the inputs (:data:`FusedFn`), used by
+      training when no activity noise is injected
+      (:func:`credit.training.objective.loss_and_grads`): it need not build a
+      :class:`Trajectory` (BPTT's keeps its states time-major and reads out only at
+      the static loss steps). ``grads`` stays the reference form.
+    fused_steps: the loss steps ``fused`` reads out at (static; ``None``: every step).
   """
 
   name: str
@@ -70,6 +80,8 @@ class GradientRule(NamedTuple):
   autodiff: bool = False
   update_state: StateUpdateFn | None = None
   first_step: int = 0
+  fused: FusedFn | None = None
+  fused_steps: tuple[int, ...] | None = None
 
 
 def no_state(key: jax.Array, params: Params) -> dict:

@@ -61,7 +61,12 @@ import ml_collections
 
 
 def kf_rtrl_grads(
-  params: Params, spec: RNNSpec, traj: Trajectory, errors: jax.Array, key: jax.Array
+  params: Params,
+  spec: RNNSpec,
+  traj: Trajectory,
+  errors: jax.Array,
+  key: jax.Array,
+  loss_steps: tuple[int, ...] | None = None,
 ) -> Params:
   """One KF-RTRL estimate of the gradient (two signs per example and step)."""
   w_rec = effective_w_rec(params, spec)
@@ -77,14 +82,23 @@ def kf_rtrl_grads(
     rho1 = influence.scaling(x.d, x.a)
     a_tilde = nu0 * rho0 * a_tilde + nu1 * rho1 * x.a
     b_tilde = nu0 * j_b / rho0 + jnp.diag(nu1 * x.d / rho1)
-    return (a_tilde, b_tilde), jnp.outer(x.q @ b_tilde, a_tilde)
+    return a_tilde, b_tilde
+
+  def grad_at(carry, x: influence.StepInputs):
+    a_tilde, b_tilde = carry
+    return jnp.outer(x.q @ b_tilde, a_tilde)
 
   init = (jnp.zeros((m,), dtype), jnp.zeros((n, n), dtype))
-  return influence.run_estimate(step, init, params, spec, traj, errors, noise)
+  return influence.run_estimate(step, grad_at, init, params, spec, traj, errors, noise, loss_steps)
 
 
 def r_kf_rtrl_grads(
-  params: Params, spec: RNNSpec, traj: Trajectory, errors: jax.Array, key: jax.Array
+  params: Params,
+  spec: RNNSpec,
+  traj: Trajectory,
+  errors: jax.Array,
+  key: jax.Array,
+  loss_steps: tuple[int, ...] | None = None,
 ) -> Params:
   """One R-KF-RTRL estimate of the gradient (``N`` signs per example and step)."""
   w_rec = effective_w_rec(params, spec)
@@ -100,17 +114,19 @@ def r_kf_rtrl_grads(
     rho1 = influence.scaling(m_nu, x.noise)
     a_tilde = rho0 * a_tilde + rho1 * x.noise
     b_tilde = j_b / rho0 + m_nu / rho1
-    return (a_tilde, b_tilde), jnp.outer(a_tilde, x.q @ b_tilde)
+    return a_tilde, b_tilde
+
+  def grad_at(carry, x: influence.StepInputs):
+    a_tilde, b_tilde = carry
+    return jnp.outer(a_tilde, x.q @ b_tilde)
 
   init = (jnp.zeros((n,), dtype), jnp.zeros((n, m), dtype))
-  return influence.run_estimate(step, init, params, spec, traj, errors, noise)
+  return influence.run_estimate(step, grad_at, init, params, spec, traj, errors, noise, loss_steps)
 
 
 def make_kf_rtrl(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
-  del options
-  return influence.estimate_rule("kf_rtrl", kf_rtrl_grads, spec)
+  return influence.estimate_rule("kf_rtrl", kf_rtrl_grads, spec, options.get("loss_steps"))
 
 
 def make_r_kf_rtrl(spec: RNNSpec, options: ml_collections.ConfigDict) -> GradientRule:
-  del options
-  return influence.estimate_rule("r_kf_rtrl", r_kf_rtrl_grads, spec)
+  return influence.estimate_rule("r_kf_rtrl", r_kf_rtrl_grads, spec, options.get("loss_steps"))

@@ -42,7 +42,7 @@ from credit.sweeps import results, sharding
 from credit.sweeps.checkpointing import CellCheckpointer, Restored
 from credit.training import divergence, outputs
 from credit.training.lock import WorkdirInUseError, WorkdirLock
-from credit.training.run import DivergenceNotes, format_seconds, headline
+from credit.training.run import DivergenceNotes, HeapTrimmer, format_seconds, headline
 from credit.training.train import dtype_of, make_trainer
 
 import jax
@@ -287,14 +287,17 @@ def run_cell(
 
   last_saved = resumed_from or 0
   previous = resumed_from or 0
+  trimmer = HeapTrimmer()
   try:
     for j in range(first, len(steps)):
       step = steps[j]
       if step > previous:
         state = fns.run_chunk(state, step - previous)
+        trimmer.after(("chunk", step - previous))
         previous = step
       state, metrics = divergence.after_evaluation(state, fns.evaluate(state, step))
       metrics = fns.to_host(metrics)
+      trimmer.after("evaluate")
       for name, value in metrics.items():
         history[name][:, j] = value
       progress.update(step, metrics)

@@ -24,11 +24,22 @@ import jax
 def make_total_loss(
   spec: rnn.RNNSpec, task: Task, reg_l2: float
 ) -> Callable[[rnn.Params, Batch], jax.Array]:
-  """``(params, batch) -> data loss + L2``: the exact objective (of the model of ``spec``)."""
+  """``(params, batch) -> data loss + L2``: the exact objective (of the model of ``spec``).
+
+  For a rate network and a task with static loss steps, the readout is computed at those
+  steps only (:func:`credit.models.rnn.outputs_at_steps`): the same loss, and curvature's
+  forward-over-reverse products through it carry no readout or log-softmax of the other
+  steps (seq-MNIST: 27 of 28).
+  """
   net = network(spec)
+  steps = task.loss_steps if isinstance(spec, rnn.RNNSpec) else None
 
   def total_loss(params: rnn.Params, batch: Batch) -> jax.Array:
-    y = net.outputs(params, spec, batch.inputs)
+    if steps is None:
+      y = net.outputs(params, spec, batch.inputs)
+    else:
+      y = rnn.outputs_at_steps(params, spec, batch.inputs, steps)
+      batch = batch_at_steps(batch, steps)
     return task.loss(y, batch) + losses.l2_penalty(params, reg_l2)
 
   return total_loss

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from credit import runtime
 from credit.analysis.stats import checked_for_divergence
 from credit.training import config as config_lib
 from credit.training import divergence, outputs
@@ -39,6 +40,23 @@ class RunResult(NamedTuple):
 def seed_keys(config: ml_collections.ConfigDict) -> jax.Array:
   """One key per seed; seed ``i`` of a run is ``split(key(config.seed), num_seeds)[i]``."""
   return jax.random.split(jax.random.key(config.seed), config.num_seeds)
+
+
+class HeapTrimmer:
+  """Calls :func:`credit.runtime.trim_heap` after the first call of each program.
+
+  ``after(key)`` after a call: the first time a key (a program, e.g. a chunk
+  length) is seen, its compile has just freed its memory, and glibc gives the
+  free pages back (credit.runtime, item 3); later calls cost nothing.
+  """
+
+  def __init__(self):
+    self.seen: set = set()
+
+  def after(self, key) -> None:
+    if key not in self.seen:
+      self.seen.add(key)
+      runtime.trim_heap()
 
 
 class CompiledSeeds(NamedTuple):
@@ -198,14 +216,17 @@ def run_seeds(
   state = fns.init(keys)
   history: list[Metrics] = []
   previous = 0
+  trimmer = HeapTrimmer()
   for step in trainer.eval_steps:
     if step > previous:
       state = fns.run_chunk(state, step - previous)
+      trimmer.after(("chunk", step - previous))
       previous = step
     state, metrics = divergence.after_evaluation(
       state, fns.evaluate(state, jnp.asarray(step, jnp.int32))
     )
     metrics = jax.device_get(metrics)
+    trimmer.after("evaluate")
     history.append(metrics)
     if on_evaluation is not None:
       on_evaluation(step, metrics)
