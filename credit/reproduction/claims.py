@@ -124,14 +124,16 @@ def _finite(values) -> np.ndarray:
   return stats.finite([] if values is None else values)
 
 
-def _margin_gap(p: Mapping, unit: str, reference: Sequence[float]) -> tuple[float, str]:
+def _margin_gap(
+  p: Mapping, unit: str, reference: Sequence[float], base: str = "BPTT"
+) -> tuple[float, str]:
   m = p["gap_margin"][unit]
   ref = _finite(reference)
   rel = m["relative"] * abs(float(np.median(ref))) if ref.size else 0.0
   value = max(m["absolute"], rel)
   return value, (
-    f"±{fmt(value, 2)} (max of {fmt(m['absolute'], 2)} and {fmt(m['relative'], 2)} × BPTT's "
-    "median gap)"
+    f"±{fmt(value, 2)} (max of {fmt(m['absolute'], 2)} and {fmt(m['relative'], 2)} × the "
+    f"median gap of {base})"
   )
 
 
@@ -205,7 +207,7 @@ def _two_sample(
     x, y = _finite(x), _finite(y)
     x, y = np.log(x[x > 0]), np.log(y[y > 0])
   else:
-    margin, text = _margin_gap(p, metric, y)
+    margin, text = _margin_gap(p, metric, y, base)
   return Candidate(claim, task, key, where, kind, claimed, (x, y), margin, text, reason, others)
 
 

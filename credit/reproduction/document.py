@@ -57,7 +57,7 @@ def protocol_section(p: Mapping, declared: bool, numbers: Mapping) -> list[str]:
   )
   units = {task: t.get("gap_unit", "gap_acc") for task, t in numbers.items()}
   margins = ", ".join(
-    f"`{u}` max({m['absolute']:g}, {m['relative']:g} × BPTT's median)"
+    f"`{u}` max({m['absolute']:g}, {m['relative']:g} × the reference's median)"
     for u, m in p["gap_margin"].items()
   )
   point = {"window": "window", "first_fit": "first fit", "last_quarter": "last quarter"}

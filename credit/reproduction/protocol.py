@@ -21,7 +21,8 @@ Fields:
 * ``gap_unit``: per task the primary gap, one of :data:`GAP_UNITS` (``default`` for a
   task not named), with ``gap_unit_reason`` saying why;
 * ``gap_margin``: per gap unit the equivalence margin, ``max(absolute, relative x
-  |BPTT's median gap|)`` at the same operating point;
+  |the reference's median gap|)`` at the same operating point (BPTT's; for a remedy, the
+  same rule's without it);
 * ``lambda_margin``: λ_max's equivalence margin as a ratio (±log of it in log space);
 * ``correlation_margin``: the partial rank r within which the relation counts as absent;
 * ``chance``: per task the score and loss of a network at chance (``loss`` NaN when
