@@ -129,6 +129,7 @@ def _base(task: str, smoke: bool) -> ml_collections.ConfigDict:
   c.batch_size = probe_batch
   c.lanczos_steps = lanczos
   c.top_k = 1
+  c.lanczos_tol = 1e-4  # a residual bound, at most ``lanczos`` steps (as the field study)
   c.spiking_definition = "smoothed"
   c.also_surrogate = True
   config.alignment.every = 0  # cos(BPTT, BPTT) = 1: on for the other rules below
