@@ -10,7 +10,9 @@ workdir of :mod:`credit.sweeps.results` with its ``figures/``
 (``experiments/figures.py``); then ``<workdir>/REPORT.md``, ``report.json`` and
 ``<workdir>/figures/`` (:mod:`credit.reproduction`). Every sweep resumes:
 re-running the command skips finished cells and continues interrupted ones.
-``--variants=`` (empty) runs no remedy.
+``--variants=`` (empty) runs no remedy. ``--lr_selection_dir=<dir>`` runs each task x rule
+that ``<dir>/<task>/selection.json`` names at its chosen rate
+(:func:`credit.reproduction.plan.with_lr_selection`; cell ids carry the rate).
 """
 
 import os
@@ -38,6 +40,11 @@ flags.DEFINE_list("tasks", None, "Tasks to run (default: every task of the confi
 flags.DEFINE_list("variants", None, "Remedy variants to run (default: all; empty: none).")
 flags.DEFINE_integer("num_devices", 0, "Devices to shard seeds over (0: all visible devices).")
 flags.DEFINE_list("formats", ["png"], "Figure file formats.")
+flags.DEFINE_string(
+  "lr_selection_dir",
+  None,
+  "Learning-rate selections (<dir>/<task>/selection.json): each rule at its chosen rate.",
+)
 flags.DEFINE_bool("dry_run", False, "List the sweeps and their cells, then exit.")
 config_flags.DEFINE_config_file("config", None, "Reproduction config file.", lock_config=False)
 cli.define_print_config()
@@ -49,6 +56,8 @@ def main(argv):
     cli.fail(f"too many command-line arguments: {argv[1:]}")
   cli.require("workdir")
   quiet_orbax_logs()
+  if FLAGS.lr_selection_dir:
+    FLAGS.config.lr_selection_dir = FLAGS.lr_selection_dir
   # Every sweep of the plan is validated here, before the first one runs.
   sweeps = plan(FLAGS.config, FLAGS.tasks, FLAGS.variants, validate=not FLAGS.dry_run)
   if FLAGS.dry_run:

@@ -41,7 +41,7 @@ SWEEP_FIELDS = (
   "task_rule_overrides",
   "checkpoint_every",
 )
-OPTIONAL_SWEEP_FIELDS = ("fit_criteria",)
+OPTIONAL_SWEEP_FIELDS = ("fit_criteria", "task_rule_learning_rates")
 FIT_CRITERION_FIELDS = ("metric", "at_least")
 
 
@@ -122,16 +122,20 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"sweep.{field} is empty")
     if len(set(values)) != len(values):
       raise ConfigError(f"sweep.{field} has duplicates: {values}")
-  for lr in sweep.learning_rates:
-    if (
-      not isinstance(lr, int | float)
-      or isinstance(lr, bool)
-      or not 0 < lr < math.inf  # False for NaN too
-    ):
-      raise ConfigError(
-        f"sweep.learning_rates must be finite numbers > 0, got {lr!r} in "
-        f"{tuple(sweep.learning_rates)}"
-      )
+  _check_rates("sweep.learning_rates", sweep.learning_rates)
+  for task, per_rule in (sweep.get("task_rule_learning_rates") or {}).items():
+    where = f"sweep.task_rule_learning_rates.{task}"
+    if task not in sweep.tasks:
+      raise ConfigError(f"{where}: task {task!r} is not in sweep.tasks {sorted(sweep.tasks)}")
+    unknown = set(per_rule) - set(sweep.rules)
+    if unknown:
+      raise ConfigError(f"{where} names rules not in sweep.rules: {sorted(unknown)}")
+    for rule, rates in per_rule.items():
+      if isinstance(rates, str) or not isinstance(rates, tuple | list) or not rates:
+        raise ConfigError(f"{where}.{rule} must be a non-empty tuple of rates, got {rates!r}")
+      if len(set(rates)) != len(rates):
+        raise ConfigError(f"{where}.{rule} has duplicates: {tuple(rates)}")
+      _check_rates(f"{where}.{rule}", rates)
   unknown = set(sweep.rule_overrides) - set(sweep.rules)
   if unknown:
     raise ConfigError(
@@ -151,6 +155,22 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
   if not isinstance(every, int) or isinstance(every, bool) or every < 0:
     raise ConfigError(f"sweep.checkpoint_every must be an integer >= 0, got {every!r}")
   validate_fit_criteria(sweep.get("fit_criteria") or {}, tuple(sweep.tasks))
+
+
+def _check_rates(where: str, rates) -> None:
+  for lr in rates:
+    if (
+      not isinstance(lr, int | float)
+      or isinstance(lr, bool)
+      or not 0 < lr < math.inf  # False for NaN too
+    ):
+      raise ConfigError(f"{where} must be finite numbers > 0, got {lr!r} in {tuple(rates)}")
+
+
+def learning_rates(sweep: ml_collections.ConfigDict, task: str, rule: str) -> tuple[float, ...]:
+  """The rates of ``task`` x ``rule``: ``task_rule_learning_rates`` if it names them."""
+  per_rule = (sweep.get("task_rule_learning_rates") or {}).get(task) or {}
+  return tuple(per_rule[rule]) if rule in per_rule else tuple(sweep.learning_rates)
 
 
 def validate_fit_criteria(criteria, tasks: tuple[str, ...]) -> None:
@@ -213,7 +233,7 @@ def expand(sweep: ml_collections.ConfigDict, validate: bool = True) -> tuple[Cel
   cells = []
   for task in sorted(sweep.tasks):
     for rule in sweep.rules:
-      for lr in sweep.learning_rates:
+      for lr in learning_rates(sweep, task, rule):
         config = cell_config(sweep, task, rule, lr)
         if validate:
           from credit.training import config as config_lib

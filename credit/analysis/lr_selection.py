@@ -1,0 +1,277 @@
+r"""The declared learning-rate selection: per task x rule, a rate from a pilot's validation scores.
+
+The protocol (issue 24), the same for every rule: a pilot sweep runs a grid of
+learning rates per task x rule (``configs/reproduce/lr_selection.py``: >= 4 rates,
+5 seeds the main sweep does not use, the main sweep's full budget); from its
+results rows :func:`select` picks one rate per task x rule by these rules, in order:
+
+1. **Score.** Each seed's validation score (``val_acc``: accuracy, or R² on
+   regression tasks) at the end of the budget: its last evaluation
+   (:func:`credit.analysis.stats.final_records`). Only a validation metric
+   (``val_*``) may be the score; the shifted test sets are never read, so no
+   test column can change the choice.
+2. **Stability.** A rate at which any seed diverged lies past the rule's stable
+   range and is not eligible, however good its other seeds are. Among the
+   eligible rates, a rate's score is the mean over its seeds.
+3. **Choice.** The eligible rate with the best mean score; rates within
+   ``tie_tolerance`` of the best count as tied (default 0.01, one percentage point:
+   with 5 seeds and the seeds' spread of these tasks, a smaller difference is noise),
+   and a tie goes to the **smallest** tied rate (further from the edge of stability).
+4. **Edges.** If the chosen rate is the grid's largest or smallest, the stable
+   range was not bracketed on that side: the choice stands but carries
+   ``grid_edge = "upper"`` / ``"lower"`` (extend the grid there before trusting
+   it). If no rate is eligible (every rate had a diverged seed), the choice is the
+   rate with the fewest diverged seeds (then by rule 3 over its non-diverged seeds)
+   and carries ``no_stable_rate = True``.
+
+Per rate the record also counts the runs that reached the sweep's fit criterion
+(:mod:`credit.analysis.fit`, first fit before any divergence), for the report; the
+fit count does not enter the choice. :func:`write_selection` writes a pilot's
+folder into ``results/<study>/lr_selection/<task>/``: the sweep's results files
+(``sweep.json``, ``results.csv``, ``summary.csv``, the cells' ``config.json``,
+``run_info.json``, ``summary.json``; no checkpoints), ``selection.json`` and
+``selection.md``. :func:`chosen_rates` reads ``selection.json`` back for the main
+sweep (:func:`credit.reproduction.plan.with_lr_selection`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+
+from credit.analysis import fit as fit_lib
+from credit.analysis import stats
+from credit.errors import ConfigError
+from credit.training import outputs
+
+SCORE = "val_acc"
+TIE_TOLERANCE = 0.01
+SELECTION = "selection.json"
+TABLE = "selection.md"
+# The files of a sweep folder that a results folder keeps (checkpoints never).
+SWEEP_FILES = ("sweep.json", "results.csv", "summary.csv")
+CELL_FILES = ("config.json", "run_info.json", "summary.json")
+
+
+def _check_score(score: str) -> None:
+  if not score.startswith("val_"):
+    raise ValueError(
+      f"the selection score must be a validation metric (val_*), got {score!r}: the "
+      "shifted test sets are never used to choose a learning rate"
+    )
+
+
+def rate_records(
+  rows: Sequence[Mapping], fit: fit_lib.FitCriterion | None = None, score: str = SCORE
+) -> list[dict]:
+  """Per task x rule x learning rate: runs, diverged and fit counts, the score's mean and sd.
+
+  Args:
+    rows: a pilot's results rows (``results.csv``: one per run and evaluation).
+    fit: the fit criterion whose count is reported (``None``: ``fit`` is NaN).
+    score: the validation metric (module docstring, rule 1).
+
+  Returns:
+    Records sorted by task, rule and rate, with ``runs``, ``diverged``, ``fit``,
+    ``score_mean``, ``score_sd`` (ddof 1; over the non-diverged seeds) and ``n``
+    (how many seeds the mean is over).
+  """
+  _check_score(score)
+  finals = stats.final_records(rows)
+  runs = stats.group_rows(rows, stats.RUN_COLUMNS)
+  out = []
+  for key, group in sorted(stats.group_rows(finals, stats.CELL_COLUMNS).items()):
+    kept = [r for r in group if not r["diverged"]]
+    mean, sd, _, n = stats.mean_std_sem([stats.as_float(r.get(score)) for r in kept])
+    if fit is None:
+      fitted = math.nan
+    else:
+      fitted = sum(
+        fit_lib.first_fit(runs[tuple(r[c] for c in stats.RUN_COLUMNS)], fit, ()) is not None
+        for r in group
+      )
+    out.append(
+      dict(
+        zip(stats.CELL_COLUMNS, key, strict=True),
+        runs=len(group),
+        diverged=len(group) - len(kept),
+        fit=fitted,
+        score_mean=mean,
+        score_sd=sd,
+        n=n,
+      )
+    )
+  return out
+
+
+def choose(records: Sequence[Mapping], tie_tolerance: float = TIE_TOLERANCE) -> dict:
+  """The chosen rate of one task x rule from its per-rate records (module docstring, 2-4).
+
+  Returns:
+    ``learning_rate`` (the choice), ``grid`` (the rates, ascending), ``grid_edge``
+    (``"upper"``, ``"lower"`` or ``""``) and ``no_stable_rate``.
+
+  Raises:
+    ValueError: no records, several tasks or rules among them, or a negative tolerance.
+  """
+  if not records:
+    raise ValueError("no rate records to choose from")
+  if len({(r["task"], r["rule"]) for r in records}) != 1:
+    raise ValueError("choose() takes the records of one task x rule")
+  if not tie_tolerance >= 0:
+    raise ValueError(f"tie_tolerance must be >= 0, got {tie_tolerance!r}")
+  ordered = sorted(records, key=lambda r: float(r["learning_rate"]))
+  grid = [float(r["learning_rate"]) for r in ordered]
+  eligible = [r for r in ordered if r["diverged"] == 0]
+  no_stable = not eligible
+  if no_stable:
+    fewest = min(r["diverged"] for r in ordered)
+    eligible = [r for r in ordered if r["diverged"] == fewest]
+  scored = [r for r in eligible if not math.isnan(stats.as_float(r["score_mean"]))]
+  if scored:
+    best = max(float(r["score_mean"]) for r in scored)
+    # ``ordered`` is ascending: the first tied rate is the smallest.
+    chosen = next(r for r in scored if float(r["score_mean"]) >= best - tie_tolerance)
+  else:  # no seed left with a score anywhere: the smallest candidate
+    chosen = eligible[0]
+  rate = float(chosen["learning_rate"])
+  edge = ""
+  if len(grid) > 1 and rate == grid[-1]:
+    edge = "upper"
+  elif len(grid) > 1 and rate == grid[0]:
+    edge = "lower"
+  return dict(learning_rate=rate, grid=grid, grid_edge=edge, no_stable_rate=no_stable)
+
+
+def select(
+  rows: Sequence[Mapping],
+  fit: fit_lib.FitCriterion | None = None,
+  score: str = SCORE,
+  tie_tolerance: float = TIE_TOLERANCE,
+) -> dict[str, dict[str, dict]]:
+  """``{task: {rule: choice}}`` from a pilot's rows; each choice as :func:`choose` plus ``rates``.
+
+  ``rates`` holds that rule's per-rate records (:func:`rate_records`).
+  """
+  records = rate_records(rows, fit, score)
+  out: dict[str, dict[str, dict]] = {}
+  for (task, rule), group in stats.group_rows(records, ("task", "rule")).items():
+    choice = choose(group, tie_tolerance)
+    keep = ("learning_rate", "runs", "diverged", "fit", "score_mean", "score_sd", "n")
+    choice["rates"] = [{k: r[k] for k in keep} for r in group]
+    out.setdefault(task, {})[rule] = choice
+  return out
+
+
+def markdown_table(task: str, choices: Mapping[str, Mapping], score: str = SCORE) -> str:
+  """One row per rule x rate: score mean ± sd, fit and diverged counts, the chosen rate marked."""
+  lines = [
+    f"Learning-rate pilot, {task}: {score} at the end of the budget, mean ± sd over the "
+    "non-diverged seeds; **bold**: the chosen rate.",
+    "",
+    f"| rule | learning rate | {score} | fit | diverged | runs |",
+    "|---|---|---|---|---|---|",
+  ]
+  for rule, choice in choices.items():
+    for r in choice["rates"]:
+      lr = f"{r['learning_rate']:g}"
+      if r["learning_rate"] == choice["learning_rate"]:
+        lr = f"**{lr}**"
+      sd = "" if math.isnan(r["score_sd"]) else f" ± {r['score_sd']:.3f}"
+      fitted = "" if math.isnan(stats.as_float(r["fit"])) else f"{int(r['fit'])}/{r['runs']}"
+      lines.append(
+        f"| {rule} | {lr} | {r['score_mean']:.3f}{sd} | {fitted} | {r['diverged']} | {r['runs']} |"
+      )
+  notes = [
+    f"{rule}: chosen rate at the grid's {c['grid_edge']} edge (extend the grid there)"
+    for rule, c in choices.items()
+    if c["grid_edge"]
+  ] + [
+    f"{rule}: every rate had a diverged seed; the rate with the fewest is kept"
+    for rule, c in choices.items()
+    if c["no_stable_rate"]
+  ]
+  if notes:
+    lines += ["", *[f"- {n}" for n in notes]]
+  return "\n".join(lines) + "\n"
+
+
+def _copy_sweep(src: str, dst: str) -> None:
+  os.makedirs(dst, exist_ok=True)
+  for name in SWEEP_FILES:
+    if os.path.exists(os.path.join(src, name)):
+      shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+  cells = os.path.join(src, "cells")
+  for cell in sorted(os.listdir(cells)) if os.path.isdir(cells) else ():
+    if not os.path.exists(os.path.join(cells, cell, "summary.json")):
+      continue  # unfinished: its rows are not in results.csv either
+    os.makedirs(os.path.join(dst, "cells", cell), exist_ok=True)
+    for name in CELL_FILES:
+      path = os.path.join(cells, cell, name)
+      if os.path.exists(path):
+        shutil.copy2(path, os.path.join(dst, "cells", cell, name))
+
+
+def write_selection(
+  workdir: str, out: str, score: str = SCORE, tie_tolerance: float = TIE_TOLERANCE
+) -> dict:
+  """Writes a pilot sweep's results files, ``selection.json`` and ``selection.md`` into ``out``.
+
+  ``workdir`` is the pilot's sweep folder (one task). ``out`` may equal ``workdir``
+  (then nothing is copied). Returns the selection (``selection.json``'s content).
+
+  Raises:
+    ResultsFileError: ``workdir`` has no readable ``results.csv``.
+    ConfigError: the pilot holds more than one task.
+  """
+  rows = outputs.read_results(os.path.join(workdir, "results.csv"))
+  with open(os.path.join(workdir, "sweep.json")) as f:
+    sweep = json.load(f)
+  tasks = sorted({r["task"] for r in rows})
+  if len(tasks) != 1:
+    raise ConfigError(f"a pilot folder holds one task, {workdir} has {tasks}")
+  (task,) = tasks
+  fit = fit_lib.criterion((sweep.get("fit_criteria") or {}).get(task))
+  choices = select(rows, fit, score, tie_tolerance)[task]
+  if os.path.abspath(out) != os.path.abspath(workdir):
+    _copy_sweep(workdir, out)
+  seeds = sorted({int(r["seed"]) for r in rows})
+  record = dict(
+    task=task,
+    score=score,
+    tie_tolerance=tie_tolerance,
+    fit_criterion=None if fit is None else fit._asdict(),
+    grid=sorted({float(r) for r in sweep["learning_rates"]}),
+    num_seeds=len(seeds),
+    base_seed=sweep["tasks"][task].get("seed"),
+    num_steps=sweep["tasks"][task].get("num_steps"),
+    rules=choices,
+  )
+  outputs.write_json(os.path.join(out, SELECTION), record)
+  with open(os.path.join(out, TABLE), "w") as f:
+    f.write(markdown_table(task, choices, score))
+  return record
+
+
+def chosen_rates(path: str) -> tuple[str, dict[str, float]]:
+  """``(task, {rule: chosen rate})`` from a ``selection.json`` (a file or its folder).
+
+  Raises:
+    ConfigError: the file is missing or holds no choice for some rule.
+  """
+  if os.path.isdir(path):
+    path = os.path.join(path, SELECTION)
+  if not os.path.isfile(path):
+    raise ConfigError(f"no learning-rate selection at {path} (run experiments.lr_selection)")
+  with open(path) as f:
+    record = json.load(f)
+  rates = {}
+  for rule, choice in record["rules"].items():
+    rate = choice.get("learning_rate")
+    if not isinstance(rate, int | float) or not 0 < rate < math.inf:
+      raise ConfigError(f"{path}: rule {rule!r} has no valid chosen rate ({rate!r})")
+    rates[rule] = float(rate)
+  return record["task"], rates
