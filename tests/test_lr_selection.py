@@ -155,16 +155,11 @@ def test_write_selection_keeps_results_files_only_and_reads_back(tmp_path):
   assert stored["fit_criterion"] == dict(metric="train_acc", at_least=0.95)
   assert stored["rules"]["a"]["rates"][1]["fit"] == 5
   assert record["rules"]["b"]["learning_rate"] == 0.01
-  assert sorted(os.listdir(out)) == [
-    "cells",
-    "results.csv",
-    "selection.json",
-    "selection.md",
-    "summary.csv",
-    "sweep.json",
-  ]
-  assert sorted(os.listdir(os.path.join(out, "cells"))) == ["t-a-lr0.01", "t-a-lr0.02"]
-  assert sorted(os.listdir(os.path.join(out, "cells", "t-a-lr0.01"))) == [
+  assert sorted(os.listdir(out)) == ["pilot", "selection.json", "selection.md"]
+  copied = os.path.join(out, "pilot")
+  assert sorted(os.listdir(copied)) == ["cells", "results.csv", "summary.csv", "sweep.json"]
+  assert sorted(os.listdir(os.path.join(copied, "cells"))) == ["t-a-lr0.01", "t-a-lr0.02"]
+  assert sorted(os.listdir(os.path.join(copied, "cells", "t-a-lr0.01"))) == [
     "config.json",
     "run_info.json",
     "summary.json",

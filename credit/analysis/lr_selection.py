@@ -27,11 +27,14 @@ results rows :func:`select` picks one rate per task x rule by these rules, in or
 Per rate the record also counts the runs that reached the sweep's fit criterion
 (:mod:`credit.analysis.fit`, first fit before any divergence), for the report; the
 fit count does not enter the choice. :func:`write_selection` writes a pilot's
-folder into ``results/<study>/lr_selection/<task>/``: the sweep's results files
-(``sweep.json``, ``results.csv``, ``summary.csv``, the cells' ``config.json``,
-``run_info.json``, ``summary.json``; no checkpoints), ``selection.json`` and
-``selection.md``. :func:`chosen_rates` reads ``selection.json`` back for the main
-sweep (:func:`credit.reproduction.plan.with_lr_selection`).
+folder into ``results/<study>/lr_selection/<task>/``: ``selection.json``,
+``selection.md`` and, in ``pilot/``, the sweep's results files (``sweep.json``,
+``results.csv``, ``summary.csv``, the cells' ``config.json``, ``run_info.json``,
+``summary.json``; no checkpoints). The sweep sits one level down so that a study's
+report, which reads every ``<study>/<task>/<variant>/results.csv`` as a sweep of the
+study, does not take the pilot for a task. :func:`chosen_rates` reads
+``selection.json`` back for the main sweep
+(:func:`credit.reproduction.plan.with_lr_selection`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ SCORE = "val_acc"
 TIE_TOLERANCE = 0.01
 SELECTION = "selection.json"
 TABLE = "selection.md"
+PILOT = "pilot"
 # The files of a sweep folder that a results folder keeps (checkpoints never).
 SWEEP_FILES = ("sweep.json", "results.csv", "summary.csv")
 CELL_FILES = ("config.json", "run_info.json", "summary.json")
@@ -218,10 +222,11 @@ def _copy_sweep(src: str, dst: str) -> None:
 def write_selection(
   workdir: str, out: str, score: str = SCORE, tie_tolerance: float = TIE_TOLERANCE
 ) -> dict:
-  """Writes a pilot sweep's results files, ``selection.json`` and ``selection.md`` into ``out``.
+  """Writes ``selection.json``, ``selection.md`` and the pilot's results files into ``out``.
 
-  ``workdir`` is the pilot's sweep folder (one task). ``out`` may equal ``workdir``
-  (then nothing is copied). Returns the selection (``selection.json``'s content).
+  ``workdir`` is the pilot's sweep folder (one task); its results files go to
+  ``out/pilot/`` unless ``out`` is ``workdir``. Returns the selection
+  (``selection.json``'s content).
 
   Raises:
     ResultsFileError: ``workdir`` has no readable ``results.csv``.
@@ -237,7 +242,7 @@ def write_selection(
   fit = fit_lib.criterion((sweep.get("fit_criteria") or {}).get(task))
   choices = select(rows, fit, score, tie_tolerance)[task]
   if os.path.abspath(out) != os.path.abspath(workdir):
-    _copy_sweep(workdir, out)
+    _copy_sweep(workdir, os.path.join(out, PILOT))
   seeds = sorted({int(r["seed"]) for r in rows})
   record = dict(
     task=task,
