@@ -4,6 +4,7 @@ r"""Chooses the learning rate per task x rule from a pilot sweep (the declared p
       --workdir=/tmp/lr/delayed_match_to_sample
   python -m experiments.lr_selection --workdir=/tmp/lr/delayed_match_to_sample \
       --out=results/reproduction/lr_selection/delayed_match_to_sample
+  python -m experiments.lr_selection --combine=results/reproduction/lr_selection
 
 Reads the pilot's ``results.csv`` and ``sweep.json`` (one task), chooses per rule the rate
 with the best validation score at the end of the budget (:mod:`credit.analysis.lr_selection`
@@ -18,19 +19,28 @@ also prints. The main sweep then runs at the chosen rates::
 import os
 
 from credit import cli
-from credit.analysis.lr_selection import TABLE, write_selection
+from credit.analysis.lr_selection import TABLE, combined_table, write_selection
 
 from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The pilot's sweep folder (one task).")
 flags.DEFINE_string("out", None, "Where to write the selection (default: --workdir).")
-flags.mark_flags_as_required(["workdir"])
+flags.DEFINE_string(
+  "combine", None, "Instead: write <dir>/selection.md, every <dir>/<task>/selection.json's choice."
+)
 
 
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"too many command-line arguments: {argv[1:]}")
+  if FLAGS.combine:
+    text = combined_table(FLAGS.combine)
+    with open(os.path.join(FLAGS.combine, TABLE), "w") as f:
+      f.write(text)
+    print(text)
+    return
+  cli.require("workdir")
   out = FLAGS.out or FLAGS.workdir
   write_selection(FLAGS.workdir, out)
   with open(os.path.join(out, TABLE)) as f:

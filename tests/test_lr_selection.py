@@ -145,7 +145,7 @@ def _write_pilot(folder, rows):
 
 
 def test_write_selection_keeps_results_files_only_and_reads_back(tmp_path):
-  pilot, out = str(tmp_path / "pilot"), str(tmp_path / "out")
+  pilot, out = str(tmp_path / "pilot"), str(tmp_path / "lr" / "t")
   _write_pilot(pilot, _pilot_rows())
   record = lr_selection.write_selection(pilot, out)
   with open(os.path.join(out, "selection.json")) as f:
@@ -169,6 +169,13 @@ def test_write_selection_keeps_results_files_only_and_reads_back(tmp_path):
   assert "| a | 0.04 | 0.990 ± 0.000 | 0/5 | 1 | 5 |" in table
   assert "d: chosen rate at the grid's upper edge" in table
   assert lr_selection.chosen_rates(out) == ("t", {"a": 0.02, "b": 0.01, "c": 0.02, "d": 0.08})
+  combined = lr_selection.combined_table(str(tmp_path / "lr"))
+  assert "| t | a | 0.01, 0.02, 0.04, 0.08 | 0.02 | 0.900 ± 0.014 | 5/5 | 0/5 |  |" in combined
+  assert "| t | c | 0.01, 0.02, 0.04, 0.08 | 0.02 | 0.750 ± 0.000 | 0/5 | 1/5 | no rate" in combined
+  assert (
+    "| t | d | 0.01, 0.02, 0.04, 0.08 | 0.08 | 0.900 ± 0.000 | 0/5 | 0/5 | at the grid's upper"
+    in combined
+  )
 
 
 def _selection(folder, task, rates):

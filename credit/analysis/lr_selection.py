@@ -203,6 +203,45 @@ def markdown_table(task: str, choices: Mapping[str, Mapping], score: str = SCORE
   return "\n".join(lines) + "\n"
 
 
+def combined_table(folder: str) -> str:
+  """Per task x rule of every ``<folder>/<task>/selection.json``: the grid and the choice.
+
+  Raises:
+    ConfigError: no selection in ``folder``.
+  """
+  tasks = sorted(
+    t for t in os.listdir(folder) if os.path.isfile(os.path.join(folder, t, SELECTION))
+  )
+  if not tasks:
+    raise ConfigError(f"no <task>/{SELECTION} in {folder}")
+  lines = [
+    "Learning rates chosen by the declared protocol (credit.analysis.lr_selection): "
+    "validation score at the end of the budget, mean ± sd over the chosen rate's seeds.",
+    "",
+    "| task | rule | grid | chosen | score | fit | diverged | note |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  for task in tasks:
+    with open(os.path.join(folder, task, SELECTION)) as f:
+      record = json.load(f)
+    for rule, c in record["rules"].items():
+      r = next(x for x in c["rates"] if x["learning_rate"] == c["learning_rate"])
+      sd = "" if r["score_sd"] is None or math.isnan(r["score_sd"]) else f" ± {r['score_sd']:.3f}"
+      mean = r["score_mean"]
+      score = "n/a" if mean is None or math.isnan(mean) else f"{mean:.3f}{sd}"
+      fitted = "" if r["fit"] is None or math.isnan(r["fit"]) else f"{int(r['fit'])}/{r['runs']}"
+      note = "; ".join(
+        ([f"at the grid's {c['grid_edge']} edge"] if c["grid_edge"] else [])
+        + (["no rate without a diverged seed"] if c["no_stable_rate"] else [])
+      )
+      grid = ", ".join(f"{g:g}" for g in c["grid"])
+      lines.append(
+        f"| {task} | {rule} | {grid} | {c['learning_rate']:g} | {score} | {fitted} | "
+        f"{r['diverged']}/{r['runs']} | {note} |"
+      )
+  return "\n".join(lines) + "\n"
+
+
 def _copy_sweep(src: str, dst: str) -> None:
   os.makedirs(dst, exist_ok=True)
   for name in SWEEP_FILES:
