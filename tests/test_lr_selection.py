@@ -85,6 +85,7 @@ def test_chosen_rates_follow_the_declared_rules():
   assert chosen["a"]["grid"] == list(RATES)
   assert [c["grid_edge"] for c in chosen.values()] == ["", "lower", "", "upper"]
   assert [c["no_stable_rate"] for c in chosen.values()] == [False, False, True, False]
+  assert chosen["b"]["tied_rates"] == [0.01, 0.02] and chosen["a"]["tied_rates"] == [0.02]
   a = {r["learning_rate"]: r for r in chosen["a"]["rates"]}
   assert a[0.04]["diverged"] == 1 and a[0.04]["n"] == 4 and a[0.04]["runs"] == 5
   assert a[0.02]["score_mean"] == pytest.approx(0.9)
@@ -168,9 +169,14 @@ def test_write_selection_keeps_results_files_only_and_reads_back(tmp_path):
   assert "| a | **0.02** | 0.900 ± 0.014 | 5/5 | 0 | 5 |" in table
   assert "| a | 0.04 | 0.990 ± 0.000 | 0/5 | 1 | 5 |" in table
   assert "d: chosen rate at the grid's upper edge" in table
+  assert "b: tied within the tolerance: 0.01, 0.02 (the smallest is chosen)" in table
   assert lr_selection.chosen_rates(out) == ("t", {"a": 0.02, "b": 0.01, "c": 0.02, "d": 0.08})
   combined = lr_selection.combined_table(str(tmp_path / "lr"))
   assert "| t | a | 0.01, 0.02, 0.04, 0.08 | 0.02 | 0.900 ± 0.014 | 5/5 | 0/5 |  |" in combined
+  assert (
+    "| t | b | 0.01, 0.02, 0.04, 0.08 | 0.01 | 0.800 ± 0.000 | 0/5 | 0/5 | "
+    "at the grid's lower edge; tied with 0.02 |" in combined
+  )
   assert "| t | c | 0.01, 0.02, 0.04, 0.08 | 0.02 | 0.750 ± 0.000 | 0/5 | 1/5 | no rate" in combined
   assert (
     "| t | d | 0.01, 0.02, 0.04, 0.08 | 0.08 | 0.900 ± 0.000 | 0/5 | 0/5 | at the grid's upper"

@@ -116,7 +116,8 @@ def choose(records: Sequence[Mapping], tie_tolerance: float = TIE_TOLERANCE) -> 
 
   Returns:
     ``learning_rate`` (the choice), ``grid`` (the rates, ascending), ``grid_edge``
-    (``"upper"``, ``"lower"`` or ``""``) and ``no_stable_rate``.
+    (``"upper"``, ``"lower"`` or ``""``), ``no_stable_rate`` and ``tied_rates`` (the
+    candidates within the tolerance of the best, the choice first).
 
   Raises:
     ValueError: no records, several tasks or rules among them, or a negative tolerance.
@@ -137,17 +138,24 @@ def choose(records: Sequence[Mapping], tie_tolerance: float = TIE_TOLERANCE) -> 
   scored = [r for r in eligible if not math.isnan(stats.as_float(r["score_mean"]))]
   if scored:
     best = max(float(r["score_mean"]) for r in scored)
-    # ``ordered`` is ascending: the first tied rate is the smallest.
-    chosen = next(r for r in scored if float(r["score_mean"]) >= best - tie_tolerance)
+    tied = [r for r in scored if float(r["score_mean"]) >= best - tie_tolerance]
+    chosen = tied[0]  # ``ordered`` is ascending: the first tied rate is the smallest
   else:  # no seed left with a score anywhere: the smallest candidate
     chosen = eligible[0]
+    tied = [chosen]
   rate = float(chosen["learning_rate"])
   edge = ""
   if len(grid) > 1 and rate == grid[-1]:
     edge = "upper"
   elif len(grid) > 1 and rate == grid[0]:
     edge = "lower"
-  return dict(learning_rate=rate, grid=grid, grid_edge=edge, no_stable_rate=no_stable)
+  return dict(
+    learning_rate=rate,
+    grid=grid,
+    grid_edge=edge,
+    no_stable_rate=no_stable,
+    tied_rates=[float(r["learning_rate"]) for r in tied],
+  )
 
 
 def select(
@@ -189,15 +197,24 @@ def markdown_table(task: str, choices: Mapping[str, Mapping], score: str = SCORE
       lines.append(
         f"| {rule} | {lr} | {r['score_mean']:.3f}{sd} | {fitted} | {r['diverged']} | {r['runs']} |"
       )
-  notes = [
-    f"{rule}: chosen rate at the grid's {c['grid_edge']} edge (extend the grid there)"
-    for rule, c in choices.items()
-    if c["grid_edge"]
-  ] + [
-    f"{rule}: every rate had a diverged seed; the rate with the fewest is kept"
-    for rule, c in choices.items()
-    if c["no_stable_rate"]
-  ]
+  notes = (
+    [
+      f"{rule}: chosen rate at the grid's {c['grid_edge']} edge (extend the grid there)"
+      for rule, c in choices.items()
+      if c["grid_edge"]
+    ]
+    + [
+      f"{rule}: tied within the tolerance: {', '.join(f'{x:g}' for x in c['tied_rates'])} "
+      "(the smallest is chosen)"
+      for rule, c in choices.items()
+      if len(c["tied_rates"]) > 1
+    ]
+    + [
+      f"{rule}: every rate had a diverged seed; the rate with the fewest is kept"
+      for rule, c in choices.items()
+      if c["no_stable_rate"]
+    ]
+  )
   if notes:
     lines += ["", *[f"- {n}" for n in notes]]
   return "\n".join(lines) + "\n"
@@ -230,8 +247,10 @@ def combined_table(folder: str) -> str:
       mean = r["score_mean"]
       score = "n/a" if mean is None or math.isnan(mean) else f"{mean:.3f}{sd}"
       fitted = "" if r["fit"] is None or math.isnan(r["fit"]) else f"{int(r['fit'])}/{r['runs']}"
+      tied = c.get("tied_rates", [])
       note = "; ".join(
         ([f"at the grid's {c['grid_edge']} edge"] if c["grid_edge"] else [])
+        + ([f"tied with {', '.join(f'{x:g}' for x in tied[1:])}"] if len(tied) > 1 else [])
         + (["no rate without a diverged seed"] if c["no_stable_rate"] else [])
       )
       grid = ", ".join(f"{g:g}" for g in c["grid"])
