@@ -257,3 +257,18 @@ def test_pilot_config_has_the_base_budget_fresh_seeds_and_the_grid():
     assert pilot.fit_criteria.to_dict() == base.fit_criteria.to_dict()
     cells = cells_lib.expand(pilot)
     assert len(cells) == 4 * len(base.rules)
+
+
+def test_grid_extension_cells_are_the_pilot_cells_at_further_rates():
+  task = "delayed_match_to_sample"
+  pilot = {(c.rule): c for c in cells_lib.expand(pilot_config.get_config(task))}
+  extension = cells_lib.expand(pilot_config.get_config(f"{task},extend"))
+  rate = pilot_config.pilot_sweep(task).tasks[task].optimizer.learning_rate
+  want = sorted((r, f * rate) for r, fs in pilot_config.EXTENSIONS[task].items() for f in fs)
+  got = sorted((c.rule, c.learning_rate) for c in extension)
+  assert [r for r, _ in got] == [r for r, _ in want]
+  assert [lr for _, lr in got] == pytest.approx([lr for _, lr in want])
+  for cell in extension:  # the same run config as the pilot's cell of that rule but the rate
+    same = pilot[cell.rule].config.to_dict()
+    same["optimizer"]["learning_rate"] = cell.learning_rate
+    assert cell.config.to_dict() == same, cell.id

@@ -21,8 +21,20 @@ measures it, and costs about as much as training on DMS). Launch, one task per s
   python -m experiments.lr_selection --workdir=/tmp/lr/delayed_match_to_sample \
       --out=results/reproduction/lr_selection/delayed_match_to_sample
 
-Variants (``:task``, one of :data:`TASKS`; ``smoke`` with it: the task's smoke sweep with
-two rates, for tests).
+**Extending the grid** (the protocol's rule 4): where a rule's choice lies at an edge of
+the grid, the stable range was not bracketed there, so the pilot runs further rates on that
+side for those rules only (:data:`EXTENSIONS`, multiples of the base rate, per task x rule;
+variant ``extend``, into a workdir of its own) and the choice is made again over both::
+
+  python -m experiments.sweep \
+      --config=configs/reproduce/lr_selection.py:delayed_match_to_sample,extend \
+      --workdir=/tmp/lr/delayed_match_to_sample_extend
+  python -m experiments.lr_selection \
+      --workdir=/tmp/lr/delayed_match_to_sample,/tmp/lr/delayed_match_to_sample_extend \
+      --out=results/reproduction/lr_selection/delayed_match_to_sample
+
+Variants (``:task``, one of :data:`TASKS`; with it ``smoke``: the task's smoke sweep with
+two rates, for tests; ``extend``: the rates of :data:`EXTENSIONS`).
 """
 
 import ml_collections
@@ -39,6 +51,16 @@ TASKS = (
 # ~40-80 at 1e-2, so x4 (4e-2, edge ~50) sits at or past the edge and x0.5 well inside it.
 GRID_FACTORS = (0.5, 1.0, 2.0, 4.0)
 SMOKE_FACTORS = (1.0, 2.0)
+# Added after the first grid (rule 4). DMS: every approximate rule chose x4, the grid's
+# largest rate, and BPTT x0.5, its smallest (tied with x1).
+EXTENSIONS = {
+  "delayed_match_to_sample": {
+    "bptt": (0.25,),
+    "eprop": (8.0, 16.0),
+    "eprop_random": (8.0, 16.0),
+    "mdgl": (8.0, 16.0),
+  },
+}
 PILOT_SEEDS = 5
 PILOT_SEED = 100
 
@@ -70,10 +92,29 @@ def pilot_sweep(task: str, smoke: bool = False) -> ml_collections.ConfigDict:
   return sweep
 
 
+def extension_sweep(task: str) -> ml_collections.ConfigDict:
+  """The pilot's further rates beyond the grid's edges (:data:`EXTENSIONS`), per rule."""
+  if task not in EXTENSIONS:
+    raise ValueError(f"no grid extension for {task!r}; there are {sorted(EXTENSIONS)}")
+  sweep = pilot_sweep(task)
+  rate = float(sweep.tasks[task].optimizer.learning_rate)
+  per_rule = {
+    rule: tuple(float(f"{f * rate:.6g}") for f in factors)
+    for rule, factors in EXTENSIONS[task].items()
+  }
+  sweep.name = f"{sweep.name}_extend"
+  sweep.rules = tuple(r for r in sweep.rules if r in per_rule)
+  sweep.rule_overrides = {r: o for r, o in sweep.rule_overrides.items() if r in per_rule}
+  sweep.task_rule_learning_rates = ml_collections.ConfigDict({task: per_rule})
+  return sweep
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   parts = {p.strip() for p in (arg or "").split(",") if p.strip()}
-  smoke = "smoke" in parts
-  tasks = sorted(parts - {"smoke"})
-  if len(tasks) != 1:
-    raise ValueError(f"name one task of {TASKS} (':task' or ':task,smoke'), got {arg!r}")
-  return pilot_sweep(tasks[0], smoke)
+  smoke, extend = "smoke" in parts, "extend" in parts
+  tasks = sorted(parts - {"smoke", "extend"})
+  if len(tasks) != 1 or (smoke and extend):
+    raise ValueError(
+      f"name one task of {TASKS} (':task', ':task,smoke' or ':task,extend'), got {arg!r}"
+    )
+  return extension_sweep(tasks[0]) if extend else pilot_sweep(tasks[0], smoke)
