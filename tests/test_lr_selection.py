@@ -272,3 +272,20 @@ def test_grid_extension_cells_are_the_pilot_cells_at_further_rates():
     same = pilot[cell.rule].config.to_dict()
     same["optimizer"]["learning_rate"] = cell.learning_rate
     assert cell.config.to_dict() == same, cell.id
+
+
+def test_a_grid_and_its_extension_are_chosen_from_together(tmp_path):
+  rows = _pilot_rows()
+  first = [r for r in rows if r["learning_rate"] < 0.08]
+  _write_pilot(str(tmp_path / "grid"), first)
+  _write_pilot(str(tmp_path / "more"), [r for r in rows if r["learning_rate"] == 0.08])
+  alone = lr_selection.write_selection(str(tmp_path / "grid"), str(tmp_path / "alone"))
+  assert alone["rules"]["d"]["learning_rate"] == 0.04  # the first grid's edge
+  assert alone["rules"]["d"]["grid_edge"] == "upper"
+  out = str(tmp_path / "both")
+  both = lr_selection.write_selection([str(tmp_path / "grid"), str(tmp_path / "more")], out)
+  assert both["rules"] == lr_selection.select(rows, FIT)["t"]
+  assert both["grid"] == list(RATES) and both["pilots"] == ["pilot", "pilot_2"]
+  assert os.path.isfile(os.path.join(out, "pilot_2", "results.csv"))
+  with pytest.raises(ConfigError, match="more than once"):
+    lr_selection.write_selection([str(tmp_path / "grid")] * 2, str(tmp_path / "twice"))

@@ -277,40 +277,62 @@ def _copy_sweep(src: str, dst: str) -> None:
         shutil.copy2(path, os.path.join(dst, "cells", cell, name))
 
 
-def write_selection(
-  workdir: str, out: str, score: str = SCORE, tie_tolerance: float = TIE_TOLERANCE
-) -> dict:
-  """Writes ``selection.json``, ``selection.md`` and the pilot's results files into ``out``.
+def pilot_folders(count: int) -> list[str]:
+  """The names of a selection's pilot sweeps in ``out``: ``pilot``, ``pilot_2``, ..."""
+  return [PILOT] + [f"{PILOT}_{i}" for i in range(2, count + 1)]
 
-  ``workdir`` is the pilot's sweep folder (one task); its results files go to
-  ``out/pilot/`` unless ``out`` is ``workdir``. Returns the selection
+
+def write_selection(
+  workdirs: str | Sequence[str],
+  out: str,
+  score: str = SCORE,
+  tie_tolerance: float = TIE_TOLERANCE,
+) -> dict:
+  """Writes ``selection.json``, ``selection.md`` and the pilots' results files into ``out``.
+
+  ``workdirs``: the pilot's sweep folder (one task), or several (the first grid,
+  then its extensions, :mod:`configs.reproduce.lr_selection`), whose rows are chosen
+  from together; their results files go to ``out/pilot/``, ``out/pilot_2/``, ...
+  (nothing is copied where ``out`` is the only workdir). Returns the selection
   (``selection.json``'s content).
 
   Raises:
-    ResultsFileError: ``workdir`` has no readable ``results.csv``.
-    ConfigError: the pilot holds more than one task.
+    ResultsFileError: a workdir has no readable ``results.csv``.
+    ConfigError: the pilots hold more than one task, one (task, rule, rate, seed)
+      twice, or different fit criteria.
   """
-  rows = outputs.read_results(os.path.join(workdir, "results.csv"))
-  with open(os.path.join(workdir, "sweep.json")) as f:
-    sweep = json.load(f)
+  workdirs = [workdirs] if isinstance(workdirs, str) else list(workdirs)
+  rows, sweeps = [], []
+  for workdir in workdirs:
+    rows += outputs.read_results(os.path.join(workdir, "results.csv"))
+    with open(os.path.join(workdir, "sweep.json")) as f:
+      sweeps.append(json.load(f))
   tasks = sorted({r["task"] for r in rows})
   if len(tasks) != 1:
-    raise ConfigError(f"a pilot folder holds one task, {workdir} has {tasks}")
+    raise ConfigError(f"a selection is of one task, {workdirs} hold {tasks}")
   (task,) = tasks
-  fit = fit_lib.criterion((sweep.get("fit_criteria") or {}).get(task))
+  runs = [tuple(r[c] for c in stats.RUN_COLUMNS) for r in rows if r["step"] == 0]
+  if len(set(runs)) != len(runs):
+    raise ConfigError(f"{workdirs} hold some run (task, rule, rate, seed) more than once")
+  specs = [(s.get("fit_criteria") or {}).get(task) for s in sweeps]
+  if any(spec != specs[0] for spec in specs):
+    raise ConfigError(f"the pilots {workdirs} declare different fit criteria: {specs}")
+  fit = fit_lib.criterion(specs[0])
   choices = select(rows, fit, score, tie_tolerance)[task]
-  if os.path.abspath(out) != os.path.abspath(workdir):
-    _copy_sweep(workdir, os.path.join(out, PILOT))
+  if [os.path.abspath(w) for w in workdirs] != [os.path.abspath(out)]:
+    for workdir, name in zip(workdirs, pilot_folders(len(workdirs)), strict=True):
+      _copy_sweep(workdir, os.path.join(out, name))
   seeds = sorted({int(r["seed"]) for r in rows})
   record = dict(
     task=task,
     score=score,
     tie_tolerance=tie_tolerance,
     fit_criterion=None if fit is None else fit._asdict(),
-    grid=sorted({float(r) for r in sweep["learning_rates"]}),
+    grid=sorted({float(r["learning_rate"]) for r in rows}),
     num_seeds=len(seeds),
-    base_seed=sweep["tasks"][task].get("seed"),
-    num_steps=sweep["tasks"][task].get("num_steps"),
+    base_seed=sweeps[0]["tasks"][task].get("seed"),
+    num_steps=sweeps[0]["tasks"][task].get("num_steps"),
+    pilots=pilot_folders(len(workdirs)),
     rules=choices,
   )
   outputs.write_json(os.path.join(out, SELECTION), record)
