@@ -83,7 +83,8 @@ def test_chosen_rates_follow_the_declared_rules():
     "d": 0.08,
   }
   assert chosen["a"]["grid"] == list(RATES)
-  assert [c["grid_edge"] for c in chosen.values()] == ["", "lower", "", "upper"]
+  # b's smallest rate is chosen by a tie: no edge flag (a larger rate scores as well).
+  assert [c["grid_edge"] for c in chosen.values()] == ["", "", "", "upper"]
   assert [c["no_stable_rate"] for c in chosen.values()] == [False, False, True, False]
   assert chosen["b"]["tied_rates"] == [0.01, 0.02] and chosen["a"]["tied_rates"] == [0.02]
   a = {r["learning_rate"]: r for r in chosen["a"]["rates"]}
@@ -112,6 +113,11 @@ def test_test_set_columns_never_change_the_choice():
 def test_tolerance_zero_takes_the_strict_best():
   chosen = lr_selection.select(_pilot_rows(), FIT, tie_tolerance=0.0)["t"]
   assert chosen["b"]["learning_rate"] == 0.02
+  # A smallest rate better than all others by more than the tolerance is flagged.
+  rows = [r for r in _pilot_rows() if r["rule"] == "d"]
+  rows = [dict(r, val_acc=1.5 - r["val_acc"]) if r["step"] == 200 else r for r in rows]
+  flagged = lr_selection.select(rows)["t"]["d"]
+  assert flagged["learning_rate"] == 0.01 and flagged["grid_edge"] == "lower"
   with pytest.raises(ValueError, match="tie_tolerance"):
     lr_selection.choose(lr_selection.rate_records(_pilot_rows())[:1], tie_tolerance=-1)
 
@@ -175,7 +181,7 @@ def test_write_selection_keeps_results_files_only_and_reads_back(tmp_path):
   assert "| t | a | 0.01, 0.02, 0.04, 0.08 | 0.02 | 0.900 ± 0.014 | 5/5 | 0/5 |  |" in combined
   assert (
     "| t | b | 0.01, 0.02, 0.04, 0.08 | 0.01 | 0.800 ± 0.000 | 0/5 | 0/5 | "
-    "at the grid's lower edge; tied with 0.02 |" in combined
+    "tied with 0.02 |" in combined
   )
   assert "| t | c | 0.01, 0.02, 0.04, 0.08 | 0.02 | 0.750 ± 0.000 | 0/5 | 1/5 | no rate" in combined
   assert (

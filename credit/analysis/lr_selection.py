@@ -17,10 +17,13 @@ results rows :func:`select` picks one rate per task x rule by these rules, in or
    ``tie_tolerance`` of the best count as tied (default 0.01, one percentage point:
    with 5 seeds and the seeds' spread of these tasks, a smaller difference is noise),
    and a tie goes to the **smallest** tied rate (further from the edge of stability).
-4. **Edges.** If the chosen rate is the grid's largest or smallest, the stable
-   range was not bracketed on that side: the choice stands but carries
-   ``grid_edge = "upper"`` / ``"lower"`` (extend the grid there before trusting
-   it). If no rate is eligible (every rate had a diverged seed), the choice is the
+4. **Edges.** If the chosen rate is the grid's largest or smallest and better than
+   every other rate by more than the tolerance, the best rate may lie beyond the
+   grid: the choice stands but carries ``grid_edge = "upper"`` / ``"lower"``
+   (extend the grid there before trusting it). A smallest rate chosen by a tie
+   carries no flag: a larger rate scores as well, and the tie rule picks the
+   smallest of its equals wherever the grid ends (saturated scores tie at every rate).
+   If no rate is eligible (every rate had a diverged seed), the choice is the
    rate with the fewest diverged seeds (then by rule 3 over its non-diverged seeds)
    and carries ``no_stable_rate = True``.
 
@@ -145,9 +148,9 @@ def choose(records: Sequence[Mapping], tie_tolerance: float = TIE_TOLERANCE) -> 
     tied = [chosen]
   rate = float(chosen["learning_rate"])
   edge = ""
-  if len(grid) > 1 and rate == grid[-1]:
+  if len(grid) > 1 and len(tied) == 1 and rate == grid[-1]:
     edge = "upper"
-  elif len(grid) > 1 and rate == grid[0]:
+  elif len(grid) > 1 and len(tied) == 1 and rate == grid[0]:
     edge = "lower"
   return dict(
     learning_rate=rate,
