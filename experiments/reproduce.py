@@ -14,6 +14,9 @@ re-running the command skips finished cells and continues interrupted ones.
 :mod:`credit.reproduction.protocol`) is written to ``<workdir>/claims.json`` before the
 first sweep runs (``--claims_only``: only that); a workdir that declared another one is
 refused, so a report's verdict rules cannot change once its results exist.
+``--lr_selection_dir=<dir>`` runs each task x rule
+that ``<dir>/<task>/selection.json`` names at its chosen rate
+(:func:`credit.reproduction.plan.with_lr_selection`; cell ids carry the rate).
 """
 
 import os
@@ -41,6 +44,11 @@ flags.DEFINE_list("tasks", None, "Tasks to run (default: every task of the confi
 flags.DEFINE_list("variants", None, "Remedy variants to run (default: all; empty: none).")
 flags.DEFINE_integer("num_devices", 0, "Devices to shard seeds over (0: all visible devices).")
 flags.DEFINE_list("formats", ["png"], "Figure file formats.")
+flags.DEFINE_string(
+  "lr_selection_dir",
+  None,
+  "Learning-rate selections (<dir>/<task>/selection.json): each rule at its chosen rate.",
+)
 flags.DEFINE_bool("dry_run", False, "Validate every sweep, list them and their cells, then exit.")
 flags.DEFINE_bool(
   "claims_only",
@@ -57,6 +65,8 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"too many command-line arguments: {argv[1:]}")
   quiet_orbax_logs()
+  if FLAGS.lr_selection_dir:
+    FLAGS.config.lr_selection_dir = FLAGS.lr_selection_dir
   # Every sweep of the plan is validated here, before the first one runs.
   sweeps = plan(FLAGS.config, FLAGS.tasks, FLAGS.variants, validate=True)
   if FLAGS.dry_run:

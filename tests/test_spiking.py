@@ -551,6 +551,23 @@ def test_encode_task_encodes_samples_and_fixed_eval_sets():
   np.testing.assert_array_equal(again.eval_sets["val"].inputs, poisson.eval_sets["val"].inputs)
 
 
+def test_encode_task_keeps_the_four_splits_encoding_when_shift_splits_are_added():
+  # The single-factor shift sets (test_delay, test_noise) sort between test_clean and train;
+  # the four splits every task has keep their encoding keys, so earlier spiking runs'
+  # evaluation sets are unchanged.
+  rng = np.random.default_rng(7)
+  raw = Batch(jnp.asarray(rng.random((3, 5, 2))), jnp.zeros((3, 5, 2)), jnp.ones((3, 5)))
+  four = {split: raw for split in ("train", "val", "test", "test_clean")}
+  task = xent_task(lif.LIFSpec(2, 4, 2))._replace(eval_sets=four)
+  more = task._replace(eval_sets=dict(four, test_delay=raw, test_noise=raw))
+  poisson = spike_encoding.poisson_encoding(1.0)
+  a = spike_encoding.encode_task(task, poisson).eval_sets
+  b = spike_encoding.encode_task(more, poisson).eval_sets
+  for split in four:
+    np.testing.assert_array_equal(a[split].inputs, b[split].inputs)
+  assert not np.array_equal(b["test_delay"].inputs, b["test_noise"].inputs)
+
+
 def test_spec_from_config():
   model = ml_collections.ConfigDict(
     dict(n_hidden=5, alpha=0.9, n_refractory=2, dale=True, surrogate="sigmoid", surrogate_gamma=0.5)

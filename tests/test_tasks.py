@@ -8,7 +8,7 @@ from credit.tasks import delayed_match_to_sample as dms
 from credit.tasks import evidence_accumulation as ea
 from credit.tasks import pattern_generation as pg
 from credit.tasks import timing
-from credit.tasks.base import EVAL_SPLITS
+from credit.tasks.base import EVAL_SPLITS, SHIFT_SPLITS
 from credit.training.train import make_train
 
 import jax
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 GENERATED = ("pattern_generation", "delayed_match_to_sample", "evidence_accumulation")
+TWO_FACTOR_SHIFT = ("delayed_match_to_sample", "evidence_accumulation")  # delay and noise
 
 
 def _options(name, **changes):
@@ -44,7 +45,8 @@ def test_interface_and_eval_sets(built, name):
   task = built[name]
   assert name in tasks.names()
   assert task.train_size is None and task.sample_test is not None and task.shift
-  assert set(task.eval_sets) == set(EVAL_SPLITS)
+  extra = SHIFT_SPLITS if name in TWO_FACTOR_SHIFT else ()
+  assert set(task.eval_sets) == set(EVAL_SPLITS + extra)
   for batch in task.eval_sets.values():
     assert batch.inputs.shape == (16, task.n_steps, task.n_in)
     assert batch.targets.shape == (16, task.n_steps, task.n_out)
@@ -278,6 +280,68 @@ def test_ea_test_split_has_longer_delays_and_input_noise(built):
   assert abs(stats(batch)[1] - 20.0) < 0.7
   cues = np.asarray(batch.inputs)[..., :20].sum((0, 2))
   assert cues[5 + 15 * 8 : 15 + 15 * 8].sum() > 0  # a 9th cue slot is used
+
+
+# ------------------------------------------------------------------ single-factor shift splits
+
+
+def _factors(name, batch, o):
+  """Per trial delay (ms, from the loss mask's onset), and the input noise's std over
+  channel-steps that carry no signal (DMS: stimulus channels during fixation; evidence
+  accumulation: cue and recall channels in the initial silence)."""
+  onset = np.argmax(np.asarray(batch.mask) > 0, axis=1)
+  x = np.asarray(batch.inputs)
+  if name == "delayed_match_to_sample":
+    delay = onset * o.dt - (o.fixation + o.sample + o.test)
+    quiet = x[:, : round(o.fixation / o.dt), 1:]
+  else:
+    delay = onset * o.dt - (o.t_silence + (o.n_cues - 1) * o.t_interval + o.t_cue)
+    quiet = x[:, : round(o.t_silence / o.dt), : 3 * o.n_per_group]
+  return delay, float(quiet.std())
+
+
+@pytest.mark.parametrize("name", TWO_FACTOR_SHIFT)
+def test_single_factor_shift_splits_differ_from_training_in_their_factor_only(name):
+  o = _options(name, eval_size=512)
+  task = tasks.make(name, o)
+  sets = task.eval_sets
+  factors = {split: _factors(name, batch, o) for split, batch in sets.items()}
+  noise = {split: f[1] for split, f in factors.items()}
+  train_range, test_range = (o.delay_min, o.delay_max), (o.test_delay_min, o.test_delay_max)
+  expected = {  # split: (delay range, noise std)
+    "train": (train_range, o.sigma),
+    "val": (train_range, o.sigma),
+    "test_clean": (train_range, o.sigma),
+    "test": (test_range, o.test_sigma),
+    "test_delay": (test_range, o.sigma),
+    "test_noise": (train_range, o.test_sigma),
+  }
+  assert o.sigma != o.test_sigma and o.delay_max < o.test_delay_min  # both factors shift
+  for split, ((lo, hi), sigma) in expected.items():
+    delay = factors[split][0]
+    assert lo <= delay.min() and delay.max() <= hi, split
+    assert delay.max() - delay.min() > 0.5 * (hi - lo), split  # the range is sampled
+    assert noise[split] == pytest.approx(sigma / math.sqrt(o.dt), abs=0.01), split
+  # Pairs that differ in one factor trial by trial: the same trials (masks, targets), and
+  # the same noise draws scaled to the other std.
+  for shifted, base in (("test_delay", "test"), ("test_noise", "test_clean")):
+    np.testing.assert_array_equal(np.asarray(sets[shifted].mask), np.asarray(sets[base].mask))
+    np.testing.assert_array_equal(np.asarray(sets[shifted].targets), np.asarray(sets[base].targets))
+  assert not np.array_equal(np.asarray(sets["test_delay"].inputs), np.asarray(sets["test"].inputs))
+
+
+def test_shift_split_scores_are_columns_of_an_evaluation():
+  config = importlib.import_module("configs.delayed_match_to_sample").get_config("smoke")
+  config.num_steps, config.eval_every = 10, 10
+  _, metrics = jax.jit(make_train(config))(jax.random.key(0))
+  for split in SHIFT_SPLITS:
+    for kind in ("acc", "loss"):
+      values = np.asarray(metrics[f"{split}_{kind}"])
+      assert values.shape == (2,) and np.all(np.isfinite(values))
+  # Each column reads its own set: test (both factors) is neither single-factor set.
+  loss = {k: np.asarray(v) for k, v in metrics.items() if k.endswith("_loss")}
+  assert np.all(loss["test_loss"] != loss["test_delay_loss"])
+  assert np.all(loss["test_noise_loss"] != loss["test_clean_loss"])
 
 
 # --------------------------------------------------------------------------- validation

@@ -16,7 +16,11 @@ A reproduction config (``configs/reproduce/*.py``) holds:
 * ``remedy_overrides`` (optional): ``{task: partial run config}`` merged into
   every remedy cell of that task after the variant's own overrides, e.g.
   ``dict(num_seeds=10, theory=dict(every=0))`` for fewer seeds and no theory
-  probe in the remedy sweeps than in the base sweep.
+  probe in the remedy sweeps than in the base sweep;
+* ``lr_selection_dir`` (optional): a folder of learning-rate selections,
+  ``<dir>/<task>/selection.json`` (:mod:`credit.analysis.lr_selection`); each task
+  with one runs its base sweep and remedies at the chosen rate per rule
+  (:func:`with_lr_selection`), a task or rule without one at its sweep's rate.
 
 :func:`with_theory` turns the theory probe on wherever the curvature probe
 runs, per-rule overrides included, so that the predicted bound is measured at
@@ -25,8 +29,10 @@ the same steps as :math:`\\lambda_{max}`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
+from credit.analysis import lr_selection
 from credit.errors import ConfigError, UnknownFieldError
 from credit.reproduction import protocol as protocol_lib
 
@@ -129,10 +135,60 @@ def remedy_sweep(
     task: {r: o for r, o in per_rule.items() if r in out["rules"]}
     for task, per_rule in base["task_rule_overrides"].items()
   }
+  if "task_rule_learning_rates" in base:  # the chosen rates of the remedy's rules
+    out["task_rule_learning_rates"] = {
+      task: {r: rates for r, rates in per_rule.items() if r in out["rules"]}
+      for task, per_rule in base["task_rule_learning_rates"].items()
+    }
   return ml_collections.ConfigDict(out)
 
 
-REPRODUCTION_FIELDS = ("name", "tasks", "remedies", "remedy_rules", "remedy_overrides", "claims")
+REPRODUCTION_FIELDS = (
+  "name",
+  "tasks",
+  "remedies",
+  "remedy_rules",
+  "remedy_overrides",
+  "lr_selection_dir",
+  "claims",
+)
+
+
+def with_lr_selection(
+  sweep: ml_collections.ConfigDict, task: str, rates: Mapping[str, float]
+) -> ml_collections.ConfigDict:
+  """A copy of ``sweep`` whose ``task`` cells of each rule in ``rates`` run at that rate only.
+
+  Rules of ``rates`` not in the sweep are left out (a pilot may hold more rules
+  than a sweep runs); the sweep's other rules keep ``sweep.learning_rates``.
+  """
+  out = ml_collections.ConfigDict(sweep.to_dict())
+  chosen = {r: (float(lr),) for r, lr in rates.items() if r in tuple(out.rules)}
+  if not chosen:
+    return out
+  if "task_rule_learning_rates" not in out:
+    out.task_rule_learning_rates = ml_collections.ConfigDict()
+  per_task = out.task_rule_learning_rates
+  if task in per_task:
+    per_task[task].update(chosen)
+  else:
+    per_task[task] = chosen
+  return out
+
+
+def selected_rates(folder: str, task: str) -> dict[str, float] | None:
+  """The chosen rates of ``task`` in a selection folder (``None``: no selection there).
+
+  Raises:
+    ConfigError: the task's ``selection.json`` is for another task or lacks a rate.
+  """
+  path = os.path.join(folder, task, lr_selection.SELECTION)
+  if not os.path.isfile(path):
+    return None
+  found, rates = lr_selection.chosen_rates(path)
+  if found != task:
+    raise ConfigError(f"{path} is the selection of task {found!r}, not {task!r}")
+  return rates
 
 
 def validate_reproduction(repro: ml_collections.ConfigDict) -> None:
@@ -198,9 +254,15 @@ def plan(
     raise ConfigError(f"unknown remedy variant(s) {unknown}; the reproduction has {all_variants}")
   if BASE in variants:
     raise ConfigError(f"{BASE!r} is the name of the sweep without remedies")
+  folder = repro.get("lr_selection_dir") or None
+  if folder is not None and not os.path.isdir(folder):
+    raise ConfigError(f"lr_selection_dir {folder!r} is not a folder")
   out = []
   for task in tasks:
     sweep = repro.tasks[task]
+    rates = selected_rates(folder, task) if folder else None
+    if rates:
+      sweep = with_lr_selection(sweep, task, rates)
     out.append((task, BASE, sweep))
     rules = remedy_rules(repro, task)
     extra = (repro.get("remedy_overrides") or {}).get(task) or {}

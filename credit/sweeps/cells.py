@@ -44,7 +44,7 @@ SWEEP_FIELDS = (
   "task_rule_overrides",
   "checkpoint_every",
 )
-OPTIONAL_SWEEP_FIELDS = ("fit_criteria",)
+OPTIONAL_SWEEP_FIELDS = ("fit_criteria", "task_rule_learning_rates")
 FIT_CRITERION_FIELDS = ("metric", "at_least")
 
 
@@ -125,16 +125,7 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"sweep.{field} is empty")
     if len(set(values)) != len(values):
       raise ConfigError(f"sweep.{field} has duplicates: {values}")
-  for lr in sweep.learning_rates:  # (): each task's own optimizer.learning_rate
-    if (
-      not isinstance(lr, int | float)
-      or isinstance(lr, bool)
-      or not 0 < lr < math.inf  # False for NaN too
-    ):
-      raise ConfigError(
-        f"sweep.learning_rates must be finite numbers > 0, got {lr!r} in "
-        f"{tuple(sweep.learning_rates)}"
-      )
+  _check_rates("sweep.learning_rates", sweep.learning_rates)  # (): each task's own rate
   known_rules = all_rule_names()
   for rule in sweep.rules:
     if rule not in known_rules:
@@ -142,6 +133,19 @@ def validate_sweep(sweep: ml_collections.ConfigDict) -> None:
         f"sweep.rules: unknown rule {rule!r} in {tuple(sweep.rules)}; the rules are "
         f"{sorted(known_rules)}"
       )
+  for task, per_rule in (sweep.get("task_rule_learning_rates") or {}).items():
+    where = f"sweep.task_rule_learning_rates.{task}"
+    if task not in sweep.tasks:
+      raise ConfigError(f"{where}: task {task!r} is not in sweep.tasks {sorted(sweep.tasks)}")
+    unknown = set(per_rule) - set(sweep.rules)
+    if unknown:
+      raise ConfigError(f"{where} names rules not in sweep.rules: {sorted(unknown)}")
+    for rule, rates in per_rule.items():
+      if isinstance(rates, str) or not isinstance(rates, tuple | list) or not rates:
+        raise ConfigError(f"{where}.{rule} must be a non-empty tuple of rates, got {rates!r}")
+      if len(set(rates)) != len(rates):
+        raise ConfigError(f"{where}.{rule} has duplicates: {tuple(rates)}")
+      _check_rates(f"{where}.{rule}", rates)
   # Overrides of a registered rule that this sweep does not run are ignored: a user who
   # drops rules from sweep.rules (--config.rules='("bptt",)') need not drop their
   # overrides too. A name that is no rule at all is a typo, and is refused.
@@ -171,6 +175,23 @@ def _check_override_rules(overrides, where: str, known_rules: frozenset[str]) ->
     raise ConfigError(
       f"{where} names unknown rule(s) {unknown}; the rules are {sorted(known_rules)}"
     )
+
+
+def _check_rates(where: str, rates) -> None:
+  for lr in rates:
+    if (
+      not isinstance(lr, int | float)
+      or isinstance(lr, bool)
+      or not 0 < lr < math.inf  # False for NaN too
+    ):
+      raise ConfigError(f"{where} must be finite numbers > 0, got {lr!r} in {tuple(rates)}")
+
+
+def learning_rates(sweep: ml_collections.ConfigDict, task: str, rule: str) -> tuple[float, ...]:
+  """The rates of ``task`` x ``rule``: ``task_rule_learning_rates`` if it names them, else
+  :func:`task_learning_rates`."""
+  per_rule = (sweep.get("task_rule_learning_rates") or {}).get(task) or {}
+  return tuple(per_rule[rule]) if rule in per_rule else task_learning_rates(sweep, task)
 
 
 def task_learning_rates(sweep: ml_collections.ConfigDict, task: str) -> tuple[float, ...]:
@@ -245,7 +266,7 @@ def expand(sweep: ml_collections.ConfigDict, validate: bool = True) -> tuple[Cel
   cells = []
   for task in sorted(sweep.tasks):
     for rule in sweep.rules:
-      for lr in task_learning_rates(sweep, task):
+      for lr in learning_rates(sweep, task, rule):
         config = cell_config(sweep, task, rule, lr)
         if validate:
           from credit.training import config as config_lib

@@ -12,7 +12,11 @@ so that metrics along training are measured on the same examples each time:
   measured here, as in the reference code);
 * ``test``: the **shifted** test distribution (the generalization gap is
   ``train - test``);
-* ``test_clean``: held-out examples of the training distribution at test size.
+* ``test_clean``: held-out examples of the training distribution at test size;
+* optionally (:data:`SHIFT_SPLITS`; delayed match and evidence accumulation, whose
+  shift has two factors), ``test_delay`` (the test delays, training's noise) and
+  ``test_noise`` (training's delays, the test noise): each shifted in one factor, so
+  that a gap can be attributed; ``test`` stays the shift in both.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 EVAL_SPLITS = ("train", "val", "test", "test_clean")
+SHIFT_SPLITS = ("test_delay", "test_noise")
 
 
 class Batch(NamedTuple):
@@ -61,7 +66,8 @@ class Task(NamedTuple):
     objective: ``"xent"`` (classification, score = accuracy) or ``"mse"``
       (regression, score = R^2).
     sample_train: ``(key, batch_size) -> Batch``, pure and jit-able.
-    eval_sets: fixed evaluation batches keyed by :data:`EVAL_SPLITS`.
+    eval_sets: fixed evaluation batches keyed by :data:`EVAL_SPLITS` (and, for
+      tasks whose shift has two factors, :data:`SHIFT_SPLITS`).
     shift: a sentence describing how ``test`` differs from training.
     sample_test: ``(key, batch_size) -> Batch`` from the shifted test
       distribution (for tasks that can generate; ``None`` for fixed datasets).

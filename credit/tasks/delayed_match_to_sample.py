@@ -19,6 +19,10 @@ labels are balanced.
 Test shift: delays drawn from ``[test_delay_min, test_delay_max]`` (by default
 longer than any training delay, so the memory must be held past the durations
 seen in training) and input noise ``test_sigma`` (by default twice training's).
+Single-factor sets besides it (:data:`credit.tasks.base.SHIFT_SPLITS`): ``test_delay``
+(the test delays at training's noise) and ``test_noise`` (training's delays at the
+test noise), paired trial by trial with ``test`` and ``test_clean``
+(:func:`credit.tasks.timing.shift_eval_sets`).
 """
 
 from __future__ import annotations
@@ -110,13 +114,16 @@ def n_steps(options: ml_collections.ConfigDict) -> int:
 
 
 def splits(options: ml_collections.ConfigDict) -> dict[str, Split]:
-  """The training and (shifted) test trial distributions, in steps."""
+  """The training and shifted trial distributions, in steps: ``test`` shifts delay and noise,
+  ``test_delay`` the delay only, ``test_noise`` the noise only."""
   o = options
+  train = (round(o.delay_min / o.dt), round(o.delay_max / o.dt))
+  test = (round(o.test_delay_min / o.dt), round(o.test_delay_max / o.dt))
   return {
-    "train": Split(round(o.delay_min / o.dt), round(o.delay_max / o.dt), float(o.sigma)),
-    "test": Split(
-      round(o.test_delay_min / o.dt), round(o.test_delay_max / o.dt), float(o.test_sigma)
-    ),
+    "train": Split(*train, float(o.sigma)),
+    "test": Split(*test, float(o.test_sigma)),
+    "test_delay": Split(*test, float(o.sigma)),
+    "test_noise": Split(*train, float(o.test_sigma)),
   }
 
 
@@ -187,6 +194,9 @@ def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:
   sample_train, sample_test = sampler(sp["train"]), sampler(sp["test"])
   keys = timing.eval_keys(o.eval_seed)
   eval_sets = timing.build_eval_sets(keys, o.eval_size, sample_train, sample_test)
+  eval_sets.update(
+    timing.shift_eval_sets(keys, o.eval_size, sampler(sp["test_delay"]), sampler(sp["test_noise"]))
+  )
   return Task(
     name="delayed_match_to_sample",
     n_in=N_IN,

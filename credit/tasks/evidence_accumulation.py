@@ -25,7 +25,12 @@ Test shift: delays from ``[test_delay_min, test_delay_max]`` (by default
 longer than any training delay) and additive Gaussian input noise on every
 channel (``test_sigma``, neurogym scaling; by default 1.5, i.e. std 0.47 per
 10 ms step, where training has none); optionally another number of cues
-(``test_n_cues``) and background rate (``test_f_background``). Of the shifts
+(``test_n_cues``) and background rate (``test_f_background``). Single-factor sets
+besides it (:data:`credit.tasks.base.SHIFT_SPLITS`): ``test_delay`` (the test delays,
+everything else as in training) and ``test_noise`` (the test noise, everything else as
+in training), paired trial by trial with ``test`` and ``test_clean``
+(:func:`credit.tasks.timing.shift_eval_sets`); a shift in cues or background appears in
+``test`` only. Of the shifts
 tried with BPTT, this one gave the most consistent gap across seeds (a doubled
 background rate instead hurt some seeds by 15% and others not at all).
 """
@@ -144,11 +149,16 @@ def validate(options: ml_collections.ConfigDict) -> None:
 
 
 def splits(options: ml_collections.ConfigDict) -> dict[str, Split]:
-  """The training and (shifted) test trial distributions, durations in steps."""
+  """The training and shifted trial distributions, durations in steps.
+
+  ``test`` is the whole shift; ``test_delay`` and ``test_noise`` change one factor of
+  training's each (the delays, the input noise).
+  """
   o = options
   s = lambda ms: round(ms / o.dt)
+  train = Split(o.n_cues, s(o.delay_min), s(o.delay_max), float(o.f_background), float(o.sigma))
   return {
-    "train": Split(o.n_cues, s(o.delay_min), s(o.delay_max), float(o.f_background), float(o.sigma)),
+    "train": train,
     "test": Split(
       o.test_n_cues,
       s(o.test_delay_min),
@@ -156,6 +166,8 @@ def splits(options: ml_collections.ConfigDict) -> dict[str, Split]:
       float(o.test_f_background),
       float(o.test_sigma),
     ),
+    "test_delay": train._replace(delay_min=s(o.test_delay_min), delay_max=s(o.test_delay_max)),
+    "test_noise": train._replace(sigma=float(o.test_sigma)),
   }
 
 
@@ -243,6 +255,9 @@ def make(options: ml_collections.ConfigDict, dtype=jnp.float32) -> Task:
   sample_train, sample_test = sampler(sp["train"]), sampler(sp["test"])
   keys = timing.eval_keys(o.eval_seed)
   eval_sets = timing.build_eval_sets(keys, o.eval_size, sample_train, sample_test)
+  eval_sets.update(
+    timing.shift_eval_sets(keys, o.eval_size, sampler(sp["test_delay"]), sampler(sp["test_noise"]))
+  )
   tr, te = sp["train"], sp["test"]
   extra = []
   if te.n_cues != tr.n_cues:

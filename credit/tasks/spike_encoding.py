@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from credit.tasks.base import Batch, Task
+from credit.tasks.base import EVAL_SPLITS, Batch, Task
 
 import jax
 import jax.numpy as jnp
@@ -122,9 +122,12 @@ def encode_task(task: Task, encoding: Encoding, eval_key: jax.Array | None = Non
 
     return sample_encoded
 
+  # The splits every task has keep the indices they had before the single-factor shift
+  # sets existed (sorted among themselves); any other split comes after them.
+  order = sorted(task.eval_sets, key=lambda split: (split not in EVAL_SPLITS, split))
   eval_sets = {
-    split: encoded(batch, jax.random.fold_in(eval_key, i))
-    for i, (split, batch) in enumerate(sorted(task.eval_sets.items()))
+    split: encoded(task.eval_sets[split], jax.random.fold_in(eval_key, i))
+    for i, split in enumerate(order)
   }
   return task._replace(
     name=f"{task.name}+{encoding.name}",

@@ -133,3 +133,19 @@ def build_eval_sets(keys: dict[str, jax.Array], size: int, sample_train, sample_
     "test": sample_test(keys["test"], size),
     "test_clean": sample_train(keys["test_clean"], size),
   }
+
+
+def shift_eval_sets(keys: dict[str, jax.Array], size: int, sample_delay, sample_noise) -> dict:
+  """The single-factor shift sets: ``test_delay`` (longer delays only), ``test_noise`` (noise only).
+
+  Each reuses a key of :func:`build_eval_sets`, so the sets come in pairs that
+  differ in one factor only, trial by trial: ``test_delay`` draws the trials of
+  ``test`` (same stimuli and delays, the same noise draws at training's std) and
+  ``test_noise`` those of ``test_clean`` (same trials, the noise at test's std).
+  So ``test_delay - test`` is the noise's effect at long delays and ``test_noise -
+  test_clean`` at training's delays, without the sampling error of new trials.
+  """
+  return {
+    "test_delay": sample_delay(keys["test"], size),
+    "test_noise": sample_noise(keys["test_clean"], size),
+  }
