@@ -224,6 +224,9 @@ def test_gap_units_are_derived_per_evaluation():
   (r,) = numbers.derived_gaps(rows, 0.5)
   assert r["gap_norm"] == pytest.approx(0.2 / 0.4) and r["gap_clean"] == pytest.approx(0.05)
   assert math.isnan(numbers.derived_gaps([dict(train_acc=0.4, test_acc=0.3)], 0.5)[0]["gap_norm"])
+  # Single-factor shift splits get their own gap; tasks without them get none.
+  (r,) = numbers.derived_gaps([dict(train_acc=0.9, test_acc=0.7, test_delay_acc=0.8)], 0.5)
+  assert r["gap_delay"] == pytest.approx(0.1) and "gap_noise" not in r
 
 
 def test_the_report_reads_its_declared_protocol_and_says_what_moved(tmp_path):

@@ -122,6 +122,29 @@ def provenance(workdir: str) -> list[str]:
     return ["## Provenance of these results", "", f.read().strip(), ""]
 
 
+LR_SELECTION = os.path.join("lr_selection", "selection.md")
+
+
+def lr_selection_section(workdir: str) -> list[str]:
+  """The learning-rate pilot's choices (``lr_selection/selection.md``, written by
+  ``experiments.lr_selection --combine``), if the workdir holds one."""
+  path = os.path.join(workdir, LR_SELECTION)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    text = f.read().strip()
+  return [
+    "## Learning-rate selection (pilot)",
+    "",
+    f"From `{LR_SELECTION}` (its `PROVENANCE.md` has the commands; each task's pilot results",
+    "are beside it). The sweeps above ran at the rates their provenance names; the chosen",
+    "rates apply to the sweeps run with `--lr_selection_dir`.",
+    "",
+    text,
+    "",
+  ]
+
+
 def compute(workdir: str) -> list[str]:
   """A table of the wall time each sweep took, from its cells' ``run_info.json``.
 
@@ -249,6 +272,7 @@ def markdown(
     "## Seeds per cell",
     "",
     *tables.seeds_table(numbers),
+    *lr_selection_section(workdir),
     *compute(workdir),
     *field_map_section(workdir, figures),
     *tables.edge_definitions(
@@ -279,7 +303,9 @@ def markdown(
     lines += [
       "`*_acc` is the task's score (accuracy, or R² for regression tasks); `gap_acc` =",
       "train - test score (test: the shifted test set), `gap_norm` = (train − test) / (train",
-      "− chance), `gap_clean` = train − clean test score, `gap_loss` = test − train loss.",
+      "− chance), `gap_clean` = train − clean test score, `gap_loss` = test − train loss;",
+      "where a task has single-factor shifts, `gap_delay` and `gap_noise` = train − the score",
+      "on the longer-delay-only and extra-noise-only test sets (described, never a verdict).",
       "Δ: difference of means [bootstrap 95% CI]; HL: the Hodges–Lehmann shift; MW p:",
       "two-sided (the claims use the one-sided tests).",
       "",

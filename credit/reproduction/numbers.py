@@ -18,7 +18,8 @@ Per task, over the runs that did not diverge:
   to the earlier and left out of every statistic, so nothing is counted twice;
 * **operating points** of each trained run (every metric, gaps in three units:
   ``gap_acc`` raw, ``gap_norm`` chance-normalized, ``gap_clean`` against the clean test
-  set, :func:`derived_gaps`): ``matched``, its first evaluation meeting the criterion
+  set, :func:`derived_gaps`; ``gap_delay`` and ``gap_noise`` where a task has
+  single-factor shift splits): ``matched``, its first evaluation meeting the criterion
   (:func:`credit.analysis.fit.first_fit`); ``window``, its mean over the evaluations from
   there to the protocol's ``window`` x the budget later (the verdicts' point); ``last``,
   its mean over the last ``last`` of the budget. Per rule, each point's per-run
@@ -83,6 +84,10 @@ SINGLE = "sweep"  # the variant name of a sweep workdir's one sweep
 GAPS = ("gap_acc", "gap_loss")
 # Derived per evaluation (:func:`derived_gaps`): the chance-normalized and the clean-test gap.
 DERIVED_GAPS = ("gap_norm", "gap_clean")
+# Tasks with single-factor shift splits (delay only, noise only) get a gap for each, described
+# beside the others (never a verdict's unit): ``gap_delay``, ``gap_noise``.
+SINGLE_FACTOR_SPLITS = ("delay", "noise")
+SPLIT_GAPS = tuple(f"gap_{s}" for s in SINGLE_FACTOR_SPLITS)
 HEADLINE_GAP = "gap_acc"
 SCORES = ("train_acc", "test_acc")
 # Operating points of a trained run besides its first fit (:func:`run_records`).
@@ -215,7 +220,12 @@ def derived_gaps(rows: Sequence[Mapping], chance_score: float | None) -> list[di
     above = train - chance_score if chance_score is not None else math.nan
     norm = (train - test) / above if above > 0 else math.nan
     clean = train - stats.as_float(r.get("test_clean_acc"))
-    out.append({**r, "gap_norm": norm, "gap_clean": clean})
+    extra = {
+      f"gap_{split}": train - stats.as_float(r[f"test_{split}_acc"])
+      for split in SINGLE_FACTOR_SPLITS
+      if f"test_{split}_acc" in r
+    }
+    out.append({**r, "gap_norm": norm, "gap_clean": clean, **extra})
   return out
 
 
@@ -236,7 +246,8 @@ def run_records(
   the last step of the run's cell (task, rule, learning rate). ``extra`` metrics
   (:func:`extra_curvature`) are carried into every point.
   """
-  names = [*GAPS, *DERIVED_GAPS, *SCORES, "train_loss", *([lam] if lam else []), *extra]
+  names = [*GAPS, *DERIVED_GAPS, *SPLIT_GAPS, *SCORES, "train_loss", *([lam] if lam else [])]
+  names += list(extra)
   groups = stats.group_rows(rows, stats.RUN_COLUMNS)
   budgets: dict[tuple, float] = {}
   for r in rows:
@@ -529,6 +540,8 @@ def task_numbers(task: str, variants: Mapping[str, str], claims: Mapping | None 
   extra = extra_curvature(rows)
   same = identical_rules(rows)
   records = run_records(rows, fit, lam, extra, window, last)
+  split = tuple(g for g in SPLIT_GAPS if any(math.isfinite(stats.as_float(r.get(g))) for r in rows))
+  described = (*extra, *split)
   kept = [r for r in records if not r["diverged"]]
   rules = [r for r in ordered_rules(r["rule"] for r in records) if r not in same]
   has_reference = REFERENCE_RULE in rules
@@ -541,6 +554,7 @@ def task_numbers(task: str, variants: Mapping[str, str], claims: Mapping | None 
   out: dict = {
     "lambda_metric": lam,
     **({"extra_curvature": list(extra)} if extra else {}),
+    **({"split_gaps": list(split)} if split else {}),
     "optimizer": opt.get("name"),
     "threshold": th,
     "edge_params": {
@@ -569,16 +583,16 @@ def task_numbers(task: str, variants: Mapping[str, str], claims: Mapping | None 
       "learning_rate": stats.describe(column(runs, "learning_rate"))["mean"],
       "steps": max((int(r["step"]) for r in all_runs), default=0),
       "fit_step": stats.describe(column(runs, "step", "matched")),
-      "matched": _block(runs, ref, "matched", extra),
-      "window": _block(runs, ref, "window", extra),
-      "last": _block(runs, ref, "last", extra),
+      "matched": _block(runs, ref, "matched", described),
+      "window": _block(runs, ref, "window", described),
+      "last": _block(runs, ref, "last", described),
       "end": _block(
         [r for r in runs if r["fit_end"]],
         [r for r in ref if r["fit_end"]] if ref else None,
         "final",
-        extra,
+        described,
       ),
-      "all_end": _block(runs, ref, "final", extra),
+      "all_end": _block(runs, ref, "final", described),
       "theory": _theory(runs),
     }
     if th:

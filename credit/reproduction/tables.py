@@ -152,7 +152,7 @@ def comparison_section(t: Mapping, block: str) -> list[str]:
     if not any(b[m]["n"] for m in (*GAPS, "lambda")):
       empty.append(rule)
       continue
-    for metric in (*COMPARED, *t.get("extra_curvature", ())):
+    for metric in (*COMPARED, *t.get("split_gaps", ()), *t.get("extra_curvature", ())):
       if metric not in b:
         continue
       rows.append(
