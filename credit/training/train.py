@@ -95,20 +95,11 @@ EVAL_CHUNK = 1024
 
 def model_spec(config: ml_collections.ConfigDict, task: Task) -> rnn.RNNSpec | lif.LIFSpec:
   """The network of ``config.model``: a rate :class:`~credit.models.rnn.RNNSpec`, or a
-  spiking :class:`~credit.models.lif.LIFSpec` for ``model.kind = "lif"``."""
-  m = config.model
-  if m.get("kind", "rate") == "lif":
-    return lif.spec_from_config(m, task.n_in, task.n_out)
-  return rnn.RNNSpec(
-    n_in=task.n_in,
-    n_hidden=m.n_hidden,
-    n_out=task.n_out,
-    alpha=float(m.alpha),
-    activation=m.activation,
-    no_autapse=bool(m.no_autapse),
-    dale=bool(m.dale),
-    frac_exc=float(m.frac_exc),
-  )
+  spiking :class:`~credit.models.lif.LIFSpec` for ``model.kind = "lif"`` (the same spec
+  validation builds from the task's shape, :func:`credit.training.config.network_spec`)."""
+  from credit.training import config as config_lib  # config validates through this module
+
+  return config_lib.network_spec(config, task)
 
 
 def dtype_of(config: ml_collections.ConfigDict):
