@@ -52,6 +52,7 @@ unless that loss lies near chance.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -180,7 +181,7 @@ def _two_sample(
   base: str = "BPTT",
 ) -> Candidate:
   """A rank contrast at the headline point, or at the matched loss when no run fits there."""
-  headline = headline_point(p)
+  headline = protocol_lib.headline_block(p)
   x, y = blocks[headline]
   log = kind == "log_shift"
   others = {
@@ -209,11 +210,6 @@ def _two_sample(
   else:
     margin, text = _margin_gap(p, metric, y, base)
   return Candidate(claim, task, key, where, kind, claimed, (x, y), margin, text, reason, others)
-
-
-def headline_point(p: Mapping) -> str:
-  """The numbers' block name of the protocol's headline operating point."""
-  return {"first_fit": "matched", "window": "window", "last_quarter": "last"}[p["headline"]]
 
 
 def at_loss_scores(t: Mapping, key: str) -> list[float]:
@@ -253,7 +249,7 @@ def candidates(task: str, t: Mapping, p: Mapping) -> list[Candidate]:
   ref = t["rules"].get(REFERENCE_RULE)
   ref_reason = _reference_reason(t, p)
   ml_rules = (t.get("matched_loss") or {}).get("rules", {})
-  headline = headline_point(p)
+  headline = protocol_lib.headline_block(p)
   for rule, e in t["rules"].items():
     if rule == REFERENCE_RULE or ref is None:
       continue
@@ -570,8 +566,6 @@ def judge(numbers: Mapping, p: Mapping) -> dict[str, list[Judged]]:
 
 def adjust(numbers: Mapping, p: Mapping | None = None) -> dict:
   """A copy of ``numbers`` with each task's ``verdicts``: ``{claim: [Judged as dict]}``."""
-  import copy
-
   p = p or protocol_lib.as_dict(protocol_lib.default())
   out = copy.deepcopy(dict(numbers))
   judged = judge(out, p)
@@ -653,15 +647,4 @@ def table(numbers: Mapping) -> dict[str, dict[str, Cell]]:
         cell_verdict([j["verdict"] for j in judged]),
         [line(j) for j in judged] or [NO_CONTRAST.get(key, "no contrast")],
       )
-  return out
-
-
-def count(numbers: Mapping, claims: Sequence[str] | None = None) -> dict[str, int]:
-  """How many contrasts got each verdict (over ``claims``, default every claim)."""
-  out = dict.fromkeys(VERDICTS, 0)
-  for t in numbers.values():
-    for claim, judged in t["verdicts"].items():
-      if claims is None or claim in claims:
-        for j in judged:
-          out[j["verdict"]] += 1
   return out

@@ -56,16 +56,16 @@ def protocol_section(p: Mapping, declared: bool, numbers: Mapping) -> list[str]:
     else f"no `{protocol_lib.FILE}` here: credit's default protocol"
   )
   units = {task: t.get("gap_unit", "gap_acc") for task, t in numbers.items()}
+  headline = claims_lib.POINT_NAMES[protocol_lib.headline_block(p)]
   margins = ", ".join(
     f"`{u}` max({m['absolute']:g}, {m['relative']:g} × the reference's median)"
     for u, m in p["gap_margin"].items()
   )
-  point = {"window": "window", "first_fit": "first fit", "last_quarter": "last quarter"}
   return [
     f"**Verdict protocol** ({source}): level α = {p['alpha']:g} per family, power "
     f"{p['power']:g} for the MDE; primary claims (one-sided, Holm within each claim across "
     f"tasks × rules): {', '.join(p['primary'])}; the others are secondary families. "
-    f"Operating point of the verdicts: **{point[p['headline']]}**: each trained run's mean "
+    f"Operating point of the verdicts: **{headline}**: each trained run's mean "
     f"over its evaluations from its first fit to first fit + {p['window']:g} × the training "
     f"budget (first fit, and the mean over the last {p['last']:g} of the budget, are shown "
     "beside it); a rule none of whose runs fits is compared at the matched training loss "

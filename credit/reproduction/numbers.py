@@ -90,8 +90,8 @@ SINGLE_FACTOR_SPLITS = ("delay", "noise")
 SPLIT_GAPS = tuple(f"gap_{s}" for s in SINGLE_FACTOR_SPLITS)
 HEADLINE_GAP = "gap_acc"
 SCORES = ("train_acc", "test_acc")
-# Operating points of a trained run besides its first fit (:func:`run_records`).
-POINTS = {"first_fit": "matched", "window": "window", "last_quarter": "last"}
+# Operating points of a trained run (:func:`run_records`): the protocol's names -> blocks.
+POINTS = protocol_lib.POINT_BLOCKS
 LAMBDA_METRICS = ("lambda_max", "theory_lambda_max")
 # The surrogate-gradient Jacobian of a spiking run measured beside the smoothed proxy's
 # lambda_max: its symmetric part's top eigenvalue and its largest real eigenvalue.

@@ -48,6 +48,8 @@ FILE = "claims.json"
 CLAIM_KEYS = ("worse_gap", "more_variable", "correlation", "sharper", "theory", "remedies", "fit")
 PRIMARY = ("worse_gap", "sharper", "correlation")
 OPERATING_POINTS = ("window", "first_fit", "last_quarter")
+# Each operating point's block in a task's numbers (:mod:`credit.reproduction.numbers`).
+POINT_BLOCKS = {"first_fit": "matched", "window": "window", "last_quarter": "last"}
 # raw: train - shifted test score; normalized: (train - test) / (train - chance), the
 # fraction of the above-chance score lost to the shift; clean: train - clean test score.
 GAP_UNITS = ("gap_acc", "gap_norm", "gap_clean")
@@ -146,6 +148,11 @@ def as_dict(p: Mapping) -> dict:
   """The protocol as plain JSON values (tuples as lists, NaN kept as NaN)."""
   raw = p.to_dict() if hasattr(p, "to_dict") else dict(p)
   return json.loads(json.dumps(raw))
+
+
+def headline_block(p: Mapping) -> str:
+  """The numbers' block of the protocol's headline operating point."""
+  return POINT_BLOCKS[p["headline"]]
 
 
 def gap_unit(p: Mapping, task: str) -> str:

@@ -174,7 +174,7 @@ def comparison_section(t: Mapping, block: str) -> list[str]:
 
 def variability_section(t: Mapping) -> list[str]:
   """The primary gap's spread against BPTT's at each operating point (two-sided p)."""
-  names = {"window": "window", "matched": "first fit", "last": "last quarter"}
+  names = claims_lib.POINT_NAMES
   rows = [
     [
       rule,
@@ -195,7 +195,7 @@ def variability_section(t: Mapping) -> list[str]:
 
 def relation_section(t: Mapping) -> list[str]:
   """λ_max against the primary gap at each operating point (two-sided p)."""
-  names = {"window": "window", "matched": "first fit", "last": "last quarter"}
+  names = claims_lib.POINT_NAMES
   rows = []
   for where, rel in (t.get("relations") or {"matched": t["relation"]}).items():
     q = rel["partial"]
